@@ -1,0 +1,151 @@
+/**
+ * The only door to DuckDB. Everything else asks this service for SQL to be run; nobody else
+ * imports `@duckdb/node-api`. Extension autoload/autoinstall is off: this machine is offline and
+ * parquet/json/icu are built in.
+ */
+import {
+  BIGINT,
+  BOOLEAN,
+  DOUBLE,
+  type DuckDBConnection,
+  DuckDBInstance,
+  type DuckDBType,
+  type DuckDBValue,
+  LIST,
+  listValue,
+  VARCHAR,
+} from "@duckdb/node-api";
+import { Context, Effect, Layer } from "effect";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+
+/** A value that may be bound to a `$name` parameter. */
+export type SqlParam = string | number | bigint | boolean | ReadonlyArray<string>;
+
+/** Named parameters for a query (`$name` in the SQL text). */
+export type SqlParams = Readonly<Record<string, SqlParam>>;
+
+/** One column-wise chunk of a streamed result. */
+export type Columns = ReadonlyArray<ReadonlyArray<unknown>>;
+
+/** A pull-based cursor over a query's result, one chunk (≤2048 rows) at a time. */
+export interface ChunkCursor {
+  /** Next chunk's columns (raw DuckDB values: VARCHAR → string, BIGINT → bigint), or `undefined` when the result is exhausted. */
+  readonly next: Effect.Effect<Columns | undefined, WorldstreamError>;
+}
+
+/** A DuckDB connection: queries on one connection run one after another. */
+export interface DuckSession {
+  readonly exec: (sql: string, params?: SqlParams) => Effect.Effect<void, WorldstreamError>;
+  readonly rows: <A = Record<string, unknown>>(
+    sql: string,
+    params?: SqlParams,
+  ) => Effect.Effect<ReadonlyArray<A>, WorldstreamError>;
+  /** Streams a result column-wise; the cursor is only valid inside the session's scope. */
+  readonly cursor: (
+    sql: string,
+    params?: SqlParams,
+  ) => Effect.Effect<ChunkCursor, WorldstreamError>;
+}
+
+/** The DuckDB engine: one in-process database, many sessions. */
+export class DuckDb extends Context.Service<DuckDb, {
+  /** A fresh connection, closed when the scope closes. */
+  readonly session: Effect.Effect<DuckSession, WorldstreamError, import("effect").Scope.Scope>;
+}>()("worldstream/stores/DuckDb") {
+  /** In-memory DuckDB with extensions locked down; `threads` defaults to DuckDB's own choice. */
+  static readonly layer = (
+    options: { readonly threads?: number; readonly memoryLimit?: string } = {},
+  ) =>
+    Layer.effect(
+      DuckDb,
+      Effect.gen(function* () {
+        const instance = yield* Effect.acquireRelease(
+          tryDuck("open", () =>
+            DuckDBInstance.create(":memory:", {
+              autoload_known_extensions: "false",
+              autoinstall_known_extensions: "false",
+              ...(options.threads ? { threads: String(options.threads) } : {}),
+              ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
+            })),
+          (db) => Effect.sync(() => db.closeSync()),
+        );
+        const session = Effect.acquireRelease(
+          tryDuck("connect", () => instance.connect()),
+          (conn) => Effect.sync(() => conn.closeSync()),
+        ).pipe(Effect.map(makeSession));
+        return DuckDb.of({ session });
+      }),
+    );
+}
+
+function makeSession(conn: DuckDBConnection): DuckSession {
+  const bind = (params?: SqlParams) => params === undefined ? undefined : toDuck(params);
+  return {
+    exec: (sql, params) =>
+      tryDuck("query", async () => {
+        const p = bind(params);
+        await conn.run(sql, p?.values, p?.types);
+      }),
+    rows: <A>(sql: string, params?: SqlParams) =>
+      tryDuck("query", async () => {
+        const p = bind(params);
+        const reader = await conn.runAndReadAll(sql, p?.values, p?.types);
+        return reader.getRowObjectsJS() as unknown as ReadonlyArray<A>;
+      }),
+    cursor: (sql, params) =>
+      tryDuck("query", async () => {
+        const p = bind(params);
+        const result = await conn.stream(sql, p?.values, p?.types);
+        return {
+          next: tryDuck("read", async () => {
+            const chunk = await result.fetchChunk();
+            if (chunk === null || chunk.rowCount === 0) return undefined;
+            return chunk.getColumns() as Columns;
+          }),
+        };
+      }),
+  };
+}
+
+function toDuck(params: SqlParams) {
+  const values: Record<string, DuckDBValue> = {};
+  const types: Record<string, DuckDBType> = {};
+  for (const [k, v] of Object.entries(params)) {
+    if (typeof v === "string") [values[k], types[k]] = [v, VARCHAR];
+    else if (typeof v === "bigint") [values[k], types[k]] = [v, BIGINT];
+    else if (typeof v === "boolean") [values[k], types[k]] = [v, BOOLEAN];
+    else if (typeof v === "number") {
+      [values[k], types[k]] = Number.isInteger(v) ? [BigInt(v), BIGINT] : [v, DOUBLE];
+    } else [values[k], types[k]] = [listValue([...v]), LIST(VARCHAR)];
+  }
+  return { values, types };
+}
+
+function tryDuck<A>(what: string, f: () => Promise<A>): Effect.Effect<A, WorldstreamError> {
+  return Effect.tryPromise({
+    try: f,
+    catch: (e) => fail("DUCKDB_ERROR", `DuckDB ${what} failed: ${firstLine(e)}`),
+  });
+}
+
+function firstLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split("\n")[0];
+}
+
+/**
+ * A SQL string literal for a value DuckDB cannot take as a parameter (COPY targets). Callers
+ * validate paths first; this still refuses quotes and control characters rather than escaping.
+ */
+export function sqlLiteral(value: string): string {
+  // deno-lint-ignore no-control-regex
+  if (/['\\\u0000-\u001f]/.test(value)) {
+    throw new Error(`Refusing to put ${JSON.stringify(value)} into SQL text`);
+  }
+  return `'${value}'`;
+}
+
+/** Reads `sql/duckdb/<name>.sql` (the SQL-first core keeps every query there). */
+export function duckSql(name: string): string {
+  return Deno.readTextFileSync(new URL(`../sql/duckdb/${name}.sql`, import.meta.url));
+}
