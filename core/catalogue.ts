@@ -1,0 +1,136 @@
+/**
+ * The interface pack subset worldstream reads (profiles/interface_pack/): the output catalogue
+ * and the gates map, with their digests, plus safe rendering of their path templates.
+ */
+import { Effect, Schema } from "effect";
+import { parse } from "yaml";
+import { fail, WorldstreamError } from "../schemas/errors.ts";
+import { sha256Hex } from "./hash.ts";
+
+/** One output's catalogue entry (the fields worldstream uses; others are kept as read). */
+export const OutputEntry = Schema.Struct({
+  output_id: Schema.String,
+  path_template: Schema.String,
+  partitions: Schema.Array(Schema.String),
+  schema_ref: Schema.String,
+  primary_key: Schema.Array(Schema.String),
+  read_requires_gates: Schema.Array(Schema.String),
+});
+export type OutputEntry = typeof OutputEntry.Type;
+
+/** One gate of the gates map. */
+export const GateEntry = Schema.Struct({
+  gate_id: Schema.String,
+  passed_flag_path_template: Schema.String,
+});
+export type GateEntry = typeof GateEntry.Type;
+
+const CatalogueFile = Schema.Struct({ version: Schema.String, outputs: Schema.Array(OutputEntry) });
+const GatesFile = Schema.Struct({ version: Schema.String, gates: Schema.Array(GateEntry) });
+
+/** The loaded pack: lookups by id and the sha256 digests of the two files as read. */
+export interface InterfacePack {
+  readonly outputs: ReadonlyMap<string, OutputEntry>;
+  readonly gates: ReadonlyMap<string, GateEntry>;
+  readonly catalogueDigest: string;
+  readonly gateMapDigest: string;
+}
+
+/** The world key that fills path templates. */
+export interface WorldKey {
+  readonly manifest_fingerprint: string;
+  readonly parameter_hash: string;
+  readonly seed: number;
+  readonly scenario_id: string;
+}
+
+const DEFAULT_DIR = new URL("../profiles/interface_pack/", import.meta.url);
+
+/** Loads and checks the catalogue and gates map from `dir` (default: the bundled subset). */
+export const loadInterfacePack = Effect.fn("loadInterfacePack")(function* (dir?: string) {
+  const base = dir === undefined ? DEFAULT_DIR : new URL(`file://${dir.replace(/\/?$/, "/")}`);
+  const catalogueText = yield* readText(new URL("engine_outputs.catalogue.yaml", base));
+  const gatesText = yield* readText(new URL("engine_gates.map.yaml", base));
+  const catalogue = yield* decodeYaml(
+    CatalogueFile,
+    catalogueText,
+    "engine_outputs.catalogue.yaml",
+  );
+  const gates = yield* decodeYaml(GatesFile, gatesText, "engine_gates.map.yaml");
+  return {
+    outputs: new Map(catalogue.outputs.map((o) => [o.output_id, o])),
+    gates: new Map(gates.gates.map((g) => [g.gate_id, g])),
+    catalogueDigest: sha256Hex(catalogueText),
+    gateMapDigest: sha256Hex(gatesText),
+  } satisfies InterfacePack;
+});
+
+const OUTPUT_ID = /^[A-Za-z0-9_]{1,128}$/;
+
+/** The catalogue entry of `outputId`; ids that could escape a path are refused before lookup. */
+export function outputEntry(
+  pack: InterfacePack,
+  outputId: string,
+): Effect.Effect<OutputEntry, WorldstreamError> {
+  if (!OUTPUT_ID.test(outputId)) {
+    return Effect.fail(
+      fail("OUTPUT_ID_INVALID", `Output id ${JSON.stringify(outputId)} is not a catalogue id`),
+    );
+  }
+  const entry = pack.outputs.get(outputId);
+  return entry === undefined
+    ? Effect.fail(
+      fail("NO_TRAFFIC_OUTPUTS", `Output id ${outputId} is not in the interface pack catalogue`),
+    )
+    : Effect.succeed(entry);
+}
+
+const HEX64 = /^[a-f0-9]{64}$/;
+const SCENARIO_ID = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}$/;
+
+/** Checks that a world key's values are safe to put into a path (no `..`, `/`, quotes). */
+export function checkWorldKey(key: WorldKey): Effect.Effect<WorldKey, WorldstreamError> {
+  const bad = (field: string, value: unknown) =>
+    Effect.fail(
+      fail("WORLD_KEY_INVALID", `World key field ${field} is invalid: ${JSON.stringify(value)}`),
+    );
+  if (!HEX64.test(key.manifest_fingerprint)) {
+    return bad("manifest_fingerprint", key.manifest_fingerprint);
+  }
+  if (!HEX64.test(key.parameter_hash)) return bad("parameter_hash", key.parameter_hash);
+  if (!Number.isSafeInteger(key.seed) || key.seed < 0) return bad("seed", key.seed);
+  if (!SCENARIO_ID.test(key.scenario_id) || key.scenario_id.includes("..")) {
+    return bad("scenario_id", key.scenario_id);
+  }
+  return Effect.succeed(key);
+}
+
+/** Fills `{seed}`, `{parameter_hash}`, `{manifest_fingerprint}`, `{scenario_id}` in a template. */
+export function renderTemplate(template: string, key: WorldKey): string {
+  return template.replace(
+    /\{(seed|parameter_hash|manifest_fingerprint|scenario_id)\}/g,
+    (_, k) => String(key[k as keyof WorldKey]),
+  );
+}
+
+function readText(url: URL): Effect.Effect<string, WorldstreamError> {
+  return Effect.tryPromise({
+    try: () => Deno.readTextFile(url),
+    catch: (e) =>
+      fail("INTERFACE_PACK_UNREADABLE", `Cannot read ${url.pathname}: ${(e as Error).message}`),
+  });
+}
+
+function decodeYaml<S extends Schema.Top>(schema: S, text: string, what: string) {
+  return Effect.try({
+    try: () => parse(text) as unknown,
+    catch: (e) => fail("INTERFACE_PACK_INVALID", `${what} is not YAML: ${(e as Error).message}`),
+  }).pipe(
+    Effect.flatMap((doc) => Schema.decodeUnknownEffect(schema)(doc)),
+    Effect.mapError((e) =>
+      e instanceof WorldstreamError
+        ? e
+        : fail("INTERFACE_PACK_INVALID", `${what} is invalid: ${String(e).split("\n")[0]}`)
+    ),
+  ) as Effect.Effect<S["Type"], WorldstreamError, S["DecodingServices"]>;
+}
