@@ -15,7 +15,7 @@ import {
   listValue,
   VARCHAR,
 } from "@duckdb/node-api";
-import { Context, Effect, Layer } from "effect";
+import { Context, Effect, Fiber, Layer, Schedule } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 
 /** A value that may be bound to a `$name` parameter. */
@@ -40,6 +40,12 @@ export interface DuckSession {
     sql: string,
     params?: SqlParams,
   ) => Effect.Effect<ReadonlyArray<A>, WorldstreamError>;
+  /** Runs a long statement, calling `onProgress` with DuckDB's percentage (0–100) meanwhile. */
+  readonly execWithProgress: (
+    sql: string,
+    params: SqlParams | undefined,
+    onProgress: (percentage: number) => Effect.Effect<void>,
+  ) => Effect.Effect<void, WorldstreamError>;
   /** Streams a result column-wise; the cursor is only valid inside the session's scope. */
   readonly cursor: (
     sql: string,
@@ -64,6 +70,9 @@ export class DuckDb extends Context.Service<DuckDb, {
             DuckDBInstance.create(":memory:", {
               autoload_known_extensions: "false",
               autoinstall_known_extensions: "false",
+              // Progress is tracked (for CLI bars) but never printed by DuckDB itself.
+              enable_progress_bar: "true",
+              enable_progress_bar_print: "false",
               ...(options.threads ? { threads: String(options.threads) } : {}),
               ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
             })),
@@ -80,11 +89,21 @@ export class DuckDb extends Context.Service<DuckDb, {
 
 function makeSession(conn: DuckDBConnection): DuckSession {
   const bind = (params?: SqlParams) => params === undefined ? undefined : toDuck(params);
+  const exec = (sql: string, params?: SqlParams) =>
+    tryDuck("query", async () => {
+      const p = bind(params);
+      await conn.run(sql, p?.values, p?.types);
+    });
   return {
-    exec: (sql, params) =>
-      tryDuck("query", async () => {
-        const p = bind(params);
-        await conn.run(sql, p?.values, p?.types);
+    exec,
+    execWithProgress: (sql, params, onProgress) =>
+      Effect.gen(function* () {
+        const poll = Effect.suspend(() => onProgress(Math.max(0, conn.progress.percentage))).pipe(
+          Effect.repeat(Schedule.spaced("200 millis")),
+        );
+        const poller = yield* Effect.forkChild(poll);
+        yield* exec(sql, params).pipe(Effect.ensuring(Fiber.interrupt(poller)));
+        yield* onProgress(100);
       }),
     rows: <A>(sql: string, params?: SqlParams) =>
       tryDuck("query", async () => {

@@ -1,0 +1,67 @@
+/**
+ * `worldstream sort`: resolves a world and builds the stream view of each chosen output.
+ * The last stdout line is the result JSON; exit 0 only when status is OK.
+ */
+import { Effect } from "effect";
+import { join } from "node:path";
+import { resolveOutput, resolveWorld, type WorldOptions } from "../core/world.ts";
+import { progressBar } from "../core/progress.ts";
+import type { WorldstreamError } from "../schemas/errors.ts";
+import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";
+
+/** What to sort and how strictly. */
+export interface SortOptions extends WorldOptions {
+  readonly engineRunRoot: string;
+  readonly outputIds: ReadonlyArray<string>;
+  /** Defaults to `<engine run root>/stream_view/ts_utc`. */
+  readonly streamViewRoot?: string;
+  readonly repair?: boolean;
+}
+
+/** The `sort` result line. */
+export interface SortResult {
+  readonly status: "OK" | "FAILED";
+  readonly reason?: string;
+  readonly message?: string;
+  readonly outputs: ReadonlyArray<Omit<BuildResult, "view_dir">>;
+}
+
+/** Builds every requested view; the first failure stops the run and names its reason. */
+export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions) {
+  const outputs: Array<Omit<BuildResult, "view_dir">> = [];
+  const run = Effect.gen(function* () {
+    const world = yield* resolveWorld(options.engineRunRoot, options);
+    const viewRoot = options.streamViewRoot ?? join(world.engineRunRoot, "stream_view", "ts_utc");
+    // Check every output before building any, so a bad id leaves nothing half-done.
+    const resolved = [];
+    for (const id of options.outputIds) resolved.push(yield* resolveOutput(world, id));
+    for (const output of resolved) {
+      const id = output.entry.output_id;
+      const bar = progressBar(`sort ${id}`);
+      const result = yield* buildStreamView({
+        engineRunRoot: world.engineRunRoot,
+        engineRunId: world.runReceipt.run_id,
+        worldKey: world.worldKey,
+        outputId: id,
+        parts: output.parts,
+        streamViewRoot: viewRoot,
+      }, { repair: options.repair, onProgress: bar.update }).pipe(Effect.ensuring(bar.done));
+      yield* Effect.logInfo("stream view ready").pipe(
+        Effect.annotateLogs({ output_id: id, status: result.status, rows: result.row_count }),
+      );
+      const { view_dir: _, ...line } = result;
+      outputs.push(line);
+    }
+  });
+  return yield* run.pipe(
+    Effect.as<SortResult>({ status: "OK", outputs }),
+    Effect.catch((e: WorldstreamError) =>
+      Effect.succeed<SortResult>({
+        status: "FAILED",
+        reason: e.reason,
+        message: e.message,
+        outputs,
+      })
+    ),
+  );
+});

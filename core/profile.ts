@@ -1,0 +1,413 @@
+/**
+ * Profile loading: reads a profile YAML (profiles/<name>.yaml or a path), interpolates `${VAR}`
+ * in worldstream's sections, decodes them with the profile schema, resolves the refs and loads
+ * the output id lists and the producer allowlist. Other components' sections are ignored.
+ */
+import { Effect, Result, Schema, SchemaIssue } from "effect";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+import { fail, WorldstreamError } from "../schemas/errors.ts";
+import {
+  OutputIdsFile,
+  ProfileDocument,
+  type ProfilePolicy,
+  type ProfileWiring,
+} from "../schemas/profile.ts";
+import { type Env, interpolateTree, type InterpolationFailure } from "./profile_interpolate.ts";
+
+/** Absolute paths the profile resolves to. */
+export interface ProfilePaths {
+  /** The folder `*_ref` fields are relative to. */
+  readonly profileDir: string;
+  readonly trafficOutputIds: string;
+  readonly contextOutputIds: string;
+  readonly contextOutputIdsBaseline: string;
+  readonly producerAllowlist: string;
+  readonly interfacePack: string;
+  readonly runsRoot: string;
+  /** Set for a file control bus. */
+  readonly controlBusRoot: string | undefined;
+  /** Set for the PGlite backend. */
+  readonly pgliteDir: string | undefined;
+  readonly licensePack: string | undefined;
+}
+
+/** A loaded profile: the decoded sections, the resolved paths and the lists they point at. */
+export interface Profile {
+  /** Absolute path of the profile file. */
+  readonly source: string;
+  readonly profile_id: string;
+  readonly policy: ProfilePolicy;
+  readonly wiring: ProfileWiring;
+  readonly paths: ProfilePaths;
+  readonly outputIds: {
+    readonly traffic: ReadonlyArray<string>;
+    readonly context: ReadonlyArray<string>;
+    readonly contextBaseline: ReadonlyArray<string>;
+  };
+  readonly producerAllowlist: ReadonlyArray<string>;
+}
+
+const PROFILES_DIR = new URL("../profiles/", import.meta.url);
+const BARE_NAME = /^[A-Za-z0-9_-]+$/;
+const OWN_SECTIONS = ["profile_id", "policy", "wiring"] as const;
+
+/**
+ * Loads a profile: a bare name like `local` means profiles/local.yaml in this repo; anything else
+ * is a path. `env` (default: the process environment) feeds `${VAR}` interpolation.
+ */
+export const loadProfile = Effect.fn("loadProfile")(function* (
+  pathOrName: string,
+  env?: Env,
+) {
+  const vars = env ?? Deno.env.toObject();
+  const source = BARE_NAME.test(pathOrName)
+    ? fileURLToPath(new URL(`${pathOrName}.yaml`, PROFILES_DIR))
+    : resolve(pathOrName);
+  const file = displayPath(source);
+
+  const text = yield* readText(source).pipe(
+    Effect.mapError((problem) =>
+      scrubbed(
+        "PROFILE_UNREADABLE",
+        problem === "missing"
+          ? `Cannot read profile ${file}: it does not exist`
+          : `Cannot read profile ${file}: ${problem}`,
+      )
+    ),
+  );
+  const doc = yield* parseYaml(text, file, "PROFILE_INVALID");
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    return yield* scrubbed("PROFILE_INVALID", `${file}: Expected a mapping at the top level`);
+  }
+
+  const own: Record<string, unknown> = {};
+  for (const key of OWN_SECTIONS) {
+    if (key in doc) own[key] = (doc as Record<string, unknown>)[key];
+  }
+  const interpolated = interpolateTree(own, vars);
+  if (!interpolated.ok) return yield* interpolationError(file, interpolated.failure);
+
+  const decoded = yield* decodeDocument(dropEmpty(interpolated.value), file);
+
+  const profileDir = dirname(source);
+  const fromProfile = (ref: string) => resolve(profileDir, ref);
+  const { policy, wiring } = decoded;
+  const paths: ProfilePaths = {
+    profileDir,
+    trafficOutputIds: fromProfile(policy.traffic_output_ids_ref),
+    contextOutputIds: fromProfile(policy.context_output_ids_ref),
+    contextOutputIdsBaseline: fromProfile(policy.context_output_ids_baseline_ref),
+    producerAllowlist: fromProfile(wiring.wsp_producer.allowlist_ref),
+    interfacePack: fromProfile(wiring.interface_pack_ref),
+    runsRoot: resolve(wiring.runs_root),
+    controlBusRoot: wiring.control_bus.kind === "file" && wiring.control_bus.root !== undefined
+      ? resolve(wiring.control_bus.root)
+      : undefined,
+    pgliteDir: wiring.database.backend === "pglite" && wiring.database.pglite_dir !== undefined
+      ? resolve(wiring.database.pglite_dir)
+      : undefined,
+    licensePack: policy.license_pack_path === undefined
+      ? undefined
+      : resolve(policy.license_pack_path),
+  };
+
+  const traffic = yield* loadOutputIds(
+    paths.trafficOutputIds,
+    file,
+    "policy.traffic_output_ids_ref",
+  );
+  const context = yield* loadOutputIds(
+    paths.contextOutputIds,
+    file,
+    "policy.context_output_ids_ref",
+  );
+  const contextBaseline = yield* loadOutputIds(
+    paths.contextOutputIdsBaseline,
+    file,
+    "policy.context_output_ids_baseline_ref",
+  );
+  yield* checkDirectory(paths.interfacePack, file, "wiring.interface_pack_ref");
+  const producerAllowlist = yield* loadAllowlist(paths.producerAllowlist, file);
+
+  const profile: Profile = {
+    source,
+    profile_id: decoded.profile_id,
+    policy,
+    wiring,
+    paths,
+    outputIds: { traffic, context, contextBaseline },
+    producerAllowlist,
+  };
+  return profile;
+});
+
+/** The traffic and context outputs of a run after the environment's overrides. */
+export interface OutputSelection {
+  readonly traffic: ReadonlyArray<string>;
+  readonly context: ReadonlyArray<string>;
+}
+
+const BASELINE_TRAFFIC = "s2_event_stream_baseline_6B";
+const FRAUD_TRAFFIC = "s3_event_stream_with_fraud_6B";
+
+/**
+ * Picks the outputs to stream: `WSP_TRAFFIC_OUTPUT_IDS` / `WSP_CONTEXT_OUTPUT_IDS` (comma-separated;
+ * unset or empty → the profile's lists). As on the platform, the context list follows the traffic
+ * mode: baseline traffic alone takes the baseline context list, anything else the fraud one.
+ */
+export function selectOutputIds(profile: Profile, env?: Env): OutputSelection {
+  const vars = env ?? Deno.env.toObject();
+  const trafficOverride = splitList(vars["WSP_TRAFFIC_OUTPUT_IDS"]);
+  const traffic = trafficOverride.length > 0 ? trafficOverride : profile.outputIds.traffic;
+  const contextOverride = splitList(vars["WSP_CONTEXT_OUTPUT_IDS"]);
+  if (contextOverride.length > 0) return { traffic, context: contextOverride };
+  const baselineOnly = traffic.includes(BASELINE_TRAFFIC) && !traffic.includes(FRAUD_TRAFFIC);
+  return {
+    traffic,
+    context: baselineOnly ? profile.outputIds.contextBaseline : profile.outputIds.context,
+  };
+}
+
+function splitList(value: string | undefined): ReadonlyArray<string> {
+  if (value === undefined) return [];
+  const ids = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return [...new Set(ids)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors that never echo secrets
+
+/** Field names whose values are secret or may carry credentials. */
+const SECRET_FIELD = /(^|[._])(url|uri|dsn|token|key|password|passwd|secret|credentials?)$/i;
+
+/** Replaces `user:password@` (or `token@`) in any URL-looking text. */
+function scrubCredentials(text: string): string {
+  return text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s/@"']+@/g, "$1***@");
+}
+
+function scrubbed(reason: string, message: string): WorldstreamError {
+  return fail(reason, scrubCredentials(message));
+}
+
+function interpolationError(
+  file: string,
+  failure: InterpolationFailure,
+): Effect.Effect<never, WorldstreamError> {
+  return Effect.fail(
+    failure.kind === "missing"
+      ? scrubbed(
+        "PROFILE_ENV_MISSING",
+        `${file}: ${failure.path}: Environment variable ${failure.variable} is not set and has no default`,
+      )
+      : scrubbed(
+        "PROFILE_INVALID",
+        `${file}: ${failure.path}: Malformed interpolation: ${failure.detail}`,
+      ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+const leafHook: SchemaIssue.LeafHook = (issue) => {
+  if (issue._tag === "MissingKey") return "Required, but missing or empty";
+  if (issue._tag === "UnexpectedKey") {
+    const ast = issue.ast;
+    const known = ast._tag === "Objects" ? ast.propertySignatures.map((p) => String(p.name)) : [];
+    return known.length > 0 ? `Unknown key (expected one of: ${known.join(", ")})` : "Unknown key";
+  }
+  return SchemaIssue.defaultLeafHook(issue);
+};
+const MAX_PROBLEM_CHARS = 240;
+const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1({ leafHook });
+
+function firstProblem(
+  issue: SchemaIssue.Issue,
+): { readonly path: string; readonly message: string } {
+  const first = formatIssue(issue).issues[0];
+  if (first === undefined) return { path: "", message: "Invalid profile" };
+  const message = first.message.replace(/\s*\n\s*/g, " ");
+  return {
+    path: formatPath(first.path ?? []),
+    message: message.length > MAX_PROBLEM_CHARS
+      ? `${message.slice(0, MAX_PROBLEM_CHARS)}…`
+      : message,
+  };
+}
+
+function formatPath(path: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }>): string {
+  let out = "";
+  for (const segment of path) {
+    const key = typeof segment === "object" ? segment.key : segment;
+    out += typeof key === "number" ? `[${key}]` : out === "" ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+const decodeProfile = Schema.decodeUnknownResult(ProfileDocument, { onExcessProperty: "error" });
+
+function decodeDocument(
+  input: unknown,
+  file: string,
+): Effect.Effect<ProfileDocument, WorldstreamError> {
+  const withInput = decodeProfile(input, { reportInput: true });
+  if (Result.isSuccess(withInput)) return Effect.succeed(withInput.success);
+  let problem = firstProblem(withInput.failure.issue);
+  if (SECRET_FIELD.test(problem.path)) {
+    // Same failure, described without the offending value.
+    const blind = decodeProfile(input, { reportInput: false });
+    if (Result.isFailure(blind)) problem = firstProblem(blind.failure.issue);
+  }
+  const where = problem.path === "" ? "" : `${problem.path}: `;
+  return Effect.fail(scrubbed("PROFILE_INVALID", `${file}: ${where}${problem.message}`));
+}
+
+/** Removes mapping entries that are empty strings or null, so `${VAR:-}` means "absent". */
+function dropEmpty(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropEmpty);
+  if (value === null || typeof value !== "object") return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of Object.entries(value)) {
+    if (child === "" || child === null) continue;
+    out[key] = dropEmpty(child);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+function displayPath(path: string): string {
+  const rel = relative(Deno.cwd(), path);
+  return rel === "" || rel.startsWith("..") || isAbsolute(rel) ? path : rel;
+}
+
+type ReadProblem = "missing" | string;
+
+/** Reads UTF-8 text; fails with "missing" or a short description of why it is unreadable. */
+function readText(path: string): Effect.Effect<string, ReadProblem> {
+  return Effect.tryPromise({
+    try: () => Deno.readFile(path),
+    catch: (e) => e instanceof Deno.errors.NotFound ? "missing" : errorText(e),
+  }).pipe(
+    Effect.flatMap((bytes) =>
+      Effect.try({
+        try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
+        catch: () => "not UTF-8 text",
+      })
+    ),
+  );
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  const message = e instanceof Error ? e.message : String(e);
+  return message.split(":")[0].trim() || "unreadable";
+}
+
+function parseYaml(
+  text: string,
+  file: string,
+  reason: string,
+): Effect.Effect<unknown, WorldstreamError> {
+  return Effect.try({
+    try: () => parse(text, { logLevel: "error" }) as unknown,
+    catch: (e) => {
+      const err = e as { message?: string; linePos?: ReadonlyArray<{ line: number; col: number }> };
+      const where = err.linePos?.[0];
+      // The parser's message ends with a copy of the offending lines, which may hold secrets.
+      const what = String(err.message ?? e).split(" at line ")[0].split("\n")[0];
+      const at = where === undefined ? "" : ` (line ${where.line}, column ${where.col})`;
+      return scrubbed(reason, `${file}: Not valid YAML${at}: ${what}`);
+    },
+  });
+}
+
+function loadOutputIds(
+  path: string,
+  file: string,
+  field: string,
+): Effect.Effect<ReadonlyArray<string>, WorldstreamError> {
+  const shown = displayPath(path);
+  return readText(path).pipe(
+    Effect.mapError((problem) =>
+      scrubbed(
+        "PROFILE_REF_MISSING",
+        problem === "missing"
+          ? `${file}: ${field}: ${shown} does not exist`
+          : `${file}: ${field}: Cannot read ${shown}: ${problem}`,
+      )
+    ),
+    Effect.flatMap((text) => parseYaml(text, shown, "PROFILE_REF_INVALID")),
+    Effect.flatMap((doc) => {
+      const result = Schema.decodeUnknownResult(OutputIdsFile)(doc, { reportInput: true });
+      if (Result.isSuccess(result)) return Effect.succeed(result.success.output_ids);
+      const problem = firstProblem(result.failure.issue);
+      const where = problem.path === "" ? "" : `${problem.path}: `;
+      return Effect.fail(
+        scrubbed(
+          "PROFILE_REF_INVALID",
+          `${shown} (${field} of ${file}): ${where}${problem.message}`,
+        ),
+      );
+    }),
+  );
+}
+
+function checkDirectory(
+  path: string,
+  file: string,
+  field: string,
+): Effect.Effect<void, WorldstreamError> {
+  return Effect.tryPromise({
+    try: () => Deno.stat(path),
+    catch: () =>
+      scrubbed("PROFILE_REF_MISSING", `${file}: ${field}: ${displayPath(path)} does not exist`),
+  }).pipe(
+    Effect.flatMap((info) =>
+      info.isDirectory ? Effect.void : Effect.fail(
+        scrubbed(
+          "PROFILE_REF_MISSING",
+          `${file}: ${field}: ${displayPath(path)} is not a directory`,
+        ),
+      )
+    ),
+  );
+}
+
+/** One producer id a line; `#` starts a comment. */
+function loadAllowlist(
+  path: string,
+  file: string,
+): Effect.Effect<ReadonlyArray<string>, WorldstreamError> {
+  const shown = displayPath(path);
+  return readText(path).pipe(
+    Effect.mapError((problem) =>
+      problem === "missing"
+        ? scrubbed(
+          "PRODUCER_ALLOWLIST_MISSING",
+          `${file}: wiring.wsp_producer.allowlist_ref: ${shown} does not exist`,
+        )
+        : scrubbed(
+          "PRODUCER_ALLOWLIST_UNREADABLE",
+          `${file}: wiring.wsp_producer.allowlist_ref: Cannot read ${shown}: ${problem}`,
+        )
+    ),
+    Effect.flatMap((text) => {
+      const ids = [
+        ...new Set(
+          text.split(/\r?\n/).map((line) => line.replace(/#.*/, "").trim()).filter(Boolean),
+        ),
+      ];
+      return ids.length > 0 ? Effect.succeed(ids) : Effect.fail(
+        scrubbed(
+          "PRODUCER_ALLOWLIST_EMPTY",
+          `${file}: wiring.wsp_producer.allowlist_ref: ${shown} lists no producer ids`,
+        ),
+      );
+    }),
+  );
+}

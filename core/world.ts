@@ -1,0 +1,223 @@
+/**
+ * Resolves an engine run root into a world worldstream may read: run receipt, pack manifest,
+ * seal, world key and, per output, its gate flags and part files. Checks run in the platform's
+ * order (CONTRACTS.md) and fail closed with its reason codes.
+ */
+import { Effect } from "effect";
+import { decodeJsonText, decodeWith } from "../schemas/decode.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { OraclePackManifest, OraclePackSeal } from "../schemas/oracle_pack.ts";
+import { RunReceipt } from "../schemas/run_receipt.ts";
+import { openOracleFs, type OracleStore } from "../stores/oracle_fs.ts";
+import {
+  checkWorldKey,
+  type InterfacePack,
+  loadInterfacePack,
+  type OutputEntry,
+  outputEntry,
+  renderTemplate,
+  type WorldKey,
+} from "./catalogue.ts";
+import { sha256Hex } from "./hash.ts";
+
+/** How strictly a world is checked (from the profile). */
+export interface WorldOptions {
+  /** Missing `_oracle_pack_manifest.json` / `_SEALED.json` fail (dev, prod) instead of being tolerated. */
+  readonly strict: boolean;
+  /** A missing gate `_passed.flag` fails with GATE_PASS_MISSING. */
+  readonly requireGatePass: boolean;
+  /** The scenario to read; defaults to the pack manifest's. */
+  readonly scenarioId?: string;
+  /** Interface pack folder; defaults to the bundled subset. */
+  readonly interfacePackDir?: string;
+}
+
+/** A checked world. */
+export interface World {
+  readonly store: OracleStore;
+  readonly engineRunRoot: string;
+  readonly runReceipt: RunReceipt;
+  readonly worldKey: WorldKey;
+  readonly manifest: OraclePackManifest | undefined;
+  readonly sealed: boolean;
+  /** The manifest's oracle_pack_id, else sha256_hex(engine_run_root) (the trace id rule). */
+  readonly traceId: string;
+  readonly pack: InterfacePack;
+  readonly options: WorldOptions;
+}
+
+/** One output of a world, ready to be sorted or read. */
+export interface WorldOutput {
+  readonly entry: OutputEntry;
+  /** Absolute part paths in lexicographic order. */
+  readonly parts: ReadonlyArray<string>;
+}
+
+const RECEIPT = "run_receipt.json";
+const MANIFEST = "_oracle_pack_manifest.json";
+const SEAL = "_SEALED.json";
+
+/** Checks an engine run root and returns the world it holds. */
+export const resolveWorld = Effect.fn("resolveWorld")(function* (
+  root: string,
+  options: WorldOptions,
+): Effect.fn.Return<World, WorldstreamError> {
+  const store = yield* openOracleFs(root);
+  const pack = yield* loadInterfacePack(options.interfacePackDir);
+
+  const receiptText = yield* store.readText(RECEIPT);
+  if (receiptText === undefined) {
+    return yield* fail("RUN_RECEIPT_UNREADABLE", `${store.root}/${RECEIPT} does not exist`);
+  }
+  const receiptJson = yield* Effect.try({
+    try: () => JSON.parse(receiptText) as unknown,
+    catch: () => fail("RUN_RECEIPT_UNREADABLE", `${store.root}/${RECEIPT}: Malformed JSON`),
+  });
+  if (receiptJson === null || typeof receiptJson !== "object" || Array.isArray(receiptJson)) {
+    return yield* fail(
+      "RUN_RECEIPT_UNREADABLE",
+      `${store.root}/${RECEIPT}: Expected a JSON object`,
+    );
+  }
+
+  const manifestText = yield* store.readText(MANIFEST);
+  const manifestScenario = manifestText === undefined ? undefined : scenarioOf(manifestText);
+  const scenarioId = options.scenarioId ?? manifestScenario;
+  if (scenarioId === undefined || scenarioId === "") {
+    return yield* fail(
+      "SCENARIO_ID_MISSING",
+      `No scenario id: give one, or provide ${MANIFEST} with world_key.scenario_id`,
+    );
+  }
+  const missing = ["manifest_fingerprint", "parameter_hash", "seed"].filter((k) =>
+    !(k in (receiptJson as object))
+  );
+  if (missing.length > 0) {
+    return yield* fail("WORLD_KEY_MISSING", `${store.root}/${RECEIPT} lacks ${missing.join(", ")}`);
+  }
+  const receipt = yield* decodeWith(
+    RunReceipt,
+    "RUN_RECEIPT_UNREADABLE",
+    `${store.root}/${RECEIPT}`,
+  )(
+    receiptJson,
+  );
+  const worldKey = yield* checkWorldKey({
+    manifest_fingerprint: receipt.manifest_fingerprint,
+    parameter_hash: receipt.parameter_hash,
+    seed: receipt.seed,
+    scenario_id: scenarioId,
+  });
+
+  let manifest: OraclePackManifest | undefined;
+  if (manifestText === undefined) {
+    if (options.strict) {
+      return yield* fail("PACK_MANIFEST_MISSING", `${store.root}/${MANIFEST} does not exist`);
+    }
+  } else {
+    manifest = yield* decodeJsonText(
+      OraclePackManifest,
+      "PACK_MANIFEST_INVALID",
+      `${store.root}/${MANIFEST}`,
+    )(manifestText);
+    const m = manifest;
+    const expectedId = sha256Hex(
+      `${m.world_key.manifest_fingerprint}|${m.world_key.parameter_hash}|${m.world_key.scenario_id}|${m.world_key.seed}|${m.engine_release}|${m.catalogue_digest}|${m.gate_map_digest}`,
+    );
+    if (m.oracle_pack_id !== expectedId) {
+      return yield* fail(
+        "PACK_MANIFEST_INVALID",
+        `${store.root}/${MANIFEST}: oracle_pack_id does not match its world key, release and digests`,
+      );
+    }
+    const diff = (Object.keys(worldKey) as Array<keyof WorldKey>).filter((k) =>
+      m.world_key[k] !== worldKey[k]
+    );
+    if (diff.length > 0) {
+      return yield* fail(
+        "WORLD_KEY_MISMATCH",
+        `${MANIFEST} world_key differs from the run receipt / requested scenario in ${
+          diff.join(", ")
+        }`,
+      );
+    }
+  }
+
+  const sealText = yield* store.readText(SEAL);
+  if (sealText === undefined) {
+    if (options.strict) {
+      return yield* fail("PACK_NOT_SEALED", `${store.root}/${SEAL} does not exist`);
+    }
+  } else {
+    const seal = yield* decodeJsonText(OraclePackSeal, "PACK_NOT_SEALED", `${store.root}/${SEAL}`)(
+      sealText,
+    );
+    if (seal.seal_status !== "SEALED_OK") {
+      return yield* fail(
+        "PACK_NOT_SEALED",
+        `${store.root}/${SEAL}: seal_status is ${seal.seal_status}`,
+      );
+    }
+    if (manifest !== undefined && seal.oracle_pack_id !== manifest.oracle_pack_id) {
+      return yield* fail("PACK_NOT_SEALED", `${SEAL} seals another pack than ${MANIFEST}`);
+    }
+  }
+
+  return {
+    store,
+    engineRunRoot: store.root,
+    runReceipt: receipt,
+    worldKey,
+    manifest,
+    sealed: sealText !== undefined,
+    traceId: manifest?.oracle_pack_id ?? sha256Hex(store.root),
+    pack,
+    options,
+  } satisfies World;
+});
+
+/** Checks one output of a world (catalogue entry, gate flags) and lists its part files. */
+export const resolveOutput = Effect.fn("resolveOutput")(function* (
+  world: World,
+  outputId: string,
+): Effect.fn.Return<WorldOutput, WorldstreamError> {
+  const entry = yield* outputEntry(world.pack, outputId);
+  if (world.options.requireGatePass) {
+    for (const gateId of entry.read_requires_gates) {
+      const gate = world.pack.gates.get(gateId);
+      if (gate === undefined) {
+        return yield* fail(
+          "GATE_PASS_MISSING",
+          `Gate ${gateId} of ${outputId} is not in the gates map`,
+        );
+      }
+      const flag = renderTemplate(gate.passed_flag_path_template, world.worldKey);
+      if (!(yield* world.store.exists(flag))) {
+        return yield* fail(
+          "GATE_PASS_MISSING",
+          `Gate ${gateId} has no ${flag} (required by ${outputId})`,
+        );
+      }
+    }
+  }
+  const template = renderTemplate(entry.path_template, world.worldKey);
+  const slash = template.lastIndexOf("/");
+  const dir = template.slice(0, slash);
+  const pattern = globToRegExp(template.slice(slash + 1));
+  const parts = yield* world.store.list(dir, pattern);
+  return { entry, parts };
+});
+
+function globToRegExp(glob: string): RegExp {
+  const body = glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^/]*");
+  return new RegExp(`^${body}$`);
+}
+
+function scenarioOf(text: string): string | undefined {
+  try {
+    const id = JSON.parse(text)?.world_key?.scenario_id;
+    return typeof id === "string" ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}

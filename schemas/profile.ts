@@ -1,0 +1,216 @@
+/**
+ * The worldstream sections of a profile (`profile_id`, `policy`, `wiring`) after `${VAR}`
+ * interpolation, plus the output id list files the policy refers to. Numbers and booleans also
+ * accept their string forms, since an interpolated value is always a string.
+ */
+import { Effect, Schema, SchemaGetter, SchemaIssue } from "effect";
+
+const NUMERIC = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A number (or its decimal string form) of at least `min`, optionally an integer. */
+function numberAtLeast(min: number, options: { readonly integer?: boolean } = {}) {
+  const expected = `${options.integer ? "an integer" : "a number"} >= ${min}`;
+  const target = options.integer
+    ? Schema.Finite.check(
+      Schema.isInt({ expected }),
+      Schema.isGreaterThanOrEqualTo(min, { expected }),
+    )
+    : Schema.Finite.check(Schema.isGreaterThanOrEqualTo(min, { expected }));
+  return Schema.Union([Schema.Number, Schema.String]).annotate({ expected }).pipe(
+    Schema.decodeTo(target, {
+      decode: SchemaGetter.transformEffect((input: number | string, parseOptions) =>
+        typeof input === "number"
+          ? Effect.succeed(input)
+          : NUMERIC.test(input.trim())
+          ? Effect.succeed(Number(input))
+          : Effect.fail<SchemaIssue.Issue>(
+            new SchemaIssue.InvalidValue({ expected }, input, parseOptions),
+          )
+      ),
+      encode: SchemaGetter.transform((n: number) => n),
+    }),
+  );
+}
+
+/** `true` / `false`, or the same words as strings. */
+const BooleanLike = Schema.Union([Schema.Boolean, Schema.String])
+  .annotate({ expected: "true or false" })
+  .pipe(
+    Schema.decodeTo(Schema.Boolean, {
+      decode: SchemaGetter.transformEffect((input: boolean | string, parseOptions) =>
+        typeof input === "boolean"
+          ? Effect.succeed(input)
+          : input === "true" || input === "false"
+          ? Effect.succeed(input === "true")
+          : Effect.fail<SchemaIssue.Issue>(
+            new SchemaIssue.InvalidValue({ expected: "true or false" }, input, parseOptions),
+          )
+      ),
+      encode: SchemaGetter.transform((b: boolean) => b),
+    }),
+  );
+
+const Text = Schema.String.check(Schema.isMinLength(1, { expected: "a non-empty string" }));
+
+/** A path relative to the profile file's folder (or absolute). */
+const Ref = Text.annotate({ description: "path relative to the profile's folder" });
+
+/** A filesystem path; relative paths are taken from the current working directory. */
+const LocalPath = Text.annotate({ description: "path relative to the working directory" });
+
+const HttpUrl = Schema.String.check(
+  Schema.makeFilter((s: string) => isUrl(s, ["http:", "https:"]) || "Expected an http(s) URL"),
+);
+
+const PostgresUrl = Schema.String.check(
+  Schema.makeFilter((s: string) =>
+    isUrl(s, ["postgres:", "postgresql:"]) || "Expected a postgres:// or postgresql:// URL"
+  ),
+);
+
+function isUrl(s: string, protocols: ReadonlyArray<string>): boolean {
+  if (!URL.canParse(s)) return false;
+  const url = new URL(s);
+  return protocols.includes(url.protocol) && url.host !== "";
+}
+
+const ID = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/;
+const Identifier = Schema.String.check(
+  Schema.isPattern(ID, { expected: "an identifier of letters, digits and _ . : -" }),
+);
+
+/** How far data may leave the host (ARCHITECTURE section 6). */
+export const PrivacyTier = Schema.Literals(["local", "minimized", "full"]);
+export type PrivacyTier = typeof PrivacyTier.Type;
+
+/** The `policy` section: what worldstream may stream and how. */
+export const ProfilePolicy = Schema.Struct({
+  policy_rev: Text,
+  require_gate_pass: BooleanLike,
+  /** Missing oracle pack manifest / seal fail the run (dev, prod) instead of being tolerated. */
+  strict_world: BooleanLike,
+  /** Replay speed relative to event time; 0 means as fast as possible. */
+  stream_speedup: numberAtLeast(0),
+  traffic_output_ids_ref: Ref,
+  context_output_ids_ref: Ref,
+  context_output_ids_baseline_ref: Ref,
+  privacy_tier: PrivacyTier,
+  /** License pack file (`ccp.license.v1`) required by tiers above `local`. */
+  license_pack_path: Schema.optionalKey(LocalPath),
+  /** Base64 Ed25519 public key that verifies the license pack. */
+  license_public_key: Schema.optionalKey(Text),
+}).check(
+  Schema.makeFilter((p) =>
+    p.privacy_tier === "local" ? undefined : [
+      ...(p.license_pack_path === undefined
+        ? [{ path: ["license_pack_path"], issue: requiredWhen("privacy_tier", p.privacy_tier) }]
+        : []),
+      ...(p.license_public_key === undefined
+        ? [{ path: ["license_public_key"], issue: requiredWhen("privacy_tier", p.privacy_tier) }]
+        : []),
+    ]
+  ),
+);
+export type ProfilePolicy = typeof ProfilePolicy.Type;
+
+/** Where READY signals arrive: a folder (`<root>/<topic>/<message_id>.json`) or a Kinesis stream. */
+export const ControlBusWiring = Schema.Struct({
+  kind: Schema.Literals(["file", "kinesis"]),
+  topic: Text,
+  root: Schema.optionalKey(LocalPath),
+  stream: Schema.optionalKey(Text),
+  region: Schema.optionalKey(Text),
+  endpoint_url: Schema.optionalKey(HttpUrl),
+}).check(
+  Schema.makeFilter((bus) =>
+    bus.kind === "file" && bus.root === undefined
+      ? { path: ["root"], issue: requiredWhen("kind", "file") }
+      : bus.kind === "kinesis" && bus.stream === undefined
+      ? { path: ["stream"], issue: requiredWhen("kind", "kinesis") }
+      : undefined
+  ),
+);
+export type ControlBusWiring = typeof ControlBusWiring.Type;
+
+/** Postgres: embedded PGlite in a folder, or a server reached by URL. */
+export const DatabaseWiring = Schema.Struct({
+  backend: Schema.Literals(["pglite", "server"]),
+  pglite_dir: Schema.optionalKey(LocalPath),
+  url: Schema.optionalKey(PostgresUrl),
+}).check(
+  Schema.makeFilter((db) =>
+    db.backend === "pglite" && db.pglite_dir === undefined
+      ? { path: ["pglite_dir"], issue: requiredWhen("backend", "pglite") }
+      : db.backend === "server" && db.url === undefined
+      ? { path: ["url"], issue: requiredWhen("backend", "server") }
+      : undefined
+  ),
+);
+export type DatabaseWiring = typeof DatabaseWiring.Type;
+
+/** Courier retry schedule towards the IG (exponential backoff with full jitter). */
+export const RetryWiring = Schema.Struct({
+  max_attempts: numberAtLeast(1, { integer: true }),
+  base_delay_ms: numberAtLeast(0, { integer: true }),
+  max_delay_ms: numberAtLeast(0, { integer: true }),
+}).check(
+  Schema.makeFilter((r) =>
+    r.max_delay_ms >= r.base_delay_ms ||
+    { path: ["max_delay_ms"], issue: `Expected a value >= base_delay_ms (${r.base_delay_ms})` }
+  ),
+);
+export type RetryWiring = typeof RetryWiring.Type;
+
+/** The producer identity worldstream claims and the allowlist it must appear in. */
+export const ProducerWiring = Schema.Struct({
+  producer_id: Text,
+  allowlist_ref: Ref,
+});
+export type ProducerWiring = typeof ProducerWiring.Type;
+
+/** The header and token sent with every IG push; no token means no header. */
+export const IgAuthWiring = Schema.Struct({
+  header: Text,
+  token: Schema.optionalKey(Text),
+});
+export type IgAuthWiring = typeof IgAuthWiring.Type;
+
+/** The `wiring` section: where things are. */
+export const ProfileWiring = Schema.Struct({
+  /** worldstream's own state (WAL, stream views, caches). */
+  runs_root: LocalPath,
+  oracle_engine_run_root: Schema.optionalKey(Text),
+  oracle_scenario_id: Schema.optionalKey(Text),
+  oracle_stream_view_root: Schema.optionalKey(Text),
+  ig_ingest_url: HttpUrl,
+  ig_auth: Schema.optionalKey(IgAuthWiring),
+  control_bus: ControlBusWiring,
+  database: DatabaseWiring,
+  wsp_retry: RetryWiring,
+  wsp_producer: ProducerWiring,
+  interface_pack_ref: Ref,
+});
+export type ProfileWiring = typeof ProfileWiring.Type;
+
+/** The worldstream sections of a profile file; other components' sections are not decoded. */
+export const ProfileDocument = Schema.Struct({
+  profile_id: Identifier,
+  policy: ProfilePolicy,
+  wiring: ProfileWiring,
+});
+export type ProfileDocument = typeof ProfileDocument.Type;
+
+const OUTPUT_ID = /^[A-Za-z0-9_]{1,128}$/;
+
+/** An output id list file (`wsp/*_outputs_v0.yaml`). */
+export const OutputIdsFile = Schema.Struct({
+  version: Text,
+  output_ids: Schema.Array(
+    Schema.String.check(Schema.isPattern(OUTPUT_ID, { expected: "an output id" })),
+  ),
+});
+export type OutputIdsFile = typeof OutputIdsFile.Type;
+
+function requiredWhen(field: string, value: string): string {
+  return `Required when ${field} is ${value}`;
+}

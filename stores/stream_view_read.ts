@@ -1,0 +1,124 @@
+/**
+ * Reads a built stream view in order from a position, without rescanning what came before it
+ * (see sql/duckdb/stream_view_read.sql). Fails closed when the view is missing, is for another
+ * output or world, or is empty.
+ */
+import { Effect, type Scope } from "effect";
+import { join } from "node:path";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { DuckDb, duckSql } from "./duckdb.ts";
+import { listParts } from "./stream_view_build.ts";
+
+/** Where a reader stands: the last row already handled (its view sequence and sort key). */
+export interface ViewPosition {
+  /** 0-based index of the row in the view. */
+  readonly seq: number;
+  readonly ts_utc: string;
+  readonly filename: string;
+  readonly file_row_number: number;
+}
+
+/** One row of a view with its position. `row` holds the source columns only. */
+export interface ViewRow {
+  readonly position: ViewPosition;
+  readonly row: Readonly<Record<string, unknown>>;
+}
+
+/** What the reader expects to find. */
+export interface ViewExpectation {
+  readonly streamViewId: string;
+  readonly outputId: string;
+}
+
+/** A pull cursor over view rows, one batch (≤2048 rows) at a time; `undefined` at the end. */
+export interface ViewCursor {
+  readonly rowCount: number;
+  readonly next: Effect.Effect<ReadonlyArray<ViewRow> | undefined, WorldstreamError>;
+}
+
+const PROVENANCE = new Set(["filename", "file_row_number"]);
+
+/** Opens a view folder for reading after `after` (or from its first row). */
+export const openViewReader = Effect.fn("openViewReader")(function* (
+  dir: string,
+  expected: ViewExpectation,
+  after?: ViewPosition,
+): Effect.fn.Return<ViewCursor, WorldstreamError, DuckDb | Scope.Scope> {
+  const receipt = yield* readReceipt(dir);
+  if (receipt.stream_view_id !== expected.streamViewId) {
+    return yield* fail(
+      "STREAM_VIEW_ID_MISMATCH",
+      `Stream view ${dir} has id ${receipt.stream_view_id}, expected ${expected.streamViewId}`,
+    );
+  }
+  if (receipt.output_id !== expected.outputId) {
+    return yield* fail(
+      "STREAM_VIEW_OUTPUT_MISMATCH",
+      `Stream view ${dir} is for ${receipt.output_id}, expected ${expected.outputId}`,
+    );
+  }
+  const rowCount = Number((receipt.sorted_stats as { row_count?: number })?.row_count ?? 0);
+  const parts = yield* listParts(dir);
+  if (rowCount === 0 || parts.length === 0) {
+    return yield* fail("STREAM_VIEW_EMPTY", `Stream view ${dir} has no rows`);
+  }
+  const session = yield* (yield* DuckDb).session;
+  // Column names first: a second query on the session would end an open streaming result.
+  const cols = yield* session.rows<{ column_name: string }>(
+    duckSql("parquet_columns"),
+    { files: parts.slice(0, 1) },
+  ).pipe(Effect.map((rows) => rows.map((r) => r.column_name)));
+  const tsIdx = cols.indexOf("ts_utc");
+  const fileIdx = cols.indexOf("filename");
+  const rowIdx = cols.indexOf("file_row_number");
+  const cursor = yield* session.cursor(duckSql("stream_view_read"), {
+    files: parts,
+    after_ts: after?.ts_utc ?? "",
+    after_file: after?.filename ?? "",
+    after_row: after?.file_row_number ?? -1,
+  });
+  let seq = after ? after.seq + 1 : 0;
+  const next = Effect.gen(function* () {
+    const chunk = yield* cursor.next;
+    if (chunk === undefined) return undefined;
+    const n = chunk[0].length;
+    const out: ViewRow[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const row: Record<string, unknown> = {};
+      for (let c = 0; c < cols.length; c++) {
+        if (!PROVENANCE.has(cols[c])) row[cols[c]] = plain(chunk[c][i]);
+      }
+      out[i] = {
+        position: {
+          seq: seq++,
+          ts_utc: chunk[tsIdx][i] as string,
+          filename: chunk[fileIdx][i] as string,
+          file_row_number: Number(chunk[rowIdx][i]),
+        },
+        row,
+      };
+    }
+    return out;
+  });
+  return { rowCount, next };
+});
+
+function plain(v: unknown): unknown {
+  if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
+  if (v !== null && typeof v === "object" && "toString" in v) return String(v);
+  return v;
+}
+
+function readReceipt(dir: string) {
+  return Effect.tryPromise({
+    try: () => Deno.readTextFile(join(dir, "_stream_sort_receipt.json")),
+    catch: () => fail("STREAM_VIEW_MISSING", `No complete stream view at ${dir}`),
+  }).pipe(
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: () => JSON.parse(text) as Record<string, unknown>,
+        catch: () => fail("STREAM_VIEW_MISSING", `Stream view receipt in ${dir} is not JSON`),
+      })
+    ),
+  );
+}
