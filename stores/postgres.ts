@@ -1,0 +1,406 @@
+/**
+ * The only door to Postgres. One SQL-first interface, two backends: PGlite in a folder (the
+ * embedded default, a single connection) and a real server via `DATABASE_URL` (a postgres.js
+ * pool). Nobody else imports `@electric-sql/pglite` or `postgres`.
+ *
+ * Both backends return the same JS shapes: int8 → number (sequences and counts stay far below
+ * 2^53), numeric → string, timestamptz → Date, json/jsonb → parsed values.
+ */
+import { PGlite, type Transaction as PgliteTransaction } from "@electric-sql/pglite";
+import postgres from "postgres";
+import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
+import type { Cause } from "effect";
+import { fail, WorldstreamError } from "../schemas/errors.ts";
+
+/** Which engine answers the SQL. */
+export type PgBackend = "pglite" | "server";
+
+/** A value bound to a `$n` parameter; plain objects bind to json/jsonb, arrays to Postgres arrays. */
+export type PgParam =
+  | string
+  | number
+  | bigint
+  | boolean
+  | null
+  | Date
+  | Uint8Array
+  | ReadonlyArray<PgParam>
+  | { readonly [key: string]: unknown };
+
+/** SQL on one backend: a pool, a pinned session or an open transaction. */
+export interface PgSql {
+  readonly backend: PgBackend;
+  /** Runs one statement with `$1..$n` positional parameters and returns its rows. */
+  readonly query: <A = Record<string, unknown>>(
+    text: string,
+    params?: ReadonlyArray<PgParam>,
+  ) => Effect.Effect<ReadonlyArray<A>, WorldstreamError>;
+  /** Runs a parameterless script of several statements (migrations). */
+  readonly exec: (script: string) => Effect.Effect<void, WorldstreamError>;
+  /**
+   * Runs `f` in a transaction (a savepoint when already inside one): committed when `f`
+   * succeeds, rolled back when it fails or is interrupted. Inside `f` use only `tx`; on PGlite
+   * the outer handle waits for the transaction to finish, so using it from `f` deadlocks.
+   */
+  readonly transaction: <A, E, R>(
+    f: (tx: PgSql) => Effect.Effect<A, E, R>,
+  ) => Effect.Effect<A, E | WorldstreamError, R>;
+}
+
+/** The Postgres engine of this process. */
+export class Postgres extends Context.Service<
+  Postgres,
+  PgSql & {
+    /** Succeeds when the database answers `select 1`. */
+    readonly health: Effect.Effect<void, WorldstreamError>;
+    /**
+     * Runs `f` on one pinned connection, for session state such as advisory locks. PGlite has a
+     * single connection, so there the session is shared with every other caller.
+     */
+    readonly session: <A, E, R>(
+      f: (session: PgSql) => Effect.Effect<A, E, R>,
+    ) => Effect.Effect<A, E | WorldstreamError, R>;
+  }
+>()("worldstream/stores/Postgres") {
+  /** Embedded PGlite with its data in `dir` (created if missing). One process per folder. */
+  static readonly layerPglite = (dir: string) => Layer.effect(Postgres, makePglite(dir));
+
+  /** A Postgres server at `url`; fails with PG_UNAVAILABLE when it does not answer. */
+  static readonly layerServer = (url: string, options: ServerOptions = {}) =>
+    Layer.effect(Postgres, makeServer(url, options));
+
+  /** A server when `DATABASE_URL` is set, otherwise PGlite in `defaultDir`. */
+  static readonly layerFromEnv = (defaultDir: string) =>
+    Layer.unwrap(
+      Config.option(Config.Redacted("DATABASE_URL")).pipe(
+        Effect.mapError((e) => fail("CONFIG_INVALID", `DATABASE_URL is unreadable: ${e.message}`)),
+        Effect.map((url) =>
+          Option.isSome(url) && Redacted.value(url.value) !== ""
+            ? Postgres.layerServer(Redacted.value(url.value))
+            : Postgres.layerPglite(defaultDir)
+        ),
+      ),
+    );
+}
+
+/** Tuning for the server backend. */
+export interface ServerOptions {
+  /** Pool size (default 10). */
+  readonly max?: number;
+  /** Seconds to wait for a connection before PG_UNAVAILABLE (default 10). */
+  readonly connectTimeoutSeconds?: number;
+}
+
+/** A DSN fit for logs and error messages: the password (URL or `password=` form) becomes `***`. */
+export function redactDsn(dsn: string): string {
+  try {
+    const url = new URL(dsn);
+    if (url.password !== "") url.password = "***";
+    if (url.searchParams.has("password")) url.searchParams.set("password", "***");
+    return url.toString();
+  } catch {
+    return dsn
+      .replace(/(\/\/[^:/@\s]*:)[^@]*@/, "$1***@")
+      .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, "$1***");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+function makePglite(dir: string) {
+  return Effect.gen(function* () {
+    const db = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          await Deno.mkdir(dir, { recursive: true });
+          return await PGlite.create(dir, { serializers: JSON_PARAMS_AS_JSON });
+        },
+        catch: (e) => fail("PG_UNAVAILABLE", `PGlite in ${dir} did not open: ${firstLine(e)}`),
+      }),
+      (db) => Effect.promise(() => db.close().catch(() => undefined)),
+    );
+    const root = makeSql("pglite", pgliteDriver(db));
+    return Postgres.of({
+      ...root,
+      health: health(root),
+      session: (f) => f(root),
+    });
+  });
+}
+
+function makeServer(url: string, options: ServerOptions) {
+  return Effect.gen(function* () {
+    const sql = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () =>
+          postgres(url, {
+            max: options.max ?? 10,
+            connect_timeout: options.connectTimeoutSeconds ?? 10,
+            onnotice: () => undefined,
+            connection: { application_name: "worldstream" },
+            types: { bigint: INT8_AS_NUMBER, bytea: BYTEA_AS_UINT8ARRAY },
+          }),
+        catch: (e) => unavailable(url, e),
+      }),
+      (sql) => Effect.promise(() => sql.end({ timeout: 5 }).catch(() => undefined)),
+    );
+    const root = makeSql("server", serverDriver(sql));
+    yield* health(root).pipe(Effect.mapError((e) => unavailable(url, e)));
+    return Postgres.of({
+      ...root,
+      health: health(root),
+      session: (f) =>
+        Effect.acquireUseRelease(
+          attempt(() => sql.reserve()),
+          (reserved) => f(makeSql("server", reservedDriver(reserved))),
+          // A pooled connection must not carry our session state to its next borrower.
+          (reserved) =>
+            Effect.promise(() =>
+              reserved.unsafe("select pg_advisory_unlock_all(); reset all").simple()
+                .catch(() => undefined)
+                .then(() => reserved.release())
+            ),
+        ),
+    });
+  });
+}
+
+// Where the two clients disagree by default, both follow one rule. int8: postgres.js reads a
+// string, PGlite a number. bytea: postgres.js reads a Buffer, PGlite a Uint8Array. json/jsonb
+// parameters: postgres.js always JSON-encodes, PGlite passes a string through as JSON text.
+const INT8_AS_NUMBER = {
+  to: 20,
+  from: [20],
+  serialize: (x: number | bigint) => String(x),
+  parse: (x: string) => Number(x),
+};
+
+const BYTEA_AS_UINT8ARRAY = {
+  to: 17,
+  from: [17],
+  serialize: (x: Uint8Array) =>
+    `\\x${Array.from(x, (b) => b.toString(16).padStart(2, "0")).join("")}`,
+  parse: (x: string) => Uint8Array.from(x.slice(2).match(/../g) ?? [], (h) => parseInt(h, 16)),
+};
+
+const JSON_PARAMS_AS_JSON = { 114: JSON.stringify, 3802: JSON.stringify };
+
+function health(sql: PgSql): Effect.Effect<void, WorldstreamError> {
+  return Effect.asVoid(sql.query("select 1 as ok"));
+}
+
+function unavailable(url: string, e: unknown): WorldstreamError {
+  const password = passwordOf(url);
+  let message = e instanceof WorldstreamError ? e.message : firstLine(e);
+  if (password !== "") message = message.split(password).join("***");
+  return fail("PG_UNAVAILABLE", `Postgres at ${redactDsn(url)} is unavailable: ${message}`);
+}
+
+function passwordOf(dsn: string): string {
+  try {
+    return decodeURIComponent(new URL(dsn).password);
+  } catch {
+    return "";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drivers: the promise-level surface of each kind of handle
+
+type Rows = ReadonlyArray<unknown>;
+
+interface Driver {
+  /** `signal` aborts a statement in flight where the client can cancel one (the server). */
+  readonly query: (
+    text: string,
+    params: ReadonlyArray<PgParam>,
+    options?: { readonly signal?: AbortSignal },
+  ) => Promise<Rows>;
+  readonly exec: (script: string) => Promise<void>;
+  readonly begin: <T>(fn: (inner: Driver) => Promise<T>) => Promise<T>;
+}
+
+function pgliteDriver(db: PGlite): Driver {
+  return {
+    query: async (text, params) => (await db.query(text, [...params])).rows,
+    exec: async (script) => void await db.exec(script),
+    // PGlite's own transaction holds its mutex, so no other caller's statement lands inside ours.
+    begin: (fn) => db.transaction((tx) => fn(pgliteTxDriver(tx))),
+  };
+}
+
+function pgliteTxDriver(tx: PgliteTransaction): Driver {
+  return pinnedDriver({
+    query: async (text, params) => (await tx.query(text, [...params])).rows,
+    exec: async (script) => void await tx.exec(script),
+  }, 1);
+}
+
+type ClientTypes = { bigint: number; bytea: Uint8Array<ArrayBuffer> };
+type ServerSql = postgres.Sql<ClientTypes>;
+type ServerTx = postgres.TransactionSql<ClientTypes>;
+
+function serverDriver(sql: ServerSql): Driver {
+  return {
+    query: serverQuery(sql),
+    exec: async (script) => void await sql.unsafe(script).simple(),
+    begin: <T>(fn: (inner: Driver) => Promise<T>) =>
+      sql.begin((tx) => fn(serverTxDriver(tx))) as Promise<T>,
+  };
+}
+
+// postgres.js rolls a transaction back after any failed statement in it, even one the caller
+// recovered from, so nested scopes must be its own savepoints rather than hand-written ones.
+function serverTxDriver(tx: ServerTx): Driver {
+  return {
+    query: serverQuery(tx),
+    exec: async (script) => void await tx.unsafe(script).simple(),
+    begin: <T>(fn: (inner: Driver) => Promise<T>) =>
+      tx.savepoint((sp) => fn(serverTxDriver(sp))) as Promise<T>,
+  };
+}
+
+function reservedDriver(reserved: postgres.ReservedSql<ClientTypes>): Driver {
+  return pinnedDriver({
+    query: serverQuery(reserved),
+    exec: async (script) => void await reserved.unsafe(script).simple(),
+  }, 0);
+}
+
+function serverQuery(sql: postgres.ISql<ClientTypes>): Driver["query"] {
+  return async (text, params, options) => {
+    // deno-lint-ignore no-explicit-any
+    const pending = sql.unsafe(text, params as any[]);
+    const cancel = () => pending.cancel();
+    options?.signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      // A plain array, as PGlite returns: postgres.js's Result also carries count/command/columns.
+      return Array.from(await pending);
+    } finally {
+      options?.signal?.removeEventListener("abort", cancel);
+    }
+  };
+}
+
+/**
+ * A connection nobody else uses, so plain BEGIN/COMMIT/ROLLBACK (and SAVEPOINT at depth > 0)
+ * are safe.
+ */
+function pinnedDriver(conn: Pick<Driver, "query" | "exec">, depth: number): Driver {
+  const run = (text: string) => conn.query(text, []);
+  const name = `ws_sp_${depth}`;
+  const [open, commit, rollback] = depth === 0
+    ? ["begin", "commit", "rollback"]
+    : [`savepoint ${name}`, `release savepoint ${name}`, `rollback to savepoint ${name}`];
+  return {
+    ...conn,
+    begin: async (fn) => {
+      await run(open);
+      let result;
+      try {
+        result = await fn(pinnedDriver(conn, depth + 1));
+      } catch (e) {
+        await run(rollback).catch(() => undefined);
+        throw e;
+      }
+      await run(commit);
+      return result;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Effect face of a driver
+
+/** Carries a failed transaction body through the driver, which rolls back on any throw. */
+class BodyFailed {
+  constructor(readonly cause: Cause.Cause<unknown>) {}
+}
+
+function makeSql(backend: PgBackend, driver: Driver): PgSql {
+  const self: PgSql = {
+    backend,
+    query: <A>(text: string, params: ReadonlyArray<PgParam> = []) =>
+      attempt((signal) => driver.query(text, params, { signal })).pipe(
+        Effect.mapError((e) => queryFailed(text, e)),
+      ) as Effect.Effect<ReadonlyArray<A>, WorldstreamError>,
+    exec: (script) =>
+      attempt(() => driver.exec(script)).pipe(Effect.mapError((e) => queryFailed(script, e))),
+    transaction: <A, E, R>(f: (tx: PgSql) => Effect.Effect<A, E, R>) =>
+      Effect.gen(function* () {
+        const context = yield* Effect.context<R>();
+        const run = Effect.runPromiseExitWith(context);
+        return yield* settle<A>((signal) =>
+          driver.begin(async (inner) => {
+            const exit = await run(f(makeSql(backend, inner)), { signal });
+            if (Exit.isFailure(exit)) throw new BodyFailed(exit.cause);
+            return exit.value;
+          })
+        ).pipe(
+          Effect.catch((e): Effect.Effect<never, E | WorldstreamError> =>
+            e instanceof BodyFailed
+              ? Effect.failCause(e.cause as Cause.Cause<E>)
+              : Effect.fail(pgError(e))
+          ),
+        );
+      }),
+  };
+  return self;
+}
+
+function attempt<A>(f: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, WorldstreamError> {
+  return settle(f).pipe(Effect.mapError((e) => pgError(e)));
+}
+
+/**
+ * A promise as an Effect that, when interrupted, signals the work to stop and then waits for it
+ * to settle: a transaction is rolled back and a statement finished before interruption returns.
+ */
+function settle<A>(f: (signal: AbortSignal) => Promise<A>): Effect.Effect<A, unknown> {
+  return Effect.callback<A, unknown>((resume) => {
+    const controller = new AbortController();
+    const settled = Promise.resolve()
+      .then(() => f(controller.signal))
+      .then((a) => resume(Effect.succeed(a)), (e) => resume(Effect.fail(e)));
+    return Effect.promise(() => {
+      controller.abort();
+      return settled;
+    });
+  });
+}
+
+// SQLSTATE classes that mean "no usable connection" rather than "this statement is wrong".
+const UNAVAILABLE_STATES = /^(08|28|3D|53|57P)/;
+const UNAVAILABLE_CODES = /^(E[A-Z]+|CONNECT_TIMEOUT|CONNECTION_\w+)$/;
+
+function pgError(e: unknown): WorldstreamError {
+  if (e instanceof WorldstreamError) return e;
+  const code = errorCode(e);
+  if (code === undefined) return fail("PG_QUERY_FAILED", `Postgres query failed: ${firstLine(e)}`);
+  if (UNAVAILABLE_CODES.test(code) || (isSqlState(code) && UNAVAILABLE_STATES.test(code))) {
+    return fail("PG_UNAVAILABLE", `Postgres is unavailable [${code}]: ${firstLine(e)}`);
+  }
+  return fail("PG_QUERY_FAILED", `Postgres query failed [${code}]: ${firstLine(e)}`);
+}
+
+function queryFailed(text: string, e: unknown): WorldstreamError {
+  const error = pgError(e);
+  if (error.reason !== "PG_QUERY_FAILED") return error;
+  const snippet = text.replace(/--[^\n]*/g, "").replace(/\s+/g, " ").trim().slice(0, 80);
+  return fail(error.reason, `${error.message} (in: ${snippet})`);
+}
+
+function errorCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code !== "" ? code : undefined;
+}
+
+function isSqlState(code: string): boolean {
+  return /^[0-9A-Z]{5}$/.test(code);
+}
+
+function firstLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.split("\n")[0];
+}

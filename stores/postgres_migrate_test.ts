@@ -1,0 +1,234 @@
+import assert from "node:assert/strict";
+import { Effect } from "effect";
+import { Postgres } from "./postgres.ts";
+import {
+  loadMigrations,
+  migrate,
+  migrateFrom,
+  type MigrationReport,
+  MIGRATIONS_DIR,
+} from "./postgres_migrate.ts";
+import { failure, pgTest, tempDir } from "./postgres_testing.ts";
+
+const FOUNDATION_TABLES = [
+  "ws_approvals",
+  "ws_audit_events",
+  "ws_budget_ledger",
+  "ws_checkpoints",
+  "ws_dead_letters",
+  "ws_output_leases",
+  "ws_policy_snapshots",
+  "ws_ready_ledger",
+  "ws_receipts",
+  "ws_schema_migrations",
+];
+
+const tables = Effect.gen(function* () {
+  const pg = yield* Postgres;
+  const rows = yield* pg.query<{ name: string }>(
+    "select table_name as name from information_schema.tables " +
+      "where table_schema = current_schema() and table_name like 'ws\\_%' order by table_name",
+  );
+  return rows.map((r) => r.name);
+});
+
+const recorded = Effect.gen(function* () {
+  const pg = yield* Postgres;
+  return yield* pg.query<{ version: number; name: string; checksum: string }>(
+    "select version, name, checksum from ws_schema_migrations order by version",
+  );
+});
+
+/** A scratch copy of the project's migrations that a test may edit. */
+const scratchMigrations = Effect.gen(function* () {
+  const dir = yield* tempDir;
+  for (const m of yield* loadMigrations(MIGRATIONS_DIR)) {
+    yield* Effect.promise(() => Deno.writeTextFile(`${dir}/${m.name}.sql`, m.sql));
+  }
+  return dir;
+});
+
+function write(dir: string, file: string, sql: string) {
+  return Effect.promise(() => Deno.writeTextFile(`${dir}/${file}`, sql));
+}
+
+pgTest(
+  "migrate creates every foundation table and records the file with its sha256",
+  () =>
+    Effect.gen(function* () {
+      const report = yield* migrate;
+      assert.deepEqual(report, { applied: ["0001_foundation"], version: 1 });
+      assert.deepEqual(yield* tables, FOUNDATION_TABLES);
+      const [file] = yield* loadMigrations(MIGRATIONS_DIR);
+      assert.deepEqual(yield* recorded, [{
+        version: 1,
+        name: "0001_foundation",
+        checksum: file.checksum,
+      }]);
+      assert.match(file.checksum, /^[0-9a-f]{64}$/);
+    }),
+);
+
+pgTest("a second run applies nothing", () =>
+  Effect.gen(function* () {
+    yield* migrate;
+    const again = yield* migrate;
+    assert.deepEqual(again, { applied: [], version: 1 });
+    assert.equal((yield* recorded).length, 1);
+  }));
+
+pgTest("a new file applies on top of those already applied", () =>
+  Effect.gen(function* () {
+    const dir = yield* scratchMigrations;
+    yield* migrateFrom(dir);
+    yield* write(dir, "0002_extra.sql", "-- A test table.\ncreate table ws_extra (id int);");
+    const report = yield* migrateFrom(dir);
+    assert.deepEqual(report, { applied: ["0002_extra"], version: 2 });
+    assert.ok((yield* tables).includes("ws_extra"));
+  }));
+
+pgTest(
+  "an applied file that was edited is refused with MIGRATION_CHECKSUM_MISMATCH",
+  () =>
+    Effect.gen(function* () {
+      const dir = yield* scratchMigrations;
+      yield* migrateFrom(dir);
+      const original = yield* Effect.promise(() => Deno.readTextFile(`${dir}/0001_foundation.sql`));
+      yield* write(dir, "0001_foundation.sql", `${original}\n-- an innocent-looking edit\n`);
+      yield* write(dir, "0002_extra.sql", "-- A test table.\ncreate table ws_extra (id int);");
+      const error = yield* failure(migrateFrom(dir));
+      assert.equal(error.reason, "MIGRATION_CHECKSUM_MISMATCH");
+      assert.ok(error.message.includes("0001_foundation"), error.message);
+      assert.equal((yield* recorded).length, 1);
+      assert.ok(!(yield* tables).includes("ws_extra"));
+    }),
+);
+
+pgTest(
+  "pending files apply in one transaction: a failing file leaves nothing behind",
+  () =>
+    Effect.gen(function* () {
+      const dir = yield* scratchMigrations;
+      yield* write(dir, "0002_broken.sql", "-- Broken on purpose.\nselect * from no_such_table;");
+      const error = yield* failure(migrateFrom(dir));
+      assert.equal(error.reason, "MIGRATION_FAILED");
+      assert.ok(error.message.includes("0002_broken"), error.message);
+      assert.ok(error.message.includes("42P01"), error.message);
+      assert.deepEqual(yield* tables, ["ws_schema_migrations"]);
+      assert.deepEqual(yield* recorded, []);
+    }),
+);
+
+pgTest(
+  "a file numbered below the applied version is refused as out of order",
+  () =>
+    Effect.gen(function* () {
+      const dir = yield* scratchMigrations;
+      yield* write(dir, "0003_later.sql", "-- Later.\ncreate table ws_later (id int);");
+      yield* migrateFrom(dir);
+      yield* write(dir, "0002_forgotten.sql", "-- Forgotten.\ncreate table ws_forgotten (id int);");
+      const error = yield* failure(migrateFrom(dir));
+      assert.equal(error.reason, "MIGRATION_FAILED");
+      assert.ok(error.message.includes("0002_forgotten"), error.message);
+    }),
+);
+
+pgTest(
+  "two files with one version number are refused before touching the database",
+  () =>
+    Effect.gen(function* () {
+      const dir = yield* scratchMigrations;
+      yield* write(dir, "0001_twin.sql", "-- Twin.\nselect 1;");
+      const error = yield* failure(migrateFrom(dir));
+      assert.equal(error.reason, "MIGRATION_FAILED");
+      assert.deepEqual(yield* tables, []);
+    }),
+);
+
+pgTest(
+  "concurrent runners on one database apply each migration once",
+  (ctx) =>
+    Effect.gen(function* () {
+      // On the server the runners use separate pools, so only the advisory lock keeps them apart;
+      // PGlite has one connection, so there they share it.
+      const runners = [0, 1, 2, 3].map((i) =>
+        ctx.connectAgain !== undefined && i % 2 === 1
+          ? migrate.pipe(Effect.provide(ctx.connectAgain()))
+          : migrate
+      );
+      const reports: ReadonlyArray<MigrationReport> = yield* Effect.all(runners, {
+        concurrency: "unbounded",
+      });
+      assert.deepEqual(
+        reports.map((r) => r.applied.length).sort(),
+        [0, 0, 0, 1],
+      );
+      assert.equal((yield* recorded).length, 1);
+    }),
+);
+
+pgTest("log tables are append-only", () =>
+  Effect.gen(function* () {
+    yield* migrate;
+    const pg = yield* Postgres;
+    yield* pg.query(
+      "insert into ws_receipts (record_id, kind, body, hash, at) values ($1, $2, $3, $4, $5)",
+      ["r1", "delivered", { n: 1 }, "h1", new Date(0)],
+    );
+    // Replaying the same WAL record is a no-op, not an error.
+    yield* pg.query(
+      "insert into ws_receipts (record_id, kind, body, hash, at) values ($1, $2, $3, $4, $5) " +
+        "on conflict (record_id) do nothing",
+      ["r1", "delivered", { n: 1 }, "h1", new Date(0)],
+    );
+    const edit = yield* failure(pg.query("update ws_receipts set hash = 'forged'"));
+    assert.equal(edit.reason, "PG_QUERY_FAILED");
+    assert.ok(edit.message.includes("append-only"), edit.message);
+    const erase = yield* failure(pg.query("delete from ws_receipts"));
+    assert.ok(erase.message.includes("append-only"), erase.message);
+    const rows = yield* pg.query<{ seq: number; hash: string }>(
+      "select seq, hash from ws_receipts",
+    );
+    assert.deepEqual(rows, [{ seq: 1, hash: "h1" }]);
+  }));
+
+pgTest("the foundation schema takes the rows later stores write", () =>
+  Effect.gen(function* () {
+    yield* migrate;
+    const pg = yield* Postgres;
+    const at = new Date("2026-01-02T03:04:05Z");
+    yield* pg.query(
+      "insert into ws_checkpoints values ($1, $2, $3, $4, $5, $6, $7)",
+      ["pack-1", "out-a", 41, "part-0.parquet", 7, "2026-01-02T03:04:05.000001Z", at],
+    );
+    yield* pg.query(
+      "insert into ws_checkpoints (pack_key, output_id, last_seq, updated_at_utc) " +
+        "values ($1, $2, $3, $4) on conflict (pack_key, output_id) do update " +
+        "set last_seq = excluded.last_seq where ws_checkpoints.last_seq < excluded.last_seq",
+      ["pack-1", "out-a", 42, at],
+    );
+    yield* pg.query(
+      "insert into ws_dead_letters (record_id, run_key, output_id, event_id, envelope, attempts, " +
+        "last_status, reason, at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+      ["d1", "run-1", "out-a", "e1", { event_id: "e1" }, 5, 503, "IG_RETRIES_EXHAUSTED", at],
+    );
+    yield* pg.query(
+      "insert into ws_approvals (approval_id, capability, principal, request, created_at) " +
+        "values ($1, $2, $3, $4, $5)",
+      ["a1", "deadletter.purge", "ops@example", { ids: ["d1"] }, at],
+    );
+    const bad = yield* failure(pg.query("update ws_approvals set status = 'MAYBE'"));
+    assert.ok(bad.message.includes("[23514]"), bad.message);
+    const [checkpoint] = yield* pg.query("select last_seq, last_ts_utc from ws_checkpoints");
+    assert.deepEqual(checkpoint, { last_seq: 42, last_ts_utc: "2026-01-02T03:04:05.000001Z" });
+    const [letter] = yield* pg.query("select status, envelope from ws_dead_letters");
+    assert.deepEqual(letter, { status: "OPEN", envelope: { event_id: "e1" } });
+  }));
+
+Deno.test("loadMigrations reads the project's files in version order", async () => {
+  const migrations = await Effect.runPromise(loadMigrations(MIGRATIONS_DIR));
+  assert.deepEqual(migrations.map((m) => m.version), [...migrations.keys()].map((i) => i + 1));
+  for (const m of migrations) {
+    assert.ok(m.sql.startsWith(`-- ${m.name}:`), `${m.name} must open with a comment on its model`);
+  }
+});
