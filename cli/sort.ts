@@ -6,7 +6,7 @@ import { Effect } from "effect";
 import { join } from "node:path";
 import { resolveOutput, resolveWorld, type WorldOptions } from "../core/world.ts";
 import { progressBar } from "../core/progress.ts";
-import type { WorldstreamError } from "../schemas/errors.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";
 
 /** What to sort and how strictly. */
@@ -31,6 +31,9 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
   const outputs: Array<Omit<BuildResult, "view_dir">> = [];
   const run = Effect.gen(function* () {
     const world = yield* resolveWorld(options.engineRunRoot, options);
+    if (options.outputIds.length === 0) {
+      return yield* fail("NO_TRAFFIC_OUTPUTS", "No output ids were requested");
+    }
     const viewRoot = options.streamViewRoot ?? join(world.engineRunRoot, "stream_view", "ts_utc");
     // Check every output before building any, so a bad id leaves nothing half-done.
     const resolved = [];

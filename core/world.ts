@@ -65,7 +65,9 @@ export const resolveWorld = Effect.fn("resolveWorld")(function* (
   const store = yield* openOracleFs(root);
   const pack = yield* loadInterfacePack(options.interfacePackDir);
 
-  const receiptText = yield* store.readText(RECEIPT);
+  const receiptText = yield* store.readText(RECEIPT).pipe(
+    Effect.mapError((e) => fail("RUN_RECEIPT_UNREADABLE", e.message)),
+  );
   if (receiptText === undefined) {
     return yield* fail("RUN_RECEIPT_UNREADABLE", `${store.root}/${RECEIPT} does not exist`);
   }
@@ -84,6 +86,16 @@ export const resolveWorld = Effect.fn("resolveWorld")(function* (
   const manifestScenario = manifestText === undefined ? undefined : scenarioOf(manifestText);
   const scenarioId = options.scenarioId ?? manifestScenario;
   if (scenarioId === undefined || scenarioId === "") {
+    if (manifestText !== undefined) {
+      // The manifest is there but names no scenario: it is broken, not absent (this decode fails).
+      yield* decodeJsonText(
+        OraclePackManifest,
+        "PACK_MANIFEST_INVALID",
+        `${store.root}/${MANIFEST}`,
+      )(
+        manifestText,
+      );
+    }
     return yield* fail(
       "SCENARIO_ID_MISSING",
       `No scenario id: give one, or provide ${MANIFEST} with world_key.scenario_id`,

@@ -70,16 +70,18 @@ export class DuckDb extends Context.Service<DuckDb, {
             DuckDBInstance.create(":memory:", {
               autoload_known_extensions: "false",
               autoinstall_known_extensions: "false",
-              // Progress is tracked (for CLI bars) but never printed by DuckDB itself.
-              enable_progress_bar: "true",
-              enable_progress_bar_print: "false",
               ...(options.threads ? { threads: String(options.threads) } : {}),
               ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
             })),
           (db) => Effect.sync(() => db.closeSync()),
         );
         const session = Effect.acquireRelease(
-          tryDuck("connect", () => instance.connect()),
+          tryDuck("connect", async () => {
+            const conn = await instance.connect();
+            // Progress is tracked (for CLI bars) but never printed by DuckDB itself.
+            await conn.run("SET enable_progress_bar = true; SET enable_progress_bar_print = false");
+            return conn;
+          }),
           (conn) => Effect.sync(() => conn.closeSync()),
         ).pipe(Effect.map(makeSession));
         return DuckDb.of({ session });

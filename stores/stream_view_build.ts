@@ -12,12 +12,18 @@ import { Clock, Effect } from "effect";
 import { basename, join } from "node:path";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import type { WorldKey } from "../core/catalogue.ts";
+import { decodeJsonText } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import {
+  STREAM_SORT_KEYS,
+  StreamSortReceipt,
+  type StreamSortStats,
+} from "../schemas/stream_view.ts";
 import { DuckDb, type DuckSession, duckSql, sqlLiteral } from "./duckdb.ts";
 import { writeFileAtomic } from "./oracle_fs.ts";
 
 /** The sort keys of every stream view, in order. */
-export const SORT_KEYS = ["ts_utc", "filename", "file_row_number"] as const;
+export const SORT_KEYS = STREAM_SORT_KEYS;
 
 /** What a stream view is built from. */
 export interface ViewSource {
@@ -34,13 +40,7 @@ export interface ViewSource {
 }
 
 /** Row count, hash sums and time range of a set of rows (raw sources or a sorted view). */
-export interface ViewStats {
-  readonly row_count: number;
-  readonly hash_sum: string;
-  readonly hash_sum2: string;
-  readonly min_ts_utc: string | null;
-  readonly max_ts_utc: string | null;
-}
+export type ViewStats = StreamSortStats;
 
 /** Outcome of one output's build. */
 export interface BuildResult {
@@ -122,49 +122,55 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
       `output_id=${source.outputId}.${crypto.randomUUID()}`,
     );
     yield* mkdir(staging);
-    const partPath = join(staging, "part-00000.parquet");
-    const copy = `COPY (${duckSql("stream_view_sort")}) TO ${
-      sqlLiteral(partPath)
-    } (FORMAT parquet, COMPRESSION zstd)`;
-    const params = { files: source.parts, prefix_len: prefixLen };
-    yield* (options.onProgress
-      ? session.execWithProgress(copy, params, options.onProgress)
-      : session.exec(copy, params));
+    // A failed build (unreadable part, stats mismatch, interruption) must not leave its staging
+    // behind; only a crash does, and the next build removes that.
+    const published = yield* Effect.gen(function* () {
+      const partPath = join(staging, "part-00000.parquet");
+      const copy = `COPY (${duckSql("stream_view_sort")}) TO ${
+        sqlLiteral(partPath)
+      } (FORMAT parquet, COMPRESSION zstd)`;
+      const params = { files: source.parts, prefix_len: prefixLen };
+      // Reading every column can still fail where the ts_utc-only stats pass (a part whose
+      // other columns are corrupt or differ from the first part's schema).
+      yield* (options.onProgress
+        ? session.execWithProgress(copy, params, options.onProgress)
+        : session.exec(copy, params)).pipe(Effect.mapError((e) => readError(source.outputId, e)));
 
-    const sorted = yield* statsOf(session, "stream_view_sorted_stats", { files: [partPath] });
-    yield* compareStats(source.outputId, raw, sorted);
+      const sorted = yield* statsOf(session, "stream_view_sorted_stats", { files: [partPath] });
+      yield* compareStats(source.outputId, raw, sorted);
 
-    const now = new Date(yield* Clock.currentTimeMillis).toISOString();
-    const manifest = {
-      stream_view_id: id,
-      engine_run_root: source.engineRunRoot,
-      stream_view_root: source.streamViewRoot,
-      engine_run_id: source.engineRunId,
-      scenario_id: source.worldKey.scenario_id,
-      output_id: source.outputId,
-      world_key: source.worldKey,
-      output_ids: [source.outputId],
-      sort_keys: SORT_KEYS,
-      partition_granularity: "flat",
-      created_utc: now,
-    };
-    const receipt = {
-      stream_view_id: id,
-      engine_run_root: source.engineRunRoot,
-      stream_view_root: source.streamViewRoot,
-      output_id: source.outputId,
-      output_ids: [source.outputId],
-      sort_keys: SORT_KEYS,
-      partition_granularity: "flat",
-      source_locator_digest: digest,
-      raw_stats: raw,
-      sorted_stats: sorted,
-      created_utc: now,
-      status: "OK",
-    };
-    yield* writeFileAtomic(join(staging, "_stream_view_manifest.json"), pretty(manifest));
-    yield* writeFileAtomic(join(staging, "_stream_sort_receipt.json"), pretty(receipt));
-    const published = yield* publish(staging, dir);
+      const now = new Date(yield* Clock.currentTimeMillis).toISOString();
+      const manifest = {
+        stream_view_id: id,
+        engine_run_root: source.engineRunRoot,
+        stream_view_root: source.streamViewRoot,
+        engine_run_id: source.engineRunId,
+        scenario_id: source.worldKey.scenario_id,
+        output_id: source.outputId,
+        world_key: source.worldKey,
+        output_ids: [source.outputId],
+        sort_keys: SORT_KEYS,
+        partition_granularity: "flat",
+        created_utc: now,
+      };
+      const receipt = {
+        stream_view_id: id,
+        engine_run_root: source.engineRunRoot,
+        stream_view_root: source.streamViewRoot,
+        output_id: source.outputId,
+        output_ids: [source.outputId],
+        sort_keys: SORT_KEYS,
+        partition_granularity: "flat",
+        source_locator_digest: digest,
+        raw_stats: raw,
+        sorted_stats: sorted,
+        created_utc: now,
+        status: "OK",
+      };
+      yield* writeFileAtomic(join(staging, "_stream_view_manifest.json"), pretty(manifest));
+      yield* writeFileAtomic(join(staging, "_stream_sort_receipt.json"), pretty(receipt));
+      return yield* publish(staging, dir);
+    }).pipe(Effect.onError(() => removeDir(staging).pipe(Effect.ignore)));
     if (!published) {
       // Another build published first; it must have built the same view.
       yield* removeDir(staging);
@@ -173,7 +179,8 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
     return {
       output_id: source.outputId,
       stream_view_id: id,
-      row_count: sorted.row_count,
+      // compareStats made the sorted count equal to this one.
+      row_count: raw.row_count,
       status: "BUILT",
       view_dir: dir,
     } satisfies BuildResult as BuildResult;
@@ -208,26 +215,26 @@ function verifyExisting(
       try: () => Deno.readTextFile(join(dir, RECEIPT)),
       catch: (e) => fail("STREAM_RECEIPT_MISMATCH", `Cannot read ${dir}/${RECEIPT}: ${String(e)}`),
     });
-    const receipt = yield* Effect.try({
-      try: () => JSON.parse(text) as Record<string, unknown>,
-      catch: () => fail("STREAM_RECEIPT_MISMATCH", `${dir}/${RECEIPT} is not JSON`),
-    });
+    const receipt = yield* decodeJsonText(
+      StreamSortReceipt,
+      "STREAM_RECEIPT_MISMATCH",
+      `${dir}/${RECEIPT}`,
+    )(text);
     const mismatch = (what: string) =>
       fail(
         "STREAM_RECEIPT_MISMATCH",
         `Stream view ${dir}: receipt ${what} does not match this build`,
       );
-    if (receipt.status !== "OK") return yield* mismatch("status");
     if (receipt.stream_view_id !== id) return yield* mismatch("stream_view_id");
     if (receipt.output_id !== source.outputId) return yield* mismatch("output_id");
     if (receipt.source_locator_digest !== digest) return yield* mismatch("source_locator_digest");
     const rawCount = yield* footerRowCount(session, source.parts);
     const viewParts = yield* listParts(dir);
     const viewCount = viewParts.length === 0 ? -1 : yield* footerRowCount(session, viewParts);
-    const rawStats = receipt.raw_stats as ViewStats | undefined;
-    const sortedStats = receipt.sorted_stats as ViewStats | undefined;
-    if (rawStats?.row_count !== rawCount) return yield* mismatch("raw_stats.row_count");
-    if (sortedStats?.row_count !== viewCount) return yield* mismatch("sorted_stats.row_count");
+    if (receipt.raw_stats.row_count !== rawCount) return yield* mismatch("raw_stats.row_count");
+    if (receipt.sorted_stats.row_count !== viewCount) {
+      return yield* mismatch("sorted_stats.row_count");
+    }
     return {
       output_id: source.outputId,
       stream_view_id: id,

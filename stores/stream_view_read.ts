@@ -5,7 +5,9 @@
  */
 import { Effect, type Scope } from "effect";
 import { join } from "node:path";
+import { decodeJsonText } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { StreamSortReceipt } from "../schemas/stream_view.ts";
 import { DuckDb, duckSql } from "./duckdb.ts";
 import { listParts } from "./stream_view_build.ts";
 
@@ -36,14 +38,25 @@ export interface ViewCursor {
   readonly next: Effect.Effect<ReadonlyArray<ViewRow> | undefined, WorldstreamError>;
 }
 
-const PROVENANCE = new Set(["filename", "file_row_number"]);
+/** Columns the view adds to every source row to order it; they are not part of the row. */
+export const PROVENANCE_COLUMNS: ReadonlySet<string> = new Set(["filename", "file_row_number"]);
 
-/** Opens a view folder for reading after `after` (or from its first row). */
-export const openViewReader = Effect.fn("openViewReader")(function* (
+/** A view that passed the readers' checks. */
+export interface CheckedView {
+  /** Rows in the view, from its receipt. */
+  readonly rowCount: number;
+  /** Part files in lexicographic (= view) order. */
+  readonly parts: ReadonlyArray<string>;
+}
+
+/**
+ * The checks every reader makes before reading a view: the receipt exists and decodes, names the
+ * expected view and output, and the view has rows and parts.
+ */
+export const checkView = Effect.fn("checkView")(function* (
   dir: string,
   expected: ViewExpectation,
-  after?: ViewPosition,
-): Effect.fn.Return<ViewCursor, WorldstreamError, DuckDb | Scope.Scope> {
+): Effect.fn.Return<CheckedView, WorldstreamError> {
   const receipt = yield* readReceipt(dir);
   if (receipt.stream_view_id !== expected.streamViewId) {
     return yield* fail(
@@ -57,11 +70,21 @@ export const openViewReader = Effect.fn("openViewReader")(function* (
       `Stream view ${dir} is for ${receipt.output_id}, expected ${expected.outputId}`,
     );
   }
-  const rowCount = Number((receipt.sorted_stats as { row_count?: number })?.row_count ?? 0);
+  const rowCount = receipt.sorted_stats.row_count;
   const parts = yield* listParts(dir);
   if (rowCount === 0 || parts.length === 0) {
     return yield* fail("STREAM_VIEW_EMPTY", `Stream view ${dir} has no rows`);
   }
+  return { rowCount, parts };
+});
+
+/** Opens a view folder for reading after `after` (or from its first row). */
+export const openViewReader = Effect.fn("openViewReader")(function* (
+  dir: string,
+  expected: ViewExpectation,
+  after?: ViewPosition,
+): Effect.fn.Return<ViewCursor, WorldstreamError, DuckDb | Scope.Scope> {
+  const { rowCount, parts } = yield* checkView(dir, expected);
   const session = yield* (yield* DuckDb).session;
   // Column names first: a second query on the session would end an open streaming result.
   const cols = yield* session.rows<{ column_name: string }>(
@@ -86,7 +109,7 @@ export const openViewReader = Effect.fn("openViewReader")(function* (
     for (let i = 0; i < n; i++) {
       const row: Record<string, unknown> = {};
       for (let c = 0; c < cols.length; c++) {
-        if (!PROVENANCE.has(cols[c])) row[cols[c]] = plain(chunk[c][i]);
+        if (!PROVENANCE_COLUMNS.has(cols[c])) row[cols[c]] = plain(chunk[c][i]);
       }
       out[i] = {
         position: {
@@ -110,15 +133,9 @@ function plain(v: unknown): unknown {
 }
 
 function readReceipt(dir: string) {
+  const path = join(dir, "_stream_sort_receipt.json");
   return Effect.tryPromise({
-    try: () => Deno.readTextFile(join(dir, "_stream_sort_receipt.json")),
+    try: () => Deno.readTextFile(path),
     catch: () => fail("STREAM_VIEW_MISSING", `No complete stream view at ${dir}`),
-  }).pipe(
-    Effect.flatMap((text) =>
-      Effect.try({
-        try: () => JSON.parse(text) as Record<string, unknown>,
-        catch: () => fail("STREAM_VIEW_MISSING", `Stream view receipt in ${dir} is not JSON`),
-      })
-    ),
-  );
+  }).pipe(Effect.flatMap(decodeJsonText(StreamSortReceipt, "STREAM_VIEW_MISSING", path)));
 }
