@@ -28,9 +28,27 @@ export type GateEntry = typeof GateEntry.Type;
 const CatalogueFile = Schema.Struct({ version: Schema.String, outputs: Schema.Array(OutputEntry) });
 const GatesFile = Schema.Struct({ version: Schema.String, gates: Schema.Array(GateEntry) });
 
+/** An output's row shape: its declared columns and whether undeclared ones are allowed. */
+export interface RowShape {
+  readonly columns: ReadonlyArray<string>;
+  readonly additionalProperties: boolean;
+}
+
+const RowSchemasFile = Schema.Struct({
+  outputs: Schema.Record(
+    Schema.String,
+    Schema.Struct({
+      additionalProperties: Schema.Boolean,
+      properties: Schema.Record(Schema.String, Schema.Unknown),
+    }),
+  ),
+});
+
 /** The loaded pack: lookups by id and the sha256 digests of the two files as read. */
 export interface InterfacePack {
   readonly outputs: ReadonlyMap<string, OutputEntry>;
+  /** Row shapes from `row_schemas.yaml` (absent in a pack without it). */
+  readonly rows: ReadonlyMap<string, RowShape>;
   readonly gates: ReadonlyMap<string, GateEntry>;
   readonly catalogueDigest: string;
   readonly gateMapDigest: string;
@@ -57,7 +75,19 @@ export const loadInterfacePack = Effect.fn("loadInterfacePack")(function* (dir?:
     "engine_outputs.catalogue.yaml",
   );
   const gates = yield* decodeYaml(GatesFile, gatesText, "engine_gates.map.yaml");
+  const rowsText = yield* readText(new URL("row_schemas.yaml", base)).pipe(
+    Effect.catch(() => Effect.succeed(undefined)),
+  );
+  const rows = rowsText === undefined
+    ? { outputs: {} }
+    : yield* decodeYaml(RowSchemasFile, rowsText, "row_schemas.yaml");
   return {
+    rows: new Map(
+      Object.entries(rows.outputs).map(([id, r]) => [id, {
+        columns: Object.keys(r.properties),
+        additionalProperties: r.additionalProperties,
+      }]),
+    ),
     outputs: new Map(catalogue.outputs.map((o) => [o.output_id, o])),
     gates: new Map(gates.gates.map((g) => [g.gate_id, g])),
     catalogueDigest: sha256Hex(catalogueText),

@@ -404,3 +404,8 @@ function firstLine(e: unknown): string {
   const text = e instanceof Error ? e.message : String(e);
   return text.split("\n")[0];
 }
+
+/** Reads `sql/postgres/queries/<name>.sql` (queries live in .sql files, loaded once per module). */
+export function pgQuery(name: string): string {
+  return Deno.readTextFileSync(new URL(`../sql/postgres/queries/${name}.sql`, import.meta.url));
+}

@@ -3,9 +3,10 @@
 -- row group before the position from its min/max statistics: resuming near the end of a view
 -- does not rescan what came before. A scan of parquet files in list order keeps file order
 -- (preserve_insertion_order), so no ORDER BY — and no re-sort — is needed.
--- Start of view: $after_ts = '' (less than any timestamp).
+-- Start of view: $after_ts = '' (less than any timestamp). Hive partitioning is off so the view's
+-- `output_id=<id>/` folder does not turn into an extra column.
 SELECT *
-FROM read_parquet($files)
+FROM read_parquet($files, hive_partitioning = false)
 WHERE ts_utc >= $after_ts
   AND (ts_utc > $after_ts
     OR filename > $after_file
