@@ -6,4 +6,4 @@ SELECT
   CAST(sum(hash(ts_utc, filename, file_row_number)) AS VARCHAR) AS hash_sum2,
   min(ts_utc) AS min_ts_utc,
   max(ts_utc) AS max_ts_utc
-FROM read_parquet($files)
+FROM read_parquet($files, hive_partitioning = false)
