@@ -3,13 +3,17 @@
  * returns the JSON result line and whether it succeeded. main.ts prints and exits.
  */
 import { Effect } from "effect";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { DuckDb } from "../stores/duckdb.ts";
 import { genWorld, parseGenWorldArgs } from "../scripts/gen_world.ts";
 import { listFlag, parseFlags } from "./args.ts";
+import { publishReadyCommand } from "./publish_ready.ts";
 import { sortWorld } from "./sort.ts";
+import { streamCommand } from "./stream.ts";
+import { runCommand } from "./run.ts";
+import { igCommand } from "./ig.ts";
 
 /** A command's outcome: the result line (stdout) and the exit code. */
 export interface Outcome {
@@ -18,9 +22,6 @@ export interface Outcome {
 }
 
 type Command = (argv: ReadonlyArray<string>) => Effect.Effect<Outcome, WorldstreamError, DuckDb>;
-
-/** Events in the demo world the `run` command makes on first use. */
-export const DEMO_EVENTS = 20_000;
 
 const genWorldCommand: Command = (argv) =>
   parseGenWorldArgs(argv).pipe(
@@ -52,20 +53,6 @@ const sortCommand: Command = (argv) =>
     });
   });
 
-/** Until streaming lands, the main job: make the demo world (once) and sort it. */
-const runCommand: Command = (argv) =>
-  Effect.gen(function* () {
-    const flags = yield* parseFlags(argv, { profile: "string", once: "boolean" });
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
-    const root = profile.wiring.oracle_engine_run_root ??
-      join(profile.paths.runsRoot, "demo_world");
-    const world = yield* genWorld({ out: root, events: DEMO_EVENTS });
-    yield* Effect.logInfo("demo world ready").pipe(
-      Effect.annotateLogs({ engine_run_root: world.engine_run_root }),
-    );
-    return yield* sortWith(profile, world.engine_run_root, {});
-  });
-
 function sortWith(
   profile: Profile,
   root: string,
@@ -90,5 +77,8 @@ function sortWith(
 export const COMMANDS: Readonly<Record<string, Command>> = {
   "gen-world": genWorldCommand,
   sort: sortCommand,
+  stream: streamCommand,
+  "publish-ready": publishReadyCommand,
   run: runCommand,
+  ig: igCommand,
 };

@@ -33,3 +33,36 @@ export function progressBar(label: string): ProgressBar {
     }),
   };
 }
+
+/** A block of status lines redrawn in place on stderr (nothing when not a terminal). */
+export interface StatusBlock {
+  readonly draw: (lines: ReadonlyArray<string>) => Effect.Effect<void>;
+  readonly end: Effect.Effect<void>;
+}
+
+/** A status block for live per-output progress. */
+export function statusBlock(): StatusBlock {
+  if (!Deno.stderr.isTerminal()) return { draw: () => Effect.void, end: Effect.void };
+  let drawn = 0;
+  return {
+    draw: (lines) =>
+      Effect.sync(() => {
+        const up = drawn > 0 ? `\x1b[${drawn}F` : "";
+        const body = lines.map((l) => `\x1b[2K${l}`).join("\n");
+        Deno.stderr.writeSync(encoder.encode(`${up}${body}\n`));
+        drawn = lines.length;
+      }),
+    end: Effect.sync(() => {
+      drawn = 0;
+    }),
+  };
+}
+
+/** `name ████░░ 45% 9,000/20,000` — one output's line. */
+export function barLine(label: string, done: number, total: number, extra = ""): string {
+  const pct = total > 0 ? Math.min(100, (done / total) * 100) : 100;
+  const filled = Math.round((pct / 100) * 20);
+  return `${label.padEnd(30)} ${"█".repeat(filled)}${"░".repeat(20 - filled)} ${
+    pct.toFixed(0).padStart(3)
+  }% ${done.toLocaleString("en")}/${total.toLocaleString("en")} ${extra}`;
+}

@@ -95,6 +95,8 @@ export const ProfilePolicy = Schema.Struct({
   context_output_ids_ref: Ref,
   context_output_ids_baseline_ref: Ref,
   privacy_tier: PrivacyTier,
+  /** Idle gaps in event time longer than this are compressed to it (seconds, after speedup). */
+  stream_max_gap_seconds: Schema.optionalKey(numberAtLeast(0)),
   /** License pack file (`ccp.license.v1`) required by tiers above `local`. */
   license_pack_path: Schema.optionalKey(LocalPath),
   /** Base64 Ed25519 public key that verifies the license pack. */
@@ -175,6 +177,22 @@ export const IgAuthWiring = Schema.Struct({
 });
 export type IgAuthWiring = typeof IgAuthWiring.Type;
 
+/**
+ * How the courier talks to the IG. `batch` posts `{events}` to `/v1/ingest/batch`; `push` sends
+ * one envelope per request to the platform's `/v1/ingest/push`, `push_concurrency` at a time.
+ * More than one request in flight per output gives up per-output time order, so it is opt-in.
+ */
+export const CourierWiring = Schema.Struct({
+  mode: Schema.Literals(["batch", "push"]),
+  batch_size: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  linger_ms: Schema.optionalKey(numberAtLeast(0)),
+  push_concurrency: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  max_in_flight_per_output: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  request_timeout_ms: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  retry_after_cap_ms: Schema.optionalKey(numberAtLeast(0, { integer: true })),
+});
+export type CourierWiring = typeof CourierWiring.Type;
+
 /** The `wiring` section: where things are. */
 export const ProfileWiring = Schema.Struct({
   /** worldstream's own state (WAL, stream views, caches). */
@@ -187,6 +205,7 @@ export const ProfileWiring = Schema.Struct({
   control_bus: ControlBusWiring,
   database: DatabaseWiring,
   wsp_retry: RetryWiring,
+  wsp_courier: Schema.optionalKey(CourierWiring),
   wsp_producer: ProducerWiring,
   interface_pack_ref: Ref,
 });

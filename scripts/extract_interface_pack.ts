@@ -19,7 +19,7 @@ const dest = new URL("../profiles/interface_pack/", import.meta.url);
 const catalogue = parse(await Deno.readTextFile(`${src}/engine_outputs.catalogue.yaml`));
 const entries = (catalogue.outputs as Array<Record<string, unknown>>).filter((e) =>
   OUTPUT_IDS.includes(e.output_id as string)
-).map((e) => ({ ...e, path_template: String(e.path_template).trim() }));
+).map((e): Record<string, unknown> => ({ ...e, path_template: String(e.path_template).trim() }));
 const gateIds = new Set(entries.flatMap((e) => e.read_requires_gates as string[]));
 const gatesMap = parse(await Deno.readTextFile(`${src}/engine_gates.map.yaml`));
 const gates = (gatesMap.gates as Array<Record<string, unknown>>).filter((g) =>

@@ -1,0 +1,195 @@
+/**
+ * ControlBus listener: polls the file control bus for READY messages and turns each into a run.
+ *
+ * Every message ends in the READY ledger, never silently dropped: unreadable or invalid → FAILED
+ * with its reason; another topic or platform run → SKIPPED_OUT_OF_SCOPE; already STREAMED →
+ * SKIPPED_DUPLICATE; IG not reachable → DEFERRED_DOWNSTREAM_NOT_READY (not done: it is tried
+ * again after a pause); otherwise the supervisor streams it and the ledger records STREAMED or
+ * FAILED. A failed message is tried again after a restart.
+ */
+import { Clock, Context, Deferred, Effect, Layer, Schedule } from "effect";
+import { interpretReady, type ReadyContext, ReadyRejection } from "../core/ready.ts";
+import type { WorldstreamError } from "../schemas/errors.ts";
+import type { StreamResult } from "../schemas/messages.ts";
+import { AuditLog, READY_AUDIT_KINDS } from "../stores/audit_log.ts";
+import { poll } from "../stores/control_bus_fs.ts";
+import { igHealthy } from "../stores/ig_client.ts";
+import { ReadyLedger, type ReadyStatus } from "../stores/ready_ledger.ts";
+import { RunConfig } from "./run_config.ts";
+import { Supervisor } from "./supervisor.ts";
+
+/** How one message was settled (for `run --once` and tests). */
+export interface ReadySettlement {
+  readonly message_id: string;
+  readonly status: ReadyStatus;
+  readonly reason: string | null;
+  readonly result?: StreamResult;
+}
+
+/** Options of the listener. */
+export interface ControlBusOptions {
+  readonly root: string;
+  readonly topic: string;
+  readonly context: ReadyContext;
+  readonly pollIntervalMs?: number;
+  /** Pause before a deferred message is looked at again. */
+  readonly deferRetryMs?: number;
+}
+
+/** The control bus listener. */
+export class ControlBus extends Context.Service<ControlBus, {
+  /** Reads the bus once and handles every new message; returns how many were handled. */
+  readonly pollOnce: Effect.Effect<number, WorldstreamError>;
+  /** Waits until a message is settled (any status but DEFERRED). */
+  readonly settled: (messageId: string) => Effect.Effect<ReadySettlement>;
+}>()("worldstream/actors/ControlBus") {
+  /** A listener polling every `pollIntervalMs` (default 500 ms) while its scope is open. */
+  static readonly layer = (options: ControlBusOptions) =>
+    Layer.effect(
+      ControlBus,
+      Effect.gen(function* () {
+        const ledger = yield* ReadyLedger;
+        const audit = yield* AuditLog;
+        const supervisor = yield* Supervisor;
+        const config = yield* RunConfig;
+        const seen = new Set<string>();
+        const deferredUntil = new Map<string, number>();
+        const waiters = new Map<string, Deferred.Deferred<ReadySettlement>>();
+        const waiter = (id: string) => {
+          let d = waiters.get(id);
+          if (d === undefined) {
+            d = Deferred.makeUnsafe<ReadySettlement>();
+            waiters.set(id, d);
+          }
+          return d;
+        };
+        const settle = (s: ReadySettlement) =>
+          Effect.gen(function* () {
+            yield* ledger.record({
+              message_id: s.message_id,
+              status: s.status,
+              ...(s.reason ? { reason: s.reason } : {}),
+              ...(s.result?.platform_run_id ? { platform_run_id: s.result.platform_run_id } : {}),
+              ...(s.result
+                ? { detail: { emitted: s.result.emitted, output_ids: s.result.output_ids } }
+                : {}),
+            });
+            if (s.status !== "DEFERRED_DOWNSTREAM_NOT_READY") {
+              yield* Deferred.succeed(waiter(s.message_id), s);
+            }
+          });
+
+        const handle = (messageId: string, text: string | undefined, error: string | undefined) =>
+          Effect.gen(function* () {
+            yield* audit.record(READY_AUDIT_KINDS.seen, { message_id: messageId });
+            if (text === undefined) {
+              return yield* settle({
+                message_id: messageId,
+                status: "FAILED",
+                reason: "CONTROL_MESSAGE_UNREADABLE",
+              })
+                .pipe(Effect.tap(() =>
+                  audit.record(READY_AUDIT_KINDS.rejected, { message_id: messageId, error })
+                ));
+            }
+            const plan = yield* interpretReady(text, options.context).pipe(
+              Effect.map((p) => ({ ok: true as const, plan: p })),
+              Effect.catchIf(
+                (e): e is ReadyRejection =>
+                  e instanceof ReadyRejection,
+                (r) => Effect.succeed({ ok: false as const, rejection: r }),
+              ),
+            );
+            if (!plan.ok) {
+              const r = plan.rejection;
+              yield* audit.record(READY_AUDIT_KINDS.rejected, {
+                message_id: messageId,
+                reason: r.reason,
+                message: r.message,
+              });
+              return yield* settle({
+                message_id: r.message_id ?? messageId,
+                status: r.status,
+                reason: r.reason,
+              });
+            }
+            const p = plan.plan;
+            if (yield* ledger.isStreamed(p.message_id)) {
+              yield* audit.record(READY_AUDIT_KINDS.duplicate, { message_id: p.message_id });
+              return yield* settle({
+                message_id: p.message_id,
+                status: "SKIPPED_DUPLICATE",
+                reason: null,
+              });
+            }
+            if (!(yield* igHealthy(config.courier.endpoint))) {
+              yield* audit.record(READY_AUDIT_KINDS.deferred, { message_id: p.message_id });
+              deferredUntil.set(
+                messageId,
+                (yield* Clock.currentTimeMillis) + (options.deferRetryMs ?? 5000),
+              );
+              seen.delete(messageId);
+              return yield* settle({
+                message_id: p.message_id,
+                status: "DEFERRED_DOWNSTREAM_NOT_READY",
+                reason: "IG_UNREACHABLE",
+              });
+            }
+            yield* audit.record(READY_AUDIT_KINDS.accepted, { message_id: p.message_id });
+            yield* audit.record("RUN_STARTED", {
+              message_id: p.message_id,
+              platform_run_id: p.platform_run_id,
+            });
+            const result = yield* supervisor.submit({
+              _tag: "RunRequested",
+              source: "ready",
+              engine_run_root: p.engine_run_root,
+              scenario_id: p.scenario_id,
+              platform_run_id: p.platform_run_id,
+              scenario_run_id: p.scenario_run_id,
+              message_id: p.message_id,
+            });
+            yield* audit.record("RUN_ENDED", {
+              message_id: p.message_id,
+              status: result.status,
+              emitted: result.emitted,
+              reason: result.reason,
+            });
+            return yield* settle({
+              message_id: p.message_id,
+              status: result.status,
+              reason: result.reason,
+              result,
+            });
+          });
+
+        const pollOnce = Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis;
+          const skip = new Set(seen);
+          for (const [id, until] of deferredUntil) if (until > now) skip.add(id);
+          const messages = yield* poll(options.root, options.topic, skip);
+          for (const m of messages) {
+            seen.add(m.message_id);
+            deferredUntil.delete(m.message_id);
+            yield* handle(
+              m.message_id,
+              "text" in m ? m.text : undefined,
+              "error" in m ? m.error : undefined,
+            );
+          }
+          return messages.length;
+        });
+
+        yield* Effect.forkScoped(
+          pollOnce.pipe(
+            Effect.catch((e) => Effect.logError("control bus poll failed", e.message)),
+            Effect.repeat(Schedule.spaced(`${options.pollIntervalMs ?? 500} millis`)),
+          ),
+        );
+        return ControlBus.of({
+          pollOnce,
+          settled: (id) => Deferred.await(waiter(id)),
+        });
+      }),
+    );
+}

@@ -1,0 +1,302 @@
+/**
+ * Courier: delivers an output's envelopes to the IG in order, with retries, and acknowledges only
+ * the contiguous prefix of delivered batches, so a checkpoint never passes an undelivered event.
+ *
+ * Each output gets a lane: a bounded queue (the backpressure on its streamer) drained by one
+ * fiber. Batches waiting in the queue are merged up to `batchSize`, so a slow IG gets fewer,
+ * larger requests. By default one request is in flight per lane, which keeps each output in time
+ * order at the gate; `maxInFlight > 1` trades that order for throughput and is opt-in. Retries
+ * cover 408/429/5xx, timeouts and resets with exponential backoff and full jitter (honouring a
+ * capped `Retry-After`); any other 4xx is terminal (`IG_PUSH_REJECTED`), and so is running out of
+ * attempts (`IG_PUSH_RETRY_EXHAUSTED`).
+ */
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Fiber,
+  Queue,
+  Random,
+  Ref,
+  type Scope,
+  Semaphore,
+} from "effect";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { type IgAnswer, type IgEndpoint, postBatch, pushOne } from "../stores/ig_client.ts";
+import { LatenessStats } from "./lateness.ts";
+
+/** Envelopes a streamer hands over, in view order, with the position of the last one. */
+export interface EmitBatch<P = unknown> {
+  readonly envelopes: ReadonlyArray<string>;
+  readonly eventIds: ReadonlyArray<string>;
+  /** When each envelope was due (epoch ms, Clock time), for pacing lateness; empty when unpaced. */
+  readonly dueMs: ReadonlyArray<number>;
+  /** Position of the batch's last event (what a checkpoint records). */
+  readonly last: P;
+}
+
+/** How the courier talks to the IG. */
+export interface CourierOptions {
+  readonly endpoint: IgEndpoint;
+  readonly mode: "batch" | "push";
+  readonly batchSize: number;
+  readonly pushConcurrency: number;
+  readonly maxInFlight: number;
+  readonly maxAttempts: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly retryAfterCapMs: number;
+  /** Batches a lane's queue holds before its streamer waits. */
+  readonly queueCapacity: number;
+}
+
+/** Defaults matching the platform's WSP retry settings. */
+export const COURIER_DEFAULTS: Omit<CourierOptions, "endpoint"> = {
+  mode: "batch",
+  batchSize: 500,
+  pushConcurrency: 1,
+  maxInFlight: 1,
+  maxAttempts: 5,
+  baseDelayMs: 250,
+  maxDelayMs: 5000,
+  retryAfterCapMs: 5000,
+  queueCapacity: 32,
+};
+
+/** Per-lane counters. */
+export interface LaneStats {
+  readonly emitted: number;
+  readonly admitted: number;
+  readonly duplicate: number;
+  readonly quarantined: number;
+  readonly requests: number;
+  readonly retries: number;
+  readonly lateness: LatenessStats;
+}
+
+/** One output's ordered delivery lane. */
+export interface Lane<P> {
+  /** Queues a batch; waits while the queue is full; fails once the lane has failed. */
+  readonly send: (batch: EmitBatch<P>) => Effect.Effect<void, WorldstreamError>;
+  /** Ends input, waits until every queued batch is delivered and acknowledged. */
+  readonly finish: Effect.Effect<LaneStats, WorldstreamError>;
+  /** Live counters (for status displays). */
+  readonly stats: Effect.Effect<LaneStats>;
+}
+
+/** Opens a lane; `onDelivered` is called in order with each acknowledged batch. */
+export const openLane = Effect.fn("openLane")(function* <P>(
+  options: CourierOptions,
+  outputId: string,
+  onDelivered: (batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>,
+): Effect.fn.Return<Lane<P>, never, Scope.Scope> {
+  const queue = yield* Queue.bounded<EmitBatch<P>, Cause.Done>(options.queueCapacity);
+  const pending = yield* Queue.unbounded<
+    Deferred.Deferred<EmitBatch<P>, WorldstreamError>,
+    Cause.Done
+  >();
+  const failed = yield* Deferred.make<never, WorldstreamError>();
+  const lateness = new LatenessStats();
+  const counters = yield* Ref.make({
+    emitted: 0,
+    admitted: 0,
+    duplicate: 0,
+    quarantined: 0,
+    requests: 0,
+    retries: 0,
+  });
+  const snapshot = Ref.get(counters).pipe(Effect.map((c) => ({ ...c, lateness })));
+  const semaphore = yield* Semaphore.make(options.maxInFlight);
+
+  const deliverOne = (batch: EmitBatch<P>) =>
+    Effect.gen(function* () {
+      const sentAt = yield* Clock.currentTimeMillis;
+      for (const due of batch.dueMs) lateness.add(sentAt - due);
+      const decisions = options.mode === "batch"
+        ? yield* withRetries(
+          options,
+          outputId,
+          counters,
+          (env) => postBatch(options.endpoint, env),
+          batch.envelopes,
+          batch.eventIds,
+        )
+        : yield* Effect.forEach(
+          batch.envelopes,
+          (env, i) =>
+            withRetries(
+              options,
+              outputId,
+              counters,
+              (e) => pushOne(options.endpoint, e[0]),
+              [env],
+              [batch.eventIds[i]],
+            ),
+          { concurrency: options.pushConcurrency },
+        ).pipe(Effect.map((all) => all.flat()));
+      yield* Ref.update(counters, (c) => ({
+        ...c,
+        emitted: c.emitted + decisions.length,
+        admitted: c.admitted + decisions.filter((d) => d === "ADMIT").length,
+        duplicate: c.duplicate + decisions.filter((d) => d === "DUPLICATE").length,
+        quarantined: c.quarantined + decisions.filter((d) => d === "QUARANTINE").length,
+      }));
+      return batch;
+    });
+
+  // Set by a failed delivery: nothing after an undelivered batch may reach the gate, even before
+  // the acknowledger gets to the failure and the owner closes the lane.
+  let halted = false;
+
+  // Dispatcher: takes (merged) batches in order and starts their delivery, at most maxInFlight.
+  const dispatcher = Effect.gen(function* () {
+    dispatch: while (true) {
+      const taken = yield* Queue.takeBetween(queue, 1, options.queueCapacity).pipe(
+        Effect.catchIf(Cause.isDone, () => Effect.succeed(undefined)),
+      );
+      if (taken === undefined || taken.length === 0) break;
+      for (const batch of merge(taken, options.batchSize)) {
+        yield* Semaphore.take(semaphore, 1);
+        if (halted) {
+          yield* Semaphore.release(semaphore, 1);
+          break dispatch;
+        }
+        const done = yield* Deferred.make<EmitBatch<P>, WorldstreamError>();
+        yield* Queue.offer(pending, done);
+        yield* Effect.forkChild(
+          deliverOne(batch).pipe(
+            Effect.exit,
+            Effect.tap((exit) => Effect.sync(() => void (halted ||= exit._tag === "Failure"))),
+            Effect.flatMap((exit) => Deferred.done(done, exit)),
+            Effect.ensuring(Semaphore.release(semaphore, 1)),
+          ),
+        );
+      }
+    }
+    // Deliveries are this fiber's children: wait for all of them before it (and they) end.
+    yield* Semaphore.take(semaphore, options.maxInFlight);
+    yield* Queue.end(pending);
+  });
+
+  // Acknowledger: completes batches strictly in order; the first failure fails the lane.
+  const acknowledger = Effect.gen(function* () {
+    while (true) {
+      const next = yield* Queue.take(pending).pipe(
+        Effect.catchIf(Cause.isDone, () => Effect.succeed(undefined)),
+      );
+      if (next === undefined) break;
+      const batch = yield* Deferred.await(next);
+      yield* onDelivered(batch, yield* snapshot);
+    }
+  }).pipe(Effect.tapError((e) => Deferred.fail(failed, e)));
+
+  const dispatchFiber = yield* Effect.forkScoped(dispatcher);
+  const ackFiber = yield* Effect.forkScoped(acknowledger.pipe(Effect.exit));
+
+  const failure = Deferred.isDone(failed).pipe(
+    Effect.flatMap((isDone) => isDone ? Deferred.await(failed) : Effect.void),
+  );
+  return {
+    send: (batch) =>
+      failure.pipe(
+        Effect.andThen(Effect.raceFirst(Queue.offer(queue, batch), Deferred.await(failed))),
+        Effect.asVoid,
+      ),
+    finish: Effect.gen(function* () {
+      yield* Queue.end(queue);
+      const ackExit = yield* Effect.raceFirst(
+        Fiber.join(ackFiber),
+        Deferred.await(failed).pipe(Effect.exit),
+      );
+      yield* Fiber.interrupt(dispatchFiber);
+      if (ackExit._tag === "Failure") return yield* Effect.failCause(ackExit.cause);
+      return yield* snapshot;
+    }),
+    stats: snapshot,
+  };
+});
+
+function merge<P>(batches: ReadonlyArray<EmitBatch<P>>, max: number): Array<EmitBatch<P>> {
+  const out: Array<EmitBatch<P>> = [];
+  let cur: { envelopes: string[]; eventIds: string[]; dueMs: number[]; last: P } | undefined;
+  for (const b of batches) {
+    if (cur !== undefined && cur.envelopes.length + b.envelopes.length <= max) {
+      cur.envelopes.push(...b.envelopes);
+      cur.eventIds.push(...b.eventIds);
+      cur.dueMs.push(...b.dueMs);
+      cur.last = b.last;
+    } else {
+      if (cur !== undefined) out.push(cur);
+      cur = {
+        envelopes: [...b.envelopes],
+        eventIds: [...b.eventIds],
+        dueMs: [...b.dueMs],
+        last: b.last,
+      };
+    }
+  }
+  if (cur !== undefined) out.push(cur);
+  return out;
+}
+
+type Counters = Ref.Ref<
+  {
+    emitted: number;
+    admitted: number;
+    duplicate: number;
+    quarantined: number;
+    requests: number;
+    retries: number;
+  }
+>;
+
+/** Sends until an answer is final: delivered (decisions), rejected or out of attempts. */
+function withRetries(
+  options: CourierOptions,
+  outputId: string,
+  counters: Counters,
+  send: (envelopes: ReadonlyArray<string>) => Effect.Effect<IgAnswer>,
+  envelopes: ReadonlyArray<string>,
+  eventIds: ReadonlyArray<string>,
+): Effect.Effect<ReadonlyArray<string>, WorldstreamError> {
+  return Effect.gen(function* () {
+    for (let attempt = 1;; attempt++) {
+      yield* Ref.update(
+        counters,
+        (c) => ({ ...c, requests: c.requests + 1, retries: c.retries + (attempt > 1 ? 1 : 0) }),
+      );
+      const answer = yield* send(envelopes);
+      if (answer.status === 200 && answer.decisions) return answer.decisions;
+      const what = `${outputId}: IG answered ${answer.status || "no response"}${
+        answer.error ? ` (${answer.error})` : ""
+      } for events ${eventIds[0]}…`;
+      if (!isRetryable(answer.status)) return yield* fail("IG_PUSH_REJECTED", what);
+      if (attempt >= options.maxAttempts) {
+        return yield* fail("IG_PUSH_RETRY_EXHAUSTED", `${what} after ${attempt} attempts`);
+      }
+      yield* Effect.logWarning("IG push failed; retrying").pipe(
+        Effect.annotateLogs({ output_id: outputId, status: answer.status, attempt }),
+      );
+      yield* Effect.sleep(yield* backoff(options, attempt, answer.retryAfterMs));
+    }
+  });
+}
+
+/** 408, 429, 5xx and no-answer (timeout, reset, refused) are worth another attempt. */
+export function isRetryable(status: number): boolean {
+  return status === 0 || status === 408 || status === 429 || status >= 500;
+}
+
+/** Full jitter: uniform in [0, min(cap, base·2^(attempt−1))]; a Retry-After wins, capped. */
+export function backoff(
+  options: Pick<CourierOptions, "baseDelayMs" | "maxDelayMs" | "retryAfterCapMs">,
+  attempt: number,
+  retryAfterMs?: number,
+) {
+  return Effect.gen(function* () {
+    if (retryAfterMs !== undefined) return Math.min(retryAfterMs, options.retryAfterCapMs);
+    const ceiling = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (attempt - 1));
+    return Math.floor((yield* Random.next) * ceiling);
+  });
+}

@@ -1,0 +1,169 @@
+/**
+ * Streamer: one per output. Reads envelopes from the output's stream view after its checkpoint,
+ * paces them and hands them to the output's courier lane in order.
+ *
+ * Pacing is anchored, never per-gap sleeping, so errors do not accumulate: with run start wall
+ * time W0 and first event time T0 (shared by all outputs of a run so they stay aligned), event i
+ * is due at W0 + (ts_i − T0) / speedup. speedup 0 means as fast as possible. `maxGapSeconds`
+ * compresses idle gaps longer than that (wall seconds) for this output. Time comes from Effect
+ * Clock, so tests run on TestClock.
+ */
+import { Clock, Deferred, Effect, Ref } from "effect";
+import type { WorldstreamError } from "../schemas/errors.ts";
+import type { ViewPosition } from "../stores/stream_view_read.ts";
+import type { EmitBatch, Lane } from "./courier.ts";
+
+/** One chunk of envelopes from a view, in view order. */
+export interface EnvelopeChunk {
+  readonly envelopes: ReadonlyArray<string>;
+  readonly eventIds: ReadonlyArray<string>;
+  /** Event time of each envelope, epoch microseconds. */
+  readonly tsMicros: ReadonlyArray<number>;
+  readonly positionAt: (i: number) => ViewPosition;
+}
+
+/** A pull cursor of chunks; `undefined` at the end of the view. */
+export interface EnvelopeSource {
+  readonly next: Effect.Effect<EnvelopeChunk | undefined, WorldstreamError>;
+}
+
+/** The run-wide pacing anchor. */
+export interface Pacing {
+  /** 0 = unpaced. */
+  readonly speedup: number;
+  /** Run start, epoch ms (Clock). */
+  readonly w0Ms: number;
+  /** Earliest first event time across the run's outputs, epoch µs. */
+  readonly t0Us: number;
+  readonly maxGapSeconds?: number;
+}
+
+/** Caps on what is sent. `global` is shared by all outputs of the run: events still allowed. */
+export interface Caps {
+  readonly perOutput?: number;
+  readonly global?: Ref.Ref<number>;
+}
+
+/** How a streamer ended. */
+export interface StreamerOutcome {
+  readonly outputId: string;
+  readonly read: number;
+  readonly handedOver: number;
+  readonly stoppedBy: "end" | "cap" | "shutdown";
+}
+
+/** Streams one output until its view ends, a cap is reached or a stop is requested. */
+export const runStreamer = Effect.fn("runStreamer")(function* (options: {
+  readonly outputId: string;
+  readonly source: EnvelopeSource;
+  /** A chunk already read (the supervisor peeks first chunks to find T0). */
+  readonly first?: EnvelopeChunk;
+  readonly pacing: Pacing;
+  readonly caps: Caps;
+  readonly batchSize: number;
+  readonly lane: Lane<ViewPosition>;
+  readonly stop: Deferred.Deferred<void>;
+}): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
+  const { pacing, caps, lane, batchSize } = options;
+  const paced = pacing.speedup > 0;
+  const maxGapUs = paced && pacing.maxGapSeconds !== undefined
+    ? pacing.maxGapSeconds * 1e6 * pacing.speedup
+    : Infinity;
+  let shiftUs = 0;
+  let prevTs: number | undefined;
+  let read = 0;
+  let handedOver = 0;
+  let perOutputLeft = caps.perOutput ?? Infinity;
+  let group = emptyGroup();
+
+  /** Hands the group to the lane; false when the run-wide cap cut it (streaming must end). */
+  const flush = Effect.gen(function* () {
+    const size = group.envelopes.length;
+    if (size === 0) return true;
+    const n = caps.global === undefined ? size : yield* Ref.modify(caps.global, (left) => {
+      const granted = Math.min(left, size);
+      return [granted, left - granted];
+    });
+    const batch = n === size ? toBatch(group) : toBatch(group, n);
+    group = emptyGroup();
+    if (n > 0) {
+      yield* lane.send(batch);
+      handedOver += n;
+    }
+    return n === size;
+  });
+  const outcome = (stoppedBy: StreamerOutcome["stoppedBy"]) =>
+    ({ outputId: options.outputId, read, handedOver, stoppedBy }) satisfies StreamerOutcome;
+
+  let chunk = options.first ?? (yield* options.source.next);
+  let now = yield* Clock.currentTimeMillis;
+  while (chunk !== undefined) {
+    for (let i = 0; i < chunk.envelopes.length; i++) {
+      if (perOutputLeft <= 0) {
+        yield* flush;
+        return outcome("cap");
+      }
+      let dueMs = 0;
+      if (paced) {
+        const ts = chunk.tsMicros[i];
+        if (prevTs !== undefined && ts - prevTs > maxGapUs) shiftUs += ts - prevTs - maxGapUs;
+        prevTs = ts;
+        dueMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
+        if (dueMs > now + 0.5) {
+          // Not due yet: hand over what is due, then wait for this one (or a stop request).
+          if (!(yield* flush)) return outcome("cap");
+          now = yield* Clock.currentTimeMillis;
+          if (dueMs > now) {
+            const stopped = yield* Effect.raceFirst(
+              Effect.sleep(`${dueMs - now} millis`).pipe(Effect.as(false)),
+              Deferred.await(options.stop).pipe(Effect.as(true)),
+            );
+            if (stopped) return outcome("shutdown");
+            now = yield* Clock.currentTimeMillis;
+          }
+        }
+      }
+      group.envelopes.push(chunk.envelopes[i]);
+      group.eventIds.push(chunk.eventIds[i]);
+      group.positions.push(chunk.positionAt(i));
+      if (paced) group.dueMs.push(dueMs);
+      read++;
+      perOutputLeft--;
+      if (group.envelopes.length >= batchSize) {
+        if (!(yield* flush)) return outcome("cap");
+        now = yield* Clock.currentTimeMillis;
+      }
+    }
+    // What is in the group is due (or unpaced): hand it over before reading the next chunk.
+    if (!(yield* flush)) return outcome("cap");
+    if (yield* Deferred.isDone(options.stop)) {
+      yield* flush;
+      return outcome("shutdown");
+    }
+    chunk = yield* options.source.next;
+    now = yield* Clock.currentTimeMillis;
+  }
+  yield* flush;
+  return outcome("end");
+});
+
+interface Group {
+  envelopes: string[];
+  eventIds: string[];
+  dueMs: number[];
+  positions: ViewPosition[];
+}
+
+function emptyGroup(): Group {
+  return { envelopes: [], eventIds: [], dueMs: [], positions: [] };
+}
+
+function toBatch(group: Group, n = group.envelopes.length): EmitBatch<ViewPosition> {
+  const cut = n < group.envelopes.length;
+  return {
+    envelopes: cut ? group.envelopes.slice(0, n) : group.envelopes,
+    eventIds: cut ? group.eventIds.slice(0, n) : group.eventIds,
+    dueMs: cut ? group.dueMs.slice(0, n) : group.dueMs,
+    last: group.positions[n - 1],
+  };
+}

@@ -1,0 +1,358 @@
+/**
+ * Supervisor: turns a run request into a plan or a refusal with a reason code, then runs it.
+ *
+ * Checks follow the platform's order (CONTRACTS.md): engine root, platform run id, the world
+ * (receipt, scenario, world key, manifest, seal), output selection, gates, producer allowlist,
+ * then stream views (built when missing) and envelopes. A plan streams its outputs concurrently:
+ * one streamer and one courier lane per output, anchored to one shared pacing origin, each
+ * resuming after its checkpoint in the run's scope. Runs are handled one at a time from a
+ * bounded queue (the backpressure on whoever submits).
+ */
+import { Cause, Clock, Context, Deferred, Effect, Layer, Queue, Ref, Schedule } from "effect";
+import { canonicalJson, sha256Hex } from "../core/hash.ts";
+import { selectOutputIds } from "../core/profile.ts";
+import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { fail, WorldstreamError } from "../schemas/errors.ts";
+import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
+import { loadCheckpoint } from "../stores/checkpoints.ts";
+import type { DuckDb } from "../stores/duckdb.ts";
+import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
+import type { Postgres } from "../stores/postgres.ts";
+import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
+import type { ViewPosition } from "../stores/stream_view_read.ts";
+import { Checkpointer } from "./checkpointer.ts";
+import { type LaneStats, openLane } from "./courier.ts";
+import { RunConfig } from "./run_config.ts";
+import { Shutdown } from "./shutdown.ts";
+import { type EnvelopeSource, runStreamer } from "./streamer.ts";
+
+/** Live progress of one output of the current run. */
+export interface OutputProgress {
+  readonly output_id: string;
+  readonly total: number;
+  readonly emitted: number;
+  readonly admitted: number;
+  readonly duplicate: number;
+  readonly quarantined: number;
+  readonly retries: number;
+  readonly lateness: { count: number; p50_ms: number; p99_ms: number; max_ms: number };
+}
+
+/** The run supervisor. */
+export class Supervisor extends Context.Service<Supervisor, {
+  /** Queues a run and waits for its result (never fails: refusals are FAILED results). */
+  readonly submit: (request: RunRequested) => Effect.Effect<StreamResult>;
+  /** Progress of the run in flight (empty between runs). */
+  readonly progress: Effect.Effect<ReadonlyArray<OutputProgress>>;
+}>()("worldstream/actors/Supervisor") {
+  static readonly layer = Layer.effect(
+    Supervisor,
+    Effect.gen(function* () {
+      const context = yield* Effect.context<
+        RunConfig | Checkpointer | Shutdown | DuckDb | Postgres
+      >();
+      const queue = yield* Queue.bounded<
+        readonly [RunRequested, Deferred.Deferred<StreamResult>],
+        Cause.Done
+      >(
+        16,
+      );
+      const live = yield* Ref.make<ReadonlyMap<string, Effect.Effect<OutputProgress>>>(new Map());
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            const [request, reply] = yield* Queue.take(queue);
+            const result = yield* executeRun(request, live).pipe(Effect.provideContext(context));
+            yield* Ref.set(live, new Map());
+            yield* Deferred.succeed(reply, result);
+          }),
+        ).pipe(Effect.catchIf(Cause.isDone, () => Effect.void)),
+      );
+      return Supervisor.of({
+        submit: (request) =>
+          Effect.gen(function* () {
+            const reply = yield* Deferred.make<StreamResult>();
+            yield* Queue.offer(queue, [request, reply] as const);
+            return yield* Deferred.await(reply);
+          }),
+        progress: Ref.get(live).pipe(Effect.flatMap((m) => Effect.all([...m.values()]))),
+      });
+    }),
+  );
+}
+
+/** The checkpoint scope of a run: a new platform run starts from the first row. */
+export function packKey(world: World, platformRunId: string, scenarioRunId: string): string {
+  return sha256Hex(canonicalJson({
+    trace_id: world.traceId,
+    scenario_id: world.worldKey.scenario_id,
+    platform_run_id: platformRunId,
+    scenario_run_id: scenarioRunId,
+  }));
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+function executeRun(
+  request: RunRequested,
+  live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
+) {
+  const base = {
+    emitted: 0,
+    output_ids: [] as string[],
+    engine_run_root: request.engine_run_root ?? null,
+    scenario_id: request.scenario_id ?? null,
+    platform_run_id: request.platform_run_id ?? null,
+  };
+  return Effect.scoped(Effect.gen(function* () {
+    const config = yield* RunConfig;
+    const { profile } = config;
+    const root = request.engine_run_root ?? profile.wiring.oracle_engine_run_root;
+    if (!root) {
+      return yield* fail("ENGINE_ROOT_MISSING", "No engine run root in the request or the profile");
+    }
+    const platformRunId = request.platform_run_id;
+    if (!platformRunId) {
+      return yield* fail("PLATFORM_RUN_ID_MISSING", "The run has no platform_run_id");
+    }
+    const scenarioRunId = request.scenario_run_id ??
+      sha256Hex(`${platformRunId}|${root}`).slice(0, 32);
+
+    const world = yield* resolveWorld(root, {
+      strict: profile.policy.strict_world,
+      requireGatePass: profile.policy.require_gate_pass,
+      interfacePackDir: profile.paths.interfacePack,
+      ...(request.scenario_id ?? profile.wiring.oracle_scenario_id
+        ? { scenarioId: request.scenario_id ?? profile.wiring.oracle_scenario_id }
+        : {}),
+    });
+    base.engine_run_root = world.engineRunRoot;
+    base.scenario_id = world.worldKey.scenario_id;
+
+    const selected = selectOutputIds(profile);
+    const outputIds = request.output_ids ?? [...selected.traffic, ...selected.context];
+    if (outputIds.length === 0) {
+      return yield* fail("NO_TRAFFIC_OUTPUTS", "No output selected for streaming");
+    }
+    base.output_ids = [...outputIds];
+    const outputs = [];
+    for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
+
+    const producer = profile.wiring.wsp_producer.producer_id;
+    if (!producer) return yield* fail("PRODUCER_ID_MISSING", "The profile names no producer_id");
+    if (!profile.producerAllowlist.includes(producer)) {
+      return yield* fail("PRODUCER_NOT_ALLOWED", `Producer ${producer} is not in the allowlist`);
+    }
+    const igHost = new URL(config.courier.endpoint.baseUrl).hostname;
+    if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(igHost)) {
+      return yield* fail(
+        "PRIVACY_TIER_LOCAL",
+        `Privacy tier local keeps data on this host; the IG at ${igHost} is not loopback`,
+      );
+    }
+
+    // Views first (built when missing), then a reader per output after its checkpoint.
+    const viewRoot = config.streamViewRoot(world.engineRunRoot);
+    const scope = packKey(world, platformRunId, scenarioRunId);
+    const plans = [];
+    for (const output of outputs) {
+      const outputId = output.entry.output_id;
+      yield* buildStreamView({
+        engineRunRoot: world.engineRunRoot,
+        engineRunId: world.runReceipt.run_id,
+        worldKey: world.worldKey,
+        outputId,
+        parts: output.parts,
+        streamViewRoot: viewRoot,
+      });
+      const after = yield* loadCheckpoint(scope, outputId);
+      const pins: EnvelopePins = {
+        manifest_fingerprint: world.worldKey.manifest_fingerprint,
+        parameter_hash: world.worldKey.parameter_hash,
+        seed: world.worldKey.seed,
+        scenario_id: world.worldKey.scenario_id,
+        run_id: world.runReceipt.run_id,
+        platform_run_id: platformRunId,
+        scenario_run_id: scenarioRunId,
+        producer,
+        trace_id: world.traceId,
+        ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
+        output_id: outputId,
+      };
+      const shape = world.pack.rows.get(outputId);
+      if (shape === undefined) {
+        return yield* fail(
+          "ROW_SCHEMA_MISSING",
+          `The interface pack has no row schema for ${outputId}`,
+        );
+      }
+      const cursor = yield* openEnvelopeReader(
+        viewDir(viewRoot, outputId),
+        {
+          streamViewId: streamViewId(world.engineRunRoot, world.worldKey.scenario_id, outputId),
+          outputId,
+        },
+        pins,
+        {
+          primaryKey: output.entry.primary_key,
+          payloadColumns: shape.columns,
+          undeclaredColumns: shape.additionalProperties,
+          ...(after ? { after } : {}),
+        },
+      );
+      const source: EnvelopeSource = cursor;
+      const first = yield* source.next;
+      plans.push({
+        outputId,
+        source,
+        first,
+        after,
+        total: cursor.rowCount - (after ? after.seq + 1 : 0),
+      });
+    }
+
+    // One pacing origin for the run: the earliest first event of any output, now.
+    const firsts = plans.flatMap((p) => p.first ? [p.first.tsMicros[0]] : []);
+    const pacing = {
+      speedup: request.speedup ?? config.speedupOverride ?? profile.policy.stream_speedup,
+      w0Ms: yield* Clock.currentTimeMillis,
+      t0Us: firsts.length ? Math.min(...firsts) : 0,
+      ...(config.maxGapSeconds === undefined ? {} : { maxGapSeconds: config.maxGapSeconds }),
+    };
+    const globalLeft = request.max_events === undefined
+      ? undefined
+      : yield* Ref.make(request.max_events);
+    const { stop } = yield* Shutdown;
+    const checkpointer = yield* Checkpointer;
+
+    yield* Effect.logInfo("stream_start").pipe(Effect.annotateLogs({
+      run_key: scope,
+      platform_run_id: platformRunId,
+      output_ids: outputIds.join(","),
+      speedup: pacing.speedup,
+    }));
+
+    // Operators without a terminal (and the bench) follow progress through these log lines.
+    yield* Effect.forkScoped(
+      Ref.get(live).pipe(
+        Effect.flatMap((m) => Effect.all([...m.values()])),
+        Effect.flatMap((outputs) =>
+          Effect.logInfo("progress").pipe(Effect.annotateLogs({
+            run_key: scope,
+            emitted: outputs.reduce((n, o) => n + o.emitted, 0),
+            rss_mb: Math.round(Deno.memoryUsage().rss / 1048576),
+            outputs: outputs.map((o) => `${o.output_id}:${o.emitted}/${o.total}`).join(","),
+          }))
+        ),
+        Effect.repeat(Schedule.spaced("5 seconds")),
+        Effect.delay("5 seconds"),
+      ),
+    );
+    const results = yield* Effect.forEach(plans, (plan) =>
+      Effect.gen(function* () {
+        const lane = yield* openLane<ViewPosition>(
+          config.courier,
+          plan.outputId,
+          (batch) => checkpointer.advance(scope, plan.outputId, batch.last),
+        );
+        yield* Ref.update(live, (m) =>
+          new Map(m).set(
+            plan.outputId,
+            lane.stats.pipe(Effect.map((s) => progressOf(plan.outputId, plan.total, s))),
+          ));
+        const streamed = yield* runStreamer({
+          outputId: plan.outputId,
+          source: plan.source,
+          ...(plan.first ? { first: plan.first } : {}),
+          pacing,
+          caps: {
+            ...(request.max_events_per_output === undefined
+              ? {}
+              : { perOutput: request.max_events_per_output }),
+            ...(globalLeft ? { global: globalLeft } : {}),
+          },
+          batchSize: config.courier.batchSize,
+          lane,
+          stop,
+        }).pipe(
+          Effect.flatMap((outcome) =>
+            lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))
+          ),
+          Effect.exit,
+        );
+        const stats = yield* lane.stats;
+        const failure = streamed._tag === "Failure" ? errorOf(streamed.cause) : undefined;
+        const status = failure
+          ? "FAILED"
+          : streamed._tag === "Success" && streamed.value.outcome.stoppedBy === "shutdown"
+          ? "STOPPED"
+          : "STREAMED";
+        yield* Effect.logInfo("stream_complete").pipe(Effect.annotateLogs({
+          run_key: scope,
+          output_id: plan.outputId,
+          status,
+          emitted: stats.emitted,
+          ...(failure ? { reason: failure.reason } : {}),
+        }));
+        return {
+          output_id: plan.outputId,
+          status,
+          emitted: stats.emitted,
+          admitted: stats.admitted,
+          duplicate: stats.duplicate,
+          quarantined: stats.quarantined,
+          resumed_from_seq: plan.after ? plan.after.seq : null,
+          reason: failure?.reason ?? null,
+          ...(pacing.speedup > 0 ? { lateness: stats.lateness.summary() } : {}),
+          ...(failure ? { message: failure.message } : {}),
+        } as OutputResult & { message?: string };
+      }).pipe(Effect.scoped), { concurrency: "unbounded" });
+
+    const elapsed = (yield* Clock.currentTimeMillis) - pacing.w0Ms;
+    yield* checkpointer.flush.pipe(
+      Effect.catch((e) => Effect.logWarning("checkpoint flush failed", e.message)),
+    );
+    const emitted = results.reduce((n, r) => n + r.emitted, 0);
+    const failed = results.find((r) => r.status !== "STREAMED");
+    const outputsOut = results.map(({ message: _m, ...r }) => r);
+    return {
+      ...base,
+      status: failed ? "FAILED" : "STREAMED",
+      emitted,
+      reason: failed ? (failed.reason ?? "STOPPED_BY_OPERATOR") : null,
+      ...(failed?.message ? { message: failed.message } : {}),
+      outputs: outputsOut,
+      elapsed_ms: elapsed,
+    } satisfies StreamResult as StreamResult;
+  })).pipe(
+    Effect.catch((e: WorldstreamError) =>
+      Effect.succeed<StreamResult>({
+        ...base,
+        status: "FAILED",
+        reason: e.reason,
+        message: e.message,
+      })
+    ),
+  );
+}
+
+function progressOf(outputId: string, total: number, s: LaneStats): OutputProgress {
+  return {
+    output_id: outputId,
+    total,
+    emitted: s.emitted,
+    admitted: s.admitted,
+    duplicate: s.duplicate,
+    quarantined: s.quarantined,
+    retries: s.retries,
+    lateness: s.lateness.summary(),
+  };
+}
+
+function errorOf(cause: Cause.Cause<unknown>): WorldstreamError {
+  const failure = cause.reasons.find((r) => r._tag === "Fail");
+  const error = failure?._tag === "Fail" ? failure.error : undefined;
+  return error instanceof WorldstreamError
+    ? error
+    : fail("INTERNAL_ERROR", Cause.pretty(cause).split("\n")[0]);
+}

@@ -1,0 +1,124 @@
+/**
+ * `worldstream ig`: the reference ingestion gate as a standalone server, until SIGINT/SIGTERM.
+ *
+ *   worldstream ig [--port 8081] [--host 127.0.0.1] [--db runs/ig-pglite | postgres://...]
+ *     [--api-key K (or IG_API_KEY)] [--fail-rate F] [--fail-status 503|429] [--latency-ms M]
+ *     [--reset-rate F] [--fault-seed N]
+ */
+import { Config, Effect, Option, Redacted } from "effect";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { redactDsn } from "../stores/postgres.ts";
+import type { FaultOptions } from "../ig/faults.ts";
+import { DEFAULT_IG_DB, startIg, type StartIgOptions } from "../ig/server.ts";
+import { type Flags, parseFlags } from "./args.ts";
+
+export { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
+
+/** The gate's default port. */
+export const DEFAULT_IG_PORT = 8081;
+
+const FLAGS = {
+  port: "string",
+  host: "string",
+  db: "string",
+  "api-key": "string",
+  "fail-rate": "string",
+  "fail-status": "string",
+  "latency-ms": "string",
+  "reset-rate": "string",
+  "fault-seed": "string",
+} as const;
+
+/** Parses the flags of `worldstream ig` into start options. */
+export const parseIgArgs = (
+  argv: ReadonlyArray<string>,
+): Effect.Effect<StartIgOptions, WorldstreamError> =>
+  Effect.gen(function* () {
+    const flags = yield* parseFlags(argv, FLAGS);
+    const envKey = yield* Config.option(Config.Redacted("IG_API_KEY")).pipe(
+      Effect.mapError((e) => fail("CONFIG_INVALID", `IG_API_KEY is unreadable: ${e.message}`)),
+    );
+    const apiKey = str(flags, "api-key") ??
+      (Option.isSome(envKey) ? Redacted.value(envKey.value) || undefined : undefined);
+    const faults: FaultOptions = {
+      failRate: yield* num(flags, "fail-rate"),
+      failStatus: yield* num(flags, "fail-status"),
+      latencyMs: yield* num(flags, "latency-ms"),
+      resetRate: yield* num(flags, "reset-rate"),
+      seed: yield* num(flags, "fault-seed"),
+    };
+    const port = (yield* num(flags, "port")) ?? DEFAULT_IG_PORT;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      return yield* fail("BAD_ARGS", `--port must be an integer from 0 to 65535, got ${port}`);
+    }
+    return {
+      port,
+      host: str(flags, "host") ?? "127.0.0.1",
+      db: str(flags, "db") ?? DEFAULT_IG_DB,
+      apiKey,
+      faults,
+    };
+  });
+
+/**
+ * Serves the gate until SIGINT or SIGTERM, then shuts it down (in-flight requests finish) and
+ * returns the result line.
+ */
+export const igCommand = (
+  argv: ReadonlyArray<string>,
+): Effect.Effect<
+  { readonly line: Record<string, unknown>; readonly ok: boolean },
+  WorldstreamError
+> =>
+  Effect.gen(function* () {
+    const options = yield* parseIgArgs(argv);
+    const signal = yield* Effect.scoped(Effect.gen(function* () {
+      const ig = yield* startIg(options);
+      yield* Effect.logInfo("ig listening").pipe(Effect.annotateLogs({
+        url: ig.url,
+        db: redactDsn(options.db ?? DEFAULT_IG_DB),
+        backend: ig.backend,
+        engine: ig.engine,
+        api_key: options.apiKey === undefined ? "off" : "on",
+        faults: faultSummary(options.faults ?? {}),
+      }));
+      const signal = yield* nextSignal;
+      yield* Effect.logInfo("ig stopping").pipe(Effect.annotateLogs({ signal }));
+      return { signal, url: ig.url };
+    }));
+    return { line: { status: "STOPPED", ...signal }, ok: true };
+  });
+
+/** Resolves with the first SIGINT or SIGTERM. */
+const nextSignal: Effect.Effect<string> = Effect.callback<string>((resume) => {
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const listeners = signals.map((signal) => {
+    const listener = () => {
+      remove();
+      resume(Effect.succeed(signal));
+    };
+    Deno.addSignalListener(signal, listener);
+    return [signal, listener] as const;
+  });
+  const remove = () => listeners.forEach(([s, l]) => Deno.removeSignalListener(s, l));
+  return Effect.sync(remove);
+});
+
+function faultSummary(faults: FaultOptions): Record<string, number | string> | "off" {
+  const entries = Object.entries(faults).filter(([, v]) => v !== undefined);
+  return entries.length === 0 ? "off" : Object.fromEntries(entries);
+}
+
+function str(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === "string" && v !== "" ? v : undefined;
+}
+
+function num(flags: Flags, name: string): Effect.Effect<number | undefined, WorldstreamError> {
+  const v = str(flags, name);
+  if (v === undefined) return Effect.succeed(undefined);
+  const n = Number(v);
+  return Number.isFinite(n)
+    ? Effect.succeed(n)
+    : Effect.fail(fail("BAD_ARGS", `--${name} must be a number, got ${JSON.stringify(v)}`));
+}

@@ -1,0 +1,112 @@
+/**
+ * `worldstream stream`: one run of one world into the IG, without the control bus. Builds missing
+ * stream views first. The last stdout line is the StreamResult JSON; exit 0 only on STREAMED.
+ */
+import { Clock, Effect, Fiber, Schedule } from "effect";
+import { platformRunIdAt } from "../core/platform_ids.ts";
+import { loadProfile } from "../core/profile.ts";
+import { barLine, statusBlock } from "../core/progress.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import type { RunRequested, StreamResult } from "../schemas/messages.ts";
+import { coreLayer } from "../actors/runtime.ts";
+import { Supervisor } from "../actors/supervisor.ts";
+import { type Flags, listFlag, parseFlags } from "./args.ts";
+
+/** Parses `stream` flags into a run request and runs it on the profile's runtime. */
+export function streamCommand(argv: ReadonlyArray<string>) {
+  return Effect.gen(function* () {
+    const flags = yield* parseFlags(argv, {
+      "engine-run-root": "string",
+      profile: "string",
+      "scenario-id": "string",
+      "platform-run-id": "string",
+      "scenario-run-id": "string",
+      "output-ids": "string",
+      "max-events": "string",
+      "max-events-per-output": "string",
+      speedup: "string",
+      "ig-url": "string",
+    });
+    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const request = yield* requestFrom(flags);
+    const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
+    const result = yield* runWithProgress(request).pipe(
+      Effect.provide(coreLayer(profile, { ...(igUrl ? { igUrl } : {}), signals: true })),
+    );
+    return { line: { ...result }, ok: result.status === "STREAMED" };
+  });
+}
+
+/** Submits a run and shows per-output progress on a terminal while it runs. */
+export function runWithProgress(
+  request: RunRequested,
+): Effect.Effect<StreamResult, never, Supervisor> {
+  return Effect.gen(function* () {
+    const supervisor = yield* Supervisor;
+    return yield* withProgressDisplay(supervisor.submit(request));
+  });
+}
+
+/** Runs `effect` while a live per-output progress display redraws on a terminal. */
+export function withProgressDisplay<A, E, R>(effect: Effect.Effect<A, E, R>) {
+  return Effect.gen(function* () {
+    const supervisor = yield* Supervisor;
+    const block = statusBlock();
+    const draw = supervisor.progress.pipe(
+      Effect.flatMap((outputs) =>
+        outputs.length === 0 ? Effect.void : block.draw(outputs.map((o) =>
+          barLine(
+            o.output_id,
+            o.emitted,
+            o.total,
+            `adm ${o.admitted} dup ${o.duplicate} quar ${o.quarantined}${
+              o.retries ? ` retries ${o.retries}` : ""
+            }`,
+          )
+        ))
+      ),
+    );
+    const painter = yield* Effect.forkChild(
+      draw.pipe(Effect.repeat(Schedule.spaced("250 millis"))),
+    );
+    const result = yield* effect;
+    yield* Fiber.interrupt(painter);
+    yield* draw;
+    yield* block.end;
+    return result;
+  });
+}
+
+function requestFrom(flags: Flags): Effect.Effect<RunRequested, WorldstreamError> {
+  return Effect.gen(function* () {
+    const num = (name: string) => {
+      const v = flags[name];
+      if (v === undefined) return Effect.succeed(undefined);
+      const n = Number(v);
+      return typeof v === "string" && v.trim() !== "" && Number.isFinite(n) && n >= 0
+        ? Effect.succeed(n)
+        : Effect.fail(fail("BAD_ARGS", `--${name} must be a number >= 0, got ${v}`));
+    };
+    const str = (name: string) =>
+      typeof flags[name] === "string" && flags[name] !== "" ? flags[name] as string : undefined;
+    const platformRunId = str("platform-run-id") ??
+      platformRunIdAt(yield* Clock.currentTimeMillis);
+    const maxEvents = yield* num("max-events");
+    const perOutput = yield* num("max-events-per-output");
+    const speedup = yield* num("speedup");
+    const outputIds = listFlag(flags, "output-ids");
+    const root = str("engine-run-root");
+    return {
+      _tag: "RunRequested",
+      source: "operator",
+      platform_run_id: platformRunId,
+      ...(root ? { engine_run_root: root } : {}),
+      ...(str("scenario-id") ? { scenario_id: str("scenario-id") } : {}),
+      ...(str("scenario-run-id") ? { scenario_run_id: str("scenario-run-id") } : {}),
+      ...(outputIds ? { output_ids: outputIds } : {}),
+      ...(maxEvents === undefined ? {} : { max_events: maxEvents }),
+      ...(perOutput === undefined ? {} : { max_events_per_output: perOutput }),
+      ...(speedup === undefined ? {} : { speedup }),
+    } satisfies RunRequested;
+  });
+}

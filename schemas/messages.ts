@@ -1,0 +1,56 @@
+/**
+ * Messages between actors and the results they return. A run request arrives from the control
+ * bus (READY) or an operator (CLI, API); a stream result is what a run ends as.
+ */
+import { Schema } from "effect";
+
+/** Ask the supervisor to stream (part of) a world. */
+export const RunRequested = Schema.TaggedStruct("RunRequested", {
+  source: Schema.Literals(["ready", "operator"]),
+  engine_run_root: Schema.optionalKey(Schema.String),
+  scenario_id: Schema.optionalKey(Schema.String),
+  platform_run_id: Schema.optionalKey(Schema.String),
+  scenario_run_id: Schema.optionalKey(Schema.String),
+  output_ids: Schema.optionalKey(Schema.Array(Schema.String)),
+  max_events: Schema.optionalKey(Schema.Number),
+  max_events_per_output: Schema.optionalKey(Schema.Number),
+  speedup: Schema.optionalKey(Schema.Number),
+  message_id: Schema.optionalKey(Schema.String),
+});
+export type RunRequested = typeof RunRequested.Type;
+
+/** Per-output outcome inside a stream result. */
+export const OutputResult = Schema.Struct({
+  output_id: Schema.String,
+  status: Schema.Literals(["STREAMED", "FAILED", "STOPPED"]),
+  emitted: Schema.Number,
+  admitted: Schema.Number,
+  duplicate: Schema.Number,
+  quarantined: Schema.Number,
+  resumed_from_seq: Schema.NullOr(Schema.Number),
+  reason: Schema.NullOr(Schema.String),
+  /** Pacing lateness (send − due) in ms, when paced. */
+  lateness: Schema.optionalKey(Schema.Struct({
+    count: Schema.Number,
+    p50_ms: Schema.Number,
+    p99_ms: Schema.Number,
+    max_ms: Schema.Number,
+  })),
+});
+export type OutputResult = typeof OutputResult.Type;
+
+/** The platform's StreamResult, plus the platform run id and per-output detail. */
+export const StreamResult = Schema.Struct({
+  status: Schema.Literals(["STREAMED", "FAILED"]),
+  emitted: Schema.Number,
+  reason: Schema.NullOr(Schema.String),
+  message: Schema.optionalKey(Schema.String),
+  output_ids: Schema.Array(Schema.String),
+  engine_run_root: Schema.NullOr(Schema.String),
+  scenario_id: Schema.NullOr(Schema.String),
+  platform_run_id: Schema.NullOr(Schema.String),
+  outputs: Schema.optionalKey(Schema.Array(OutputResult)),
+  /** Wall time of the streaming phase (after checks and views), ms. */
+  elapsed_ms: Schema.optionalKey(Schema.Number),
+});
+export type StreamResult = typeof StreamResult.Type;
