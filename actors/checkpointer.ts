@@ -1,56 +1,119 @@
 /**
  * Checkpointer: takes checkpoint advances from courier lanes without blocking them, keeps the
- * latest per (run scope, output), and writes them to Postgres in one statement per flush. Lanes
- * never wait on the database; a flush failure is logged and retried on the next tick, and the
- * runtime flushes once more on shutdown.
+ * latest per (run scope, output), and on each flush journals them — a checkpoint record plus a
+ * delivery receipt (sequence range and ADMIT/DUPLICATE/QUARANTINE counts since the last flush)
+ * per output — in one WAL append. Lanes never wait on the flush; a failed flush is retried on
+ * the next tick, and the runtime flushes once more on shutdown.
  */
-import { Clock, Context, Effect, Layer, Schedule, Semaphore } from "effect";
+import { Context, Effect, Layer, Schedule, Semaphore } from "effect";
+import { sha256Hex } from "../core/hash.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
-import { type Checkpoint, saveCheckpoints } from "../stores/checkpoints.ts";
-import type { Postgres } from "../stores/postgres.ts";
+import type { ReceiptDraft } from "../schemas/receipt.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
+import { checkpointRecord, type WalRecord } from "../stores/wal_records.ts";
+import type { LaneStats } from "./courier.ts";
+import { Journal } from "./journal.ts";
 
-/** Coalescing checkpoint writer. */
+/** Cumulative delivery counts of a lane (what a delivery receipt reports the change of). */
+export type DeliveryCounts = Pick<
+  LaneStats,
+  "admitted" | "duplicate" | "quarantined" | "deadLettered"
+>;
+
+interface Entry {
+  packKey: string;
+  outputId: string;
+  /** First sequence not yet covered by a delivery receipt. */
+  fromSeq: number;
+  flushed: DeliveryCounts;
+  latest?: { position: ViewPosition; counts: DeliveryCounts };
+}
+
+const ZERO: DeliveryCounts = { admitted: 0, duplicate: 0, quarantined: 0, deadLettered: 0 };
+
+/** Coalescing checkpoint + delivery-receipt writer. */
 export class Checkpointer extends Context.Service<Checkpointer, {
-  /** Records that everything up to `position` was delivered (in order) for this output. */
+  /** Declares a lane that resumes after `after` (or from the first row). */
+  readonly register: (
+    packKey: string,
+    outputId: string,
+    after?: ViewPosition,
+  ) => Effect.Effect<void>;
+  /** Records that everything up to `position` was handled in order; `counts` are cumulative. */
   readonly advance: (
     packKey: string,
     outputId: string,
     position: ViewPosition,
+    counts: DeliveryCounts,
   ) => Effect.Effect<void>;
-  /** Writes pending checkpoints now. */
+  /** Journals pending checkpoints now. */
   readonly flush: Effect.Effect<void, WorldstreamError>;
 }>()("worldstream/actors/Checkpointer") {
   /** A checkpointer flushing every `intervalMs`, and once more when its scope closes. */
-  static readonly layer = (intervalMs = 250) =>
+  static readonly layer = (
+    options: { readonly intervalMs?: number; readonly actor?: string } = {},
+  ) =>
     Layer.effect(
       Checkpointer,
       Effect.gen(function* () {
-        const pg = yield* Effect.context<Postgres>();
-        const dirty = new Map<string, Checkpoint>();
-        // One flush at a time, never interrupted half-way: a final flush must not find the map
-        // empty while a background flush that took its entries is being cut off.
+        const journal = yield* Journal;
+        const actor = options.actor ?? "svc:world_stream_producer";
+        const entries = new Map<string, Entry>();
+        const keyOf = (packKey: string, outputId: string) => `${packKey}\u0000${outputId}`;
+        // One flush at a time, never interrupted half-way: a final flush must not find nothing
+        // to do while a background flush that took the entries is being cut off.
         const permit = yield* Semaphore.make(1);
+
         const flushNow = Effect.gen(function* () {
-          if (dirty.size === 0) return;
-          const batch = [...dirty.values()];
-          dirty.clear();
-          yield* saveCheckpoints(batch).pipe(
-            Effect.provideContext(pg),
-            // Put them back unless a newer advance arrived meanwhile; the next flush retries.
-            Effect.tapError(() =>
-              Effect.sync(() => {
-                for (const c of batch) {
-                  const key = `${c.packKey}\u0000${c.outputId}`;
-                  const now = dirty.get(key);
-                  if (now === undefined || now.position.seq < c.position.seq) dirty.set(key, c);
-                }
-              })
-            ),
+          // What this flush journals, captured now: advances during the append wait for the next.
+          const due = [...entries.values()].flatMap((e) =>
+            e.latest ? [{ e, taken: e.latest }] : []
           );
+          if (due.length === 0) return;
+          const now = yield* journal.now;
+          const records: WalRecord[] = [];
+          const receipts: ReceiptDraft[] = [];
+          for (const { e, taken } of due) {
+            const { position, counts } = taken;
+            records.push(checkpointRecord(e.packKey, e.outputId, position, now));
+            const delta = {
+              ADMIT: counts.admitted - e.flushed.admitted,
+              DUPLICATE: counts.duplicate - e.flushed.duplicate,
+              QUARANTINE: counts.quarantined - e.flushed.quarantined,
+            };
+            const deadLettered = counts.deadLettered - e.flushed.deadLettered;
+            receipts.push({
+              kind: "delivery",
+              status: delta.QUARANTINE > 0 || deadLettered > 0 ? "warn" : "pass",
+              rationale: `${e.outputId}: events ${e.fromSeq}..${position.seq} handled in order`,
+              badges: [
+                ...(delta.QUARANTINE > 0 ? ["quarantined"] : []),
+                ...(deadLettered > 0 ? ["dead_lettered"] : []),
+              ],
+              inputs_digest: sha256Hex(`${e.packKey}|${e.outputId}|${e.fromSeq}|${position.seq}`),
+              actor,
+              run_key: e.packKey,
+              output_id: e.outputId,
+              detail: {
+                sequence_from: e.fromSeq,
+                sequence_to: position.seq,
+                events: position.seq - e.fromSeq + 1,
+                counts: delta,
+                dead_lettered: deadLettered,
+                checkpoint: { ...position },
+              },
+            });
+          }
+          yield* journal.append(records, receipts);
+          for (const { e, taken } of due) {
+            // An advance that arrived while journaling stays pending for the next flush.
+            if (e.latest === taken) e.latest = undefined;
+            e.fromSeq = taken.position.seq + 1;
+            e.flushed = taken.counts;
+          }
           yield* Effect.logDebug("checkpoint_saved").pipe(
             Effect.annotateLogs({
-              outputs: batch.map((c) => `${c.outputId}@${c.position.seq}`).join(","),
+              outputs: due.map(({ e }) => `${e.outputId}@${e.fromSeq - 1}`).join(","),
             }),
           );
         });
@@ -60,7 +123,7 @@ export class Checkpointer extends Context.Service<Checkpointer, {
             Effect.catch((e) =>
               Effect.logWarning("checkpoint flush failed; will retry", e.message)
             ),
-            Effect.repeat(Schedule.spaced(`${intervalMs} millis`)),
+            Effect.repeat(Schedule.spaced(`${options.intervalMs ?? 250} millis`)),
           ),
         );
         yield* Effect.addFinalizer(() =>
@@ -69,14 +132,35 @@ export class Checkpointer extends Context.Service<Checkpointer, {
           )
         );
         return Checkpointer.of({
-          advance: (packKey, outputId, position) =>
-            Clock.currentTimeMillis.pipe(Effect.map((ms) => {
-              const key = `${packKey}\u0000${outputId}`;
-              const prev = dirty.get(key);
-              if (prev === undefined || prev.position.seq < position.seq) {
-                dirty.set(key, { packKey, outputId, position, at: new Date(ms) });
+          register: (packKey, outputId, after) =>
+            Effect.sync(() => {
+              const key = keyOf(packKey, outputId);
+              if (!entries.has(key)) {
+                entries.set(key, {
+                  packKey,
+                  outputId,
+                  fromSeq: after ? after.seq + 1 : 0,
+                  flushed: ZERO,
+                });
+              } else {
+                // A new lane for the same output (a rerun in this process) counts from zero.
+                const e = entries.get(key)!;
+                e.flushed = ZERO;
+                if (e.latest === undefined) e.fromSeq = after ? after.seq + 1 : e.fromSeq;
               }
-            })),
+            }),
+          advance: (packKey, outputId, position, counts) =>
+            Effect.sync(() => {
+              const key = keyOf(packKey, outputId);
+              let e = entries.get(key);
+              if (e === undefined) {
+                e = { packKey, outputId, fromSeq: 0, flushed: ZERO };
+                entries.set(key, e);
+              }
+              if (e.latest === undefined || e.latest.position.seq < position.seq) {
+                e.latest = { position, counts: { ...counts } };
+              }
+            }),
           flush,
         });
       }),

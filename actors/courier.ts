@@ -49,6 +49,13 @@ export interface CourierOptions {
   readonly retryAfterCapMs: number;
   /** Batches a lane's queue holds before its streamer waits. */
   readonly queueCapacity: number;
+  /**
+   * What a terminal failure does after its envelopes are dead-lettered: `stop` the output (the
+   * platform's behaviour; its checkpoint stays before them) or `continue` past up to
+   * `maxDeadLetters` dead letters per lane (their batch then counts as handled).
+   */
+  readonly deadLetterPolicy: "stop" | "continue";
+  readonly maxDeadLetters: number;
 }
 
 /** Defaults matching the platform's WSP retry settings. */
@@ -62,6 +69,8 @@ export const COURIER_DEFAULTS: Omit<CourierOptions, "endpoint"> = {
   maxDelayMs: 5000,
   retryAfterCapMs: 5000,
   queueCapacity: 32,
+  deadLetterPolicy: "stop",
+  maxDeadLetters: 0,
 };
 
 /** Per-lane counters. */
@@ -72,7 +81,35 @@ export interface LaneStats {
   readonly quarantined: number;
   readonly requests: number;
   readonly retries: number;
+  readonly deadLettered: number;
   readonly lateness: LatenessStats;
+}
+
+/** Envelopes the gate would not take, handed to the lane's owner to be stored whole. */
+export interface DeadLetterBatch<P> {
+  readonly batch: EmitBatch<P>;
+  readonly reason: string;
+  readonly message: string;
+  readonly attempts: number;
+  /** The last HTTP status (0 when there was no answer). */
+  readonly lastStatus: number;
+}
+
+/** What a lane tells its owner. */
+export interface LaneHooks<P> {
+  /** Called in order with each acknowledged batch (delivered, or dead-lettered and passed). */
+  readonly onDelivered: (batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>;
+  /** Stores dead letters durably; called before the lane stops or moves past them. */
+  readonly onDeadLetter?: (dead: DeadLetterBatch<P>) => Effect.Effect<void, WorldstreamError>;
+}
+
+/** A terminal delivery failure, with what the dead letter records. */
+class DeliveryFailed {
+  constructor(
+    readonly error: WorldstreamError,
+    readonly attempts: number,
+    readonly lastStatus: number,
+  ) {}
 }
 
 /** One output's ordered delivery lane. */
@@ -89,8 +126,11 @@ export interface Lane<P> {
 export const openLane = Effect.fn("openLane")(function* <P>(
   options: CourierOptions,
   outputId: string,
-  onDelivered: (batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>,
+  hooks: LaneHooks<P> | ((batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>),
 ): Effect.fn.Return<Lane<P>, never, Scope.Scope> {
+  const { onDelivered, onDeadLetter } = typeof hooks === "function"
+    ? { onDelivered: hooks, onDeadLetter: undefined }
+    : hooks;
   const queue = yield* Queue.bounded<EmitBatch<P>, Cause.Done>(options.queueCapacity);
   const pending = yield* Queue.unbounded<
     Deferred.Deferred<EmitBatch<P>, WorldstreamError>,
@@ -105,11 +145,43 @@ export const openLane = Effect.fn("openLane")(function* <P>(
     quarantined: 0,
     requests: 0,
     retries: 0,
+    deadLettered: 0,
   });
   const snapshot = Ref.get(counters).pipe(Effect.map((c) => ({ ...c, lateness })));
   const semaphore = yield* Semaphore.make(options.maxInFlight);
 
   const deliverOne = (batch: EmitBatch<P>) =>
+    attempt(batch).pipe(
+      Effect.catch((failure: DeliveryFailed) =>
+        Effect.gen(function* () {
+          const { error } = failure;
+          if (onDeadLetter === undefined) return yield* error;
+          yield* onDeadLetter({
+            batch,
+            reason: error.reason,
+            message: error.message,
+            attempts: failure.attempts,
+            lastStatus: failure.lastStatus,
+          });
+          const c = yield* Ref.updateAndGet(
+            counters,
+            (c) => ({ ...c, deadLettered: c.deadLettered + batch.envelopes.length }),
+          );
+          yield* Effect.logWarning("envelopes dead-lettered").pipe(Effect.annotateLogs({
+            output_id: outputId,
+            reason: error.reason,
+            count: batch.envelopes.length,
+            dead_lettered: c.deadLettered,
+          }));
+          if (options.deadLetterPolicy === "continue" && c.deadLettered <= options.maxDeadLetters) {
+            return batch;
+          }
+          return yield* error;
+        })
+      ),
+    );
+
+  const attempt = (batch: EmitBatch<P>) =>
     Effect.gen(function* () {
       const sentAt = yield* Clock.currentTimeMillis;
       for (const due of batch.dueMs) lateness.add(sentAt - due);
@@ -248,6 +320,7 @@ type Counters = Ref.Ref<
     quarantined: number;
     requests: number;
     retries: number;
+    deadLettered: number;
   }
 >;
 
@@ -259,7 +332,7 @@ function withRetries(
   send: (envelopes: ReadonlyArray<string>) => Effect.Effect<IgAnswer>,
   envelopes: ReadonlyArray<string>,
   eventIds: ReadonlyArray<string>,
-): Effect.Effect<ReadonlyArray<string>, WorldstreamError> {
+): Effect.Effect<ReadonlyArray<string>, DeliveryFailed> {
   return Effect.gen(function* () {
     for (let attempt = 1;; attempt++) {
       yield* Ref.update(
@@ -271,9 +344,19 @@ function withRetries(
       const what = `${outputId}: IG answered ${answer.status || "no response"}${
         answer.error ? ` (${answer.error})` : ""
       } for events ${eventIds[0]}…`;
-      if (!isRetryable(answer.status)) return yield* fail("IG_PUSH_REJECTED", what);
+      if (!isRetryable(answer.status)) {
+        return yield* Effect.fail(
+          new DeliveryFailed(fail("IG_PUSH_REJECTED", what), attempt, answer.status),
+        );
+      }
       if (attempt >= options.maxAttempts) {
-        return yield* fail("IG_PUSH_RETRY_EXHAUSTED", `${what} after ${attempt} attempts`);
+        return yield* Effect.fail(
+          new DeliveryFailed(
+            fail("IG_PUSH_RETRY_EXHAUSTED", `${what} after ${attempt} attempts`),
+            attempt,
+            answer.status,
+          ),
+        );
       }
       yield* Effect.logWarning("IG push failed; retrying").pipe(
         Effect.annotateLogs({ output_id: outputId, status: answer.status, attempt }),

@@ -58,6 +58,8 @@ export function runConfigOf(
       pushConcurrency: c?.push_concurrency ?? COURIER_DEFAULTS.pushConcurrency,
       maxInFlight: c?.max_in_flight_per_output ?? COURIER_DEFAULTS.maxInFlight,
       retryAfterCapMs: c?.retry_after_cap_ms ?? COURIER_DEFAULTS.retryAfterCapMs,
+      deadLetterPolicy: c?.dead_letter_policy ?? COURIER_DEFAULTS.deadLetterPolicy,
+      maxDeadLetters: c?.max_dead_letters ?? COURIER_DEFAULTS.maxDeadLetters,
       maxAttempts: retry.max_attempts,
       baseDelayMs: retry.base_delay_ms,
       maxDelayMs: retry.max_delay_ms,

@@ -4,6 +4,12 @@
  * flushed last, after every lane has drained).
  */
 import { Effect, Layer } from "effect";
+import { join } from "node:path";
+import { signerFromEnv } from "../core/receipt_keys.ts";
+import { Receipts } from "../stores/receipts.ts";
+import { Wal } from "../stores/wal.ts";
+import { WalDrain } from "../stores/wal_drain.ts";
+import { Journal } from "./journal.ts";
 import type { Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { fail } from "../schemas/errors.ts";
@@ -38,11 +44,72 @@ export function postgresLayer(profile: Profile) {
   return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(base));
 }
 
-/** The streaming core: stores, config, checkpointer, supervisor. */
+/**
+ * The environment receipt keys are read from: the process environment
+ * (WORLDSTREAM_RECEIPT_HMAC_KEY or an Ed25519 key). Only the `local` profile, where nothing
+ * leaves the host, falls back to a key kept under its runs root (made on first use, readable by
+ * the owner only), so the README's one command works on a fresh machine; every other profile
+ * fails RECEIPT_KEY_MISSING without a key in the environment.
+ */
+export function receiptKeyEnv(
+  profile: Profile,
+  env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
+  options: { readonly create?: boolean } = { create: true },
+) {
+  return Effect.gen(function* () {
+    const hasKey = env.WORLDSTREAM_RECEIPT_HMAC_KEY ||
+      env.WORLDSTREAM_RECEIPT_ED25519_PRIVATE_KEY ||
+      env.WORLDSTREAM_RECEIPT_ED25519_PUBLIC_KEY;
+    if (hasKey || profile.profile_id !== "local") return env;
+    const dir = join(profile.paths.runsRoot, "keys");
+    const file = join(dir, "receipt_hmac.key");
+    const key = yield* Effect.tryPromise({
+      try: async () => {
+        try {
+          return (await Deno.readTextFile(file)).trim();
+        } catch (e) {
+          // Verification never makes a key: without one there is nothing to verify against.
+          if (!options.create) throw e;
+          const bytes = crypto.getRandomValues(new Uint8Array(32));
+          const text = btoa(String.fromCharCode(...bytes));
+          await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+          await Deno.writeTextFile(file, text + "\n", { mode: 0o600, createNew: true });
+          return text;
+        }
+      },
+      catch: (e) =>
+        fail("RECEIPT_KEY_MISSING", `No receipt key and ${file} could not be made: ${String(e)}`),
+    });
+    return { ...env, WORLDSTREAM_RECEIPT_HMAC_KEY: key };
+  });
+}
+
+/** The receipt signer for a profile (see {@link receiptKeyEnv}). */
+export function receiptSigner(profile: Profile) {
+  return receiptKeyEnv(profile).pipe(Effect.flatMap((env) => signerFromEnv(env)));
+}
+
+/** The streaming core: stores, WAL and its drain, journal, config, checkpointer, supervisor. */
 export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
+  const pg = postgresLayer(profile);
+  const wal = Wal.layer({ dir: join(profile.paths.runsRoot, "wal") });
+  const receipts = Layer.unwrap(
+    receiptSigner(profile).pipe(
+      Effect.map((signer) =>
+        Layer.merge(
+          Receipts.layer(signer),
+          Journal.layer(signer).pipe(Layer.provide(Receipts.layer(signer))),
+        )
+      ),
+    ),
+  );
+  const durable = WalDrain.layer().pipe(
+    Layer.provideMerge(receipts),
+    Layer.provideMerge(Layer.merge(pg, wal)),
+  );
   const base = Layer.mergeAll(
     DuckDb.layer(),
-    postgresLayer(profile),
+    durable,
     RunConfig.fromProfile(profile, {
       ...(options.igUrl ? { igUrl: options.igUrl } : {}),
       ...(options.speedup === undefined ? {} : { speedup: options.speedup }),

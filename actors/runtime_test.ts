@@ -14,6 +14,7 @@ import { genWorld } from "../scripts/gen_world.ts";
 import { CONTROL_BUS_TOPIC } from "../schemas/control_bus.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
 import { DuckDb } from "../stores/duckdb.ts";
+import { WalDrain } from "../stores/wal_drain.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { ReadyLedger } from "../stores/ready_ledger.ts";
 import { streamViewId, viewDir } from "../stores/stream_view_build.ts";
@@ -401,6 +402,7 @@ test(
     const run = platformRun();
     const { result, checkpoints } = yield* Effect.gen(function* () {
       const result = yield* submit(request(run));
+      yield* (yield* WalDrain).drainNow;
       const pg = yield* Postgres;
       const checkpoints = yield* pg.query("select * from ws_checkpoints");
       return { result, checkpoints };
@@ -432,6 +434,8 @@ test(
       );
       yield* (yield* Shutdown).request;
       const result = yield* Fiber.join(fiber);
+      // Checkpoints reach Postgres through the WAL drain: drain now, then read them there.
+      yield* (yield* WalDrain).drainNow;
       const pg = yield* Postgres;
       const rows = yield* pg.query<{ output_id: string; last_seq: number }>(
         "select output_id, last_seq from ws_checkpoints",

@@ -55,6 +55,7 @@ function recordingLane(sendMs = 0) {
     quarantined: 0,
     requests: 0,
     retries: 0,
+    deadLettered: 0,
     lateness: new LatenessStats(),
   };
   const lane: Lane<ViewPosition> = {

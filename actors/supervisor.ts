@@ -14,14 +14,17 @@ import { selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
-import { loadCheckpoint } from "../stores/checkpoints.ts";
+import { effectiveCheckpoint } from "../stores/wal_drain.ts";
+import { walRecord } from "../stores/wal_records.ts";
+import type { Wal } from "../stores/wal.ts";
 import type { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import { Checkpointer } from "./checkpointer.ts";
-import { type LaneStats, openLane } from "./courier.ts";
+import { type DeadLetterBatch, type LaneStats, openLane } from "./courier.ts";
+import { Journal } from "./journal.ts";
 import { RunConfig } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
 import { type EnvelopeSource, runStreamer } from "./streamer.ts";
@@ -49,7 +52,7 @@ export class Supervisor extends Context.Service<Supervisor, {
     Supervisor,
     Effect.gen(function* () {
       const context = yield* Effect.context<
-        RunConfig | Checkpointer | Shutdown | DuckDb | Postgres
+        RunConfig | Checkpointer | Journal | Shutdown | DuckDb | Postgres | Wal
       >();
       const queue = yield* Queue.bounded<
         readonly [RunRequested, Deferred.Deferred<StreamResult>],
@@ -165,7 +168,7 @@ function executeRun(
         parts: output.parts,
         streamViewRoot: viewRoot,
       });
-      const after = yield* loadCheckpoint(scope, outputId);
+      const after = yield* effectiveCheckpoint(scope, outputId);
       const pins: EnvelopePins = {
         manifest_fingerprint: world.worldKey.manifest_fingerprint,
         parameter_hash: world.worldKey.parameter_hash,
@@ -224,6 +227,16 @@ function executeRun(
       : yield* Ref.make(request.max_events);
     const { stop } = yield* Shutdown;
     const checkpointer = yield* Checkpointer;
+    const journal = yield* Journal;
+    yield* runReceipt(journal, "run_start", scope, producer, {
+      platform_run_id: platformRunId,
+      scenario_run_id: scenarioRunId,
+      engine_run_root: world.engineRunRoot,
+      output_ids: outputIds,
+      speedup: pacing.speedup,
+      source: request.source,
+      ...(request.message_id ? { message_id: request.message_id } : {}),
+    });
 
     yield* Effect.logInfo("stream_start").pipe(Effect.annotateLogs({
       run_key: scope,
@@ -250,11 +263,12 @@ function executeRun(
     );
     const results = yield* Effect.forEach(plans, (plan) =>
       Effect.gen(function* () {
-        const lane = yield* openLane<ViewPosition>(
-          config.courier,
-          plan.outputId,
-          (batch) => checkpointer.advance(scope, plan.outputId, batch.last),
-        );
+        yield* checkpointer.register(scope, plan.outputId, plan.after);
+        const lane = yield* openLane<ViewPosition>(config.courier, plan.outputId, {
+          onDelivered: (batch, stats) =>
+            checkpointer.advance(scope, plan.outputId, batch.last, stats),
+          onDeadLetter: (dead) => deadLetter(journal, scope, plan.outputId, producer, dead),
+        });
         yield* Ref.update(live, (m) =>
           new Map(m).set(
             plan.outputId,
@@ -314,6 +328,17 @@ function executeRun(
     );
     const emitted = results.reduce((n, r) => n + r.emitted, 0);
     const failed = results.find((r) => r.status !== "STREAMED");
+    yield* runReceipt(journal, "run_end", scope, producer, {
+      platform_run_id: platformRunId,
+      status: failed ? "FAILED" : "STREAMED",
+      emitted,
+      reason: failed ? (failed.reason ?? "STOPPED_BY_OPERATOR") : null,
+      outputs: results.map((r) => ({
+        output_id: r.output_id,
+        status: r.status,
+        emitted: r.emitted,
+      })),
+    }, failed ? "soft_block" : "pass");
     const outputsOut = results.map(({ message: _m, ...r }) => r);
     return {
       ...base,
@@ -334,6 +359,76 @@ function executeRun(
       })
     ),
   );
+}
+
+function runReceipt(
+  journal: Journal["Service"],
+  kind: "run_start" | "run_end",
+  runKey: string,
+  actor: string,
+  detail: Record<string, unknown>,
+  status: "pass" | "soft_block" = "pass",
+) {
+  return journal.append([], [{
+    kind,
+    status,
+    rationale: kind === "run_start"
+      ? `run started for ${String(detail.platform_run_id)}`
+      : `run ended ${String(detail.status)} with ${String(detail.emitted)} events`,
+    inputs_digest: sha256Hex(canonicalJson(detail)),
+    actor,
+    run_key: runKey,
+    detail,
+  }]);
+}
+
+/** Stores each envelope of a failed batch whole, with a dead_letter receipt, in one append. */
+function deadLetter(
+  journal: Journal["Service"],
+  runKey: string,
+  outputId: string,
+  actor: string,
+  dead: DeadLetterBatch<ViewPosition>,
+) {
+  return Effect.gen(function* () {
+    const at = yield* journal.now;
+    const records = dead.batch.envelopes.map((text, i) =>
+      walRecord(
+        "dead_letter",
+        {
+          run_key: runKey,
+          output_id: outputId,
+          event_id: dead.batch.eventIds[i],
+          envelope: JSON.parse(text),
+          attempts: dead.attempts,
+          last_status: dead.lastStatus,
+          reason: dead.reason,
+          status: "OPEN",
+        },
+        at,
+        sha256Hex(`dead_letter|${runKey}|${dead.batch.eventIds[i]}`),
+      )
+    );
+    yield* journal.append(records, [{
+      kind: "dead_letter",
+      status: "hard_block",
+      rationale:
+        `${outputId}: ${dead.batch.envelopes.length} envelopes dead-lettered (${dead.reason})`,
+      badges: ["dead_letter"],
+      inputs_digest: sha256Hex(dead.batch.eventIds.join("\n")),
+      actor,
+      run_key: runKey,
+      output_id: outputId,
+      detail: {
+        reason: dead.reason,
+        message: dead.message,
+        attempts: dead.attempts,
+        last_status: dead.lastStatus,
+        event_ids: [...dead.batch.eventIds],
+        last_position: { ...dead.batch.last },
+      },
+    }]);
+  });
 }
 
 function progressOf(outputId: string, total: number, s: LaneStats): OutputProgress {

@@ -14,6 +14,7 @@ import { sortWorld } from "./sort.ts";
 import { streamCommand } from "./stream.ts";
 import { runCommand } from "./run.ts";
 import { igCommand } from "./ig.ts";
+import { auditVerifyCommand } from "./audit_verify.ts";
 
 /** A command's outcome: the result line (stdout) and the exit code. */
 export interface Outcome {
@@ -81,4 +82,5 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   "publish-ready": publishReadyCommand,
   run: runCommand,
   ig: igCommand,
+  "audit-verify": auditVerifyCommand,
 };

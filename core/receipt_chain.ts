@@ -211,7 +211,13 @@ export function chainWalk(verifier: ReceiptVerifier): ChainWalk {
         );
       }
       if (r.seq < expected) {
-        return breakAt(r, "REORDERED", `Receipt seq ${r.seq} comes after seq ${head.seq}`);
+        return breakAt(
+          r,
+          "REORDERED",
+          r.seq === head.seq
+            ? `A second receipt has seq ${r.seq} (a copy or a fork)`
+            : `Receipt seq ${r.seq} comes after seq ${head.seq}`,
+        );
       }
       if (r.prev_hash !== head.hash) {
         return breakAt(

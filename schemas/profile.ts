@@ -190,6 +190,10 @@ export const CourierWiring = Schema.Struct({
   max_in_flight_per_output: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   request_timeout_ms: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   retry_after_cap_ms: Schema.optionalKey(numberAtLeast(0, { integer: true })),
+  /** After dead-lettering: `stop` the output (default, like the platform) or `continue`. */
+  dead_letter_policy: Schema.optionalKey(Schema.Literals(["stop", "continue"])),
+  /** With `continue`: how many dead letters an output may pass before it stops. */
+  max_dead_letters: Schema.optionalKey(numberAtLeast(0, { integer: true })),
 });
 export type CourierWiring = typeof CourierWiring.Type;
 

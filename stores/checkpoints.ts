@@ -55,7 +55,7 @@ export function saveCheckpoints(
       checkpoints.map((c) => c.position.filename),
       checkpoints.map((c) => c.position.file_row_number),
       checkpoints.map((c) => c.position.ts_utc),
-      checkpoints.map((c) => c.at),
+      checkpoints.map((c) => c.at.toISOString()),
     ]);
   });
 }

@@ -1,0 +1,239 @@
+/**
+ * The WAL drain: a fiber that copies WAL records to Postgres in batches, in append order, and
+ * lets the WAL delete what it copied. Every write is idempotent (log rows `on conflict
+ * (record_id) do nothing`, receipts through `Receipts.store`, checkpoints by the forward-only
+ * upsert), so a batch copied twice — a crash between the Postgres commit and the WAL's drained
+ * marker — changes nothing the second time.
+ *
+ * Postgres down: the drain fails, logs, and retries with capped exponential backoff while the
+ * WAL keeps growing up to its quota; appends never wait on it. On start, an output resumes from
+ * {@link effectiveCheckpoint}, the later of Postgres and the WAL.
+ */
+import { Context, Duration, Effect, Layer, Schedule } from "effect";
+import type { WorldstreamError } from "../schemas/errors.ts";
+import type { Receipt } from "../schemas/receipt.ts";
+import { loadCheckpoint } from "./checkpoints.ts";
+import { pgQuery, Postgres } from "./postgres.ts";
+import { Receipts } from "./receipts.ts";
+import type { ViewPosition } from "./stream_view_read.ts";
+import { Wal } from "./wal.ts";
+import {
+  type CheckpointBody,
+  type WalBodies,
+  walBody,
+  type WalKind,
+  type WalRecord,
+} from "./wal_records.ts";
+
+/** Copies one batch of records somewhere durable, idempotently. */
+export type WalHandler<R> = (
+  records: ReadonlyArray<WalRecord>,
+) => Effect.Effect<void, WorldstreamError, R>;
+
+/** Tuning of the drain fiber. */
+export interface WalDrainOptions {
+  /** Pause between drains once the WAL is empty, in ms (200). */
+  readonly intervalMs?: number;
+  /** Records per Postgres batch (500). */
+  readonly batchSize?: number;
+  /** First retry delay after a failed drain, in ms (250); it doubles up to `maxBackoffMs`. */
+  readonly backoffMs?: number;
+  /** Longest retry delay, in ms (30 000). */
+  readonly maxBackoffMs?: number;
+  /** How long the last drain on shutdown may take, in ms (5 000). */
+  readonly finalDrainMs?: number;
+}
+
+/** What the drain has done since it started. */
+export interface WalDrainStatus {
+  readonly drained: number;
+  /** Failed drains in a row (0 once a drain succeeds). */
+  readonly failures: number;
+  readonly lastError: string | undefined;
+}
+
+/** The background copy of the WAL into Postgres. */
+export class WalDrain extends Context.Service<WalDrain, {
+  /** Drains everything pending now (waits for a drain already running). */
+  readonly drainNow: Effect.Effect<number, WorldstreamError>;
+  readonly status: Effect.Effect<WalDrainStatus>;
+}>()("worldstream/stores/WalDrain") {
+  /** Drains into Postgres (migrations must have run). */
+  static readonly layer = (
+    options: WalDrainOptions = {},
+  ): Layer.Layer<WalDrain, never, Wal | Postgres | Receipts> =>
+    Layer.effect(WalDrain, makeDrain(writeToPostgres, options));
+
+  /** Drains with any handler (another sink, or a test's). */
+  static readonly layerWith = <R>(
+    handler: WalHandler<R>,
+    options: WalDrainOptions = {},
+  ): Layer.Layer<WalDrain, never, Wal | R> => Layer.effect(WalDrain, makeDrain(handler, options));
+}
+
+function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
+  return Effect.gen(function* () {
+    const wal = yield* Wal;
+    const context = yield* Effect.context<R>();
+    const intervalMs = options.intervalMs ?? 200;
+    const backoffMs = options.backoffMs ?? 250;
+    const maxBackoffMs = options.maxBackoffMs ?? 30_000;
+    let status: WalDrainStatus = { drained: 0, failures: 0, lastError: undefined };
+
+    const drainNow = wal.drainOnce(handler, { batchSize: options.batchSize ?? 500 }).pipe(
+      Effect.provideContext(context),
+      Effect.tap((n) =>
+        Effect.sync(() => {
+          status = { drained: status.drained + n, failures: 0, lastError: undefined };
+        })
+      ),
+      Effect.tapError((e) =>
+        Effect.gen(function* () {
+          status = { ...status, failures: status.failures + 1, lastError: e.message };
+          yield* Effect.logWarning(
+            `WAL drain failed (${status.failures} in a row); will retry: ${e.message}`,
+          ).pipe(Effect.annotateLogs({ reason: e.reason }));
+        })
+      ),
+    );
+
+    const backoff = Schedule.min([
+      Schedule.exponential(Duration.millis(backoffMs)),
+      Schedule.spaced(Duration.millis(maxBackoffMs)),
+    ]).pipe(Schedule.jittered);
+
+    // Registered before the fork, so it runs after the fiber is interrupted: one last drain
+    // copies what the actors appended while shutting down.
+    yield* Effect.addFinalizer(() =>
+      drainNow.pipe(
+        Effect.timeout(Duration.millis(options.finalDrainMs ?? 5_000)),
+        Effect.catch((e) =>
+          Effect.logWarning(`Final WAL drain did not finish; the WAL keeps the rest: ${e}`)
+        ),
+      )
+    );
+    yield* Effect.forkScoped(
+      drainNow.pipe(
+        Effect.retry(backoff),
+        Effect.repeat(Schedule.spaced(Duration.millis(intervalMs))),
+      ),
+    );
+
+    return WalDrain.of({ drainNow, status: Effect.sync(() => status) });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Postgres handler
+
+const INSERTS: { readonly [K in Exclude<WalKind, "checkpoint" | "receipt">]: string } = {
+  dead_letter: pgQuery("wal_drain_dead_letters"),
+  ready_ledger: pgQuery("wal_drain_ready_ledger"),
+  audit: pgQuery("wal_drain_audit_events"),
+  budget: pgQuery("wal_drain_budget_ledger"),
+  policy_snapshot: pgQuery("wal_drain_policy_snapshots"),
+};
+const SAVE_CHECKPOINTS = pgQuery("checkpoint_save");
+
+/**
+ * Writes a batch to its tables: one transaction with a multi-row insert per log kind and one
+ * forward-only upsert of the furthest checkpoint per output, then the receipts, in chain order. A record whose body no
+ * longer decodes is kept as a `WAL_RECORD_UNREADABLE` audit event rather than blocking the drain.
+ */
+export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
+  records: ReadonlyArray<WalRecord>,
+) {
+  const pg = yield* Postgres;
+  const rows = new Map<keyof typeof INSERTS, Array<Record<string, unknown>>>();
+  const receipts: Array<Receipt> = [];
+  const checkpoints = new Map<string, CheckpointRow>();
+  const add = (kind: keyof typeof INSERTS, row: Record<string, unknown>) => {
+    const list = rows.get(kind) ?? [];
+    list.push(row);
+    rows.set(kind, list);
+  };
+  for (const record of records) {
+    const body = yield* walBody(record).pipe(Effect.result);
+    if (body._tag === "Failure") {
+      yield* Effect.logWarning(
+        `WAL record ${record.record_id} (${record.kind}) is unreadable; kept as an audit event: ` +
+          body.failure.message,
+      );
+      add("audit", {
+        record_id: `wal-unreadable:${record.record_id}`,
+        at: record.at,
+        kind: "WAL_RECORD_UNREADABLE",
+        detail: { record, problem: body.failure.message },
+      });
+      continue;
+    }
+    switch (record.kind) {
+      case "receipt":
+        receipts.push(body.success as WalBodies["receipt"]);
+        break;
+      case "checkpoint": {
+        const c = { body: body.success as CheckpointBody, at: record.at };
+        const key = `${c.body.pack_key}\u0000${c.body.output_id}`;
+        const known = checkpoints.get(key);
+        // One upsert statement may touch a row only once: keep the furthest per output.
+        if (known === undefined || known.body.last_seq < c.body.last_seq) checkpoints.set(key, c);
+        break;
+      }
+      default:
+        add(record.kind, { ...body.success, record_id: record.record_id, at: record.at });
+    }
+  }
+  if (rows.size > 0 || checkpoints.size > 0) {
+    yield* pg.transaction((tx) =>
+      Effect.gen(function* () {
+        for (const [kind, list] of rows) yield* tx.query(INSERTS[kind], [JSON.stringify(list)]);
+        if (checkpoints.size > 0) yield* tx.query(SAVE_CHECKPOINTS, checkpointColumns(checkpoints));
+      })
+    );
+  }
+  if (receipts.length > 0) yield* (yield* Receipts).store(receipts);
+});
+
+// The parameters of stores/checkpoints.ts's forward-only upsert. Times go as ISO text: the
+// server client cannot bind an array of Dates to timestamptz[].
+function checkpointColumns(checkpoints: ReadonlyMap<string, CheckpointRow>) {
+  const list = [...checkpoints.values()];
+  return [
+    list.map((c) => c.body.pack_key),
+    list.map((c) => c.body.output_id),
+    list.map((c) => c.body.last_seq),
+    list.map((c) => c.body.last_file),
+    list.map((c) => c.body.last_row_index),
+    list.map((c) => c.body.last_ts_utc),
+    list.map((c) => c.at),
+  ];
+}
+
+interface CheckpointRow {
+  readonly body: CheckpointBody;
+  readonly at: string;
+}
+
+function toPosition(body: CheckpointBody): ViewPosition {
+  return {
+    seq: body.last_seq,
+    filename: body.last_file,
+    file_row_number: body.last_row_index,
+    ts_utc: body.last_ts_utc,
+  };
+}
+
+/**
+ * Where an output resumes: the later (higher `last_seq`) of its Postgres checkpoint and any WAL
+ * checkpoint record not yet drained, or `undefined` when it never delivered anything.
+ */
+export const effectiveCheckpoint = Effect.fn("effectiveCheckpoint")(function* (
+  packKey: string,
+  outputId: string,
+): Effect.fn.Return<ViewPosition | undefined, WorldstreamError, Wal | Postgres> {
+  const fromWal = yield* (yield* Wal).checkpoint(packKey, outputId);
+  const fromPg = yield* loadCheckpoint(packKey, outputId);
+  if (fromWal === undefined) return fromPg;
+  const walPosition = toPosition(fromWal.body);
+  return fromPg === undefined || fromPg.seq < walPosition.seq ? walPosition : fromPg;
+});
