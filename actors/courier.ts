@@ -47,8 +47,12 @@ export interface CourierOptions {
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
   readonly retryAfterCapMs: number;
-  /** Batches a lane's queue holds before its streamer waits. */
-  readonly queueCapacity: number;
+  /**
+   * Envelopes a lane holds (queued or in flight) before its streamer waits: the backpressure,
+   * counted in events so a paced stream's many small hand-overs can absorb a burst while one
+   * unpaced stream's full batches still bound memory.
+   */
+  readonly bufferEvents: number;
   /**
    * What a terminal failure does after its envelopes are dead-lettered: `stop` the output (the
    * platform's behaviour; its checkpoint stays before them) or `continue` past up to
@@ -68,7 +72,7 @@ export const COURIER_DEFAULTS: Omit<CourierOptions, "endpoint"> = {
   baseDelayMs: 250,
   maxDelayMs: 5000,
   retryAfterCapMs: 5000,
-  queueCapacity: 32,
+  bufferEvents: 8192,
   deadLetterPolicy: "stop",
   maxDeadLetters: 0,
 };
@@ -82,7 +86,10 @@ export interface LaneStats {
   readonly requests: number;
   readonly retries: number;
   readonly deadLettered: number;
+  /** Send lag: request start minus due time (includes waiting for the IG's previous answer). */
   readonly lateness: LatenessStats;
+  /** Pacing lateness: hand-over by the streamer minus due time (what the pacer controls). */
+  readonly pacing: LatenessStats;
 }
 
 /** Envelopes the gate would not take, handed to the lane's owner to be stored whole. */
@@ -131,13 +138,17 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   const { onDelivered, onDeadLetter } = typeof hooks === "function"
     ? { onDelivered: hooks, onDeadLetter: undefined }
     : hooks;
-  const queue = yield* Queue.bounded<EmitBatch<P>, Cause.Done>(options.queueCapacity);
+  const queue = yield* Queue.unbounded<EmitBatch<P>, Cause.Done>();
+  // Held from hand-over until the batch is acknowledged (or the lane ends).
+  const capacity = Math.max(options.bufferEvents, options.batchSize);
+  const buffer = yield* Semaphore.make(capacity);
   const pending = yield* Queue.unbounded<
     Deferred.Deferred<EmitBatch<P>, WorldstreamError>,
     Cause.Done
   >();
   const failed = yield* Deferred.make<never, WorldstreamError>();
   const lateness = new LatenessStats();
+  const pacing = new LatenessStats();
   const counters = yield* Ref.make({
     emitted: 0,
     admitted: 0,
@@ -147,7 +158,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
     retries: 0,
     deadLettered: 0,
   });
-  const snapshot = Ref.get(counters).pipe(Effect.map((c) => ({ ...c, lateness })));
+  const snapshot = Ref.get(counters).pipe(Effect.map((c) => ({ ...c, lateness, pacing })));
   const semaphore = yield* Semaphore.make(options.maxInFlight);
 
   const deliverOne = (batch: EmitBatch<P>) =>
@@ -224,7 +235,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   // Dispatcher: takes (merged) batches in order and starts their delivery, at most maxInFlight.
   const dispatcher = Effect.gen(function* () {
     dispatch: while (true) {
-      const taken = yield* Queue.takeBetween(queue, 1, options.queueCapacity).pipe(
+      const taken = yield* Queue.takeBetween(queue, 1, 4096).pipe(
         Effect.catchIf(Cause.isDone, () => Effect.succeed(undefined)),
       );
       if (taken === undefined || taken.length === 0) break;
@@ -260,6 +271,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       if (next === undefined) break;
       const batch = yield* Deferred.await(next);
       yield* onDelivered(batch, yield* snapshot);
+      yield* Semaphore.release(buffer, batch.envelopes.length);
     }
   }).pipe(Effect.tapError((e) => Deferred.fail(failed, e)));
 
@@ -272,7 +284,12 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   return {
     send: (batch) =>
       failure.pipe(
-        Effect.andThen(Effect.raceFirst(Queue.offer(queue, batch), Deferred.await(failed))),
+        Effect.andThen(Effect.raceFirst(
+          Semaphore.take(buffer, Math.min(batch.envelopes.length, capacity)).pipe(
+            Effect.andThen(Queue.offer(queue, batch)),
+          ),
+          Deferred.await(failed),
+        )),
         Effect.asVoid,
       ),
     finish: Effect.gen(function* () {

@@ -240,7 +240,7 @@ test(
     sent[4] = { ...sent[4], envelopes: ["{not json", ...sent[4].envelopes.slice(1)] };
     const acknowledged: Array<number> = [];
     const lane = yield* openLane<number>(
-      laneOptions(ig.url, { batchSize: 5, queueCapacity: 2 }),
+      laneOptions(ig.url, { batchSize: 5, bufferEvents: 10 }),
       OUTPUT,
       (batch) => Effect.sync(() => void acknowledged.push(batch.last)),
     );

@@ -86,6 +86,11 @@ export const runStreamer = Effect.fn("runStreamer")(function* (options: {
     });
     const batch = n === size ? toBatch(group) : toBatch(group, n);
     group = emptyGroup();
+    if (n > 0 && batch.dueMs.length > 0) {
+      const at = yield* Clock.currentTimeMillis;
+      const stats = yield* lane.stats;
+      for (const due of batch.dueMs) stats.pacing.add(at - due);
+    }
     if (n > 0) {
       yield* lane.send(batch);
       handedOver += n;

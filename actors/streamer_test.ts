@@ -56,6 +56,7 @@ function recordingLane(sendMs = 0) {
     requests: 0,
     retries: 0,
     deadLettered: 0,
+    pacing: new LatenessStats(),
     lateness: new LatenessStats(),
   };
   const lane: Lane<ViewPosition> = {

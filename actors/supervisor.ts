@@ -317,7 +317,9 @@ function executeRun(
           quarantined: stats.quarantined,
           resumed_from_seq: plan.after ? plan.after.seq : null,
           reason: failure?.reason ?? null,
-          ...(pacing.speedup > 0 ? { lateness: stats.lateness.summary() } : {}),
+          ...(pacing.speedup > 0
+            ? { lateness: stats.pacing.summary(), send_lag: stats.lateness.summary() }
+            : {}),
           ...(failure ? { message: failure.message } : {}),
         } as OutputResult & { message?: string };
       }).pipe(Effect.scoped), { concurrency: "unbounded" });
@@ -440,7 +442,7 @@ function progressOf(outputId: string, total: number, s: LaneStats): OutputProgre
     duplicate: s.duplicate,
     quarantined: s.quarantined,
     retries: s.retries,
-    lateness: s.lateness.summary(),
+    lateness: s.pacing.summary(),
   };
 }
 

@@ -54,7 +54,9 @@ export const startIg = (
     const db = options.db ?? DEFAULT_IG_DB;
     const postgres = /^postgres(ql)?:\/\//.test(db)
       ? Postgres.layerServer(db)
-      : Postgres.layerPglite(db);
+      // The reference gate is a test double: answering before PGlite's fs sync keeps its
+      // per-request cost near a real gate's, so benches measure worldstream, not the sync.
+      : Postgres.layerPglite(db, { relaxedDurability: true });
     const services = yield* Layer.build(
       IgGate.layer(options.gate).pipe(Layer.provide(IgStore.layer), Layer.provide(postgres)),
     );

@@ -19,6 +19,14 @@ export const RunRequested = Schema.TaggedStruct("RunRequested", {
 });
 export type RunRequested = typeof RunRequested.Type;
 
+/** Percentiles of a latency in milliseconds. */
+const LatencySummary = Schema.Struct({
+  count: Schema.Number,
+  p50_ms: Schema.Number,
+  p99_ms: Schema.Number,
+  max_ms: Schema.Number,
+});
+
 /** Per-output outcome inside a stream result. */
 export const OutputResult = Schema.Struct({
   output_id: Schema.String,
@@ -29,13 +37,10 @@ export const OutputResult = Schema.Struct({
   quarantined: Schema.Number,
   resumed_from_seq: Schema.NullOr(Schema.Number),
   reason: Schema.NullOr(Schema.String),
-  /** Pacing lateness (send − due) in ms, when paced. */
-  lateness: Schema.optionalKey(Schema.Struct({
-    count: Schema.Number,
-    p50_ms: Schema.Number,
-    p99_ms: Schema.Number,
-    max_ms: Schema.Number,
-  })),
+  /** Pacing lateness (hand-over to the courier − due) in ms, when paced. */
+  lateness: Schema.optionalKey(LatencySummary),
+  /** Send lag (IG request start − due) in ms, when paced: lateness plus waiting for the IG. */
+  send_lag: Schema.optionalKey(LatencySummary),
 });
 export type OutputResult = typeof OutputResult.Type;
 

@@ -345,7 +345,14 @@ if (only.has("pacing")) {
     String(count),
   ]);
   await ig.stop();
-  const lateness = paced.result.outputs?.[0]?.lateness ?? { p50_ms: NaN, p99_ms: NaN, max_ms: NaN };
+  const none = { p50_ms: NaN, p99_ms: NaN, max_ms: NaN };
+  const lateness = paced.result.outputs?.[0]?.lateness ?? none;
+  const lag = paced.result.outputs?.[0]?.send_lag ?? none;
+  console.log(
+    `send lag (IG request start − due, includes waiting for the previous answer): p50 ${
+      lag.p50_ms.toFixed(2)
+    } ms, p99 ${lag.p99_ms.toFixed(2)} ms, max ${lag.max_ms.toFixed(1)} ms`,
+  );
   const scheduled = span / speedup * 1000;
   const drift = Math.abs(paced.result.elapsed_ms - scheduled) / scheduled;
   record(

@@ -62,8 +62,13 @@ export class Postgres extends Context.Service<
     ) => Effect.Effect<A, E | WorldstreamError, R>;
   }
 >()("worldstream/stores/Postgres") {
-  /** Embedded PGlite with its data in `dir` (created if missing). One process per folder. */
-  static readonly layerPglite = (dir: string) => Layer.effect(Postgres, makePglite(dir));
+  /**
+   * Embedded PGlite with its data in `dir` (created if missing). One process per folder.
+   * `relaxedDurability` answers before the filesystem sync (for test doubles such as the
+   * reference IG, never for worldstream's own state).
+   */
+  static readonly layerPglite = (dir: string, options: PgliteOptions = {}) =>
+    Layer.effect(Postgres, makePglite(dir, options));
 
   /** A Postgres server at `url`; fails with PG_UNAVAILABLE when it does not answer. */
   static readonly layerServer = (url: string, options: ServerOptions = {}) =>
@@ -108,13 +113,21 @@ export function redactDsn(dsn: string): string {
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-function makePglite(dir: string) {
+/** Options of the embedded backend. */
+export interface PgliteOptions {
+  readonly relaxedDurability?: boolean;
+}
+
+function makePglite(dir: string, options: PgliteOptions = {}) {
   return Effect.gen(function* () {
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: async () => {
           await Deno.mkdir(dir, { recursive: true });
-          return await PGlite.create(dir, { serializers: JSON_PARAMS_AS_JSON });
+          return await PGlite.create(dir, {
+            serializers: JSON_PARAMS_AS_JSON,
+            ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
+          });
         },
         catch: (e) => fail("PG_UNAVAILABLE", `PGlite in ${dir} did not open: ${firstLine(e)}`),
       }),
