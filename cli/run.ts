@@ -8,7 +8,9 @@
 import { Deferred, Effect } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
+import { bootstrap, bootstrapOptions } from "../actors/bootstrap.ts";
 import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
+import { runConfigOf } from "../actors/run_config.ts";
 import { runtimeLayer } from "../actors/runtime.ts";
 import { Shutdown } from "../actors/shutdown.ts";
 import { startIg } from "../ig/server.ts";
@@ -58,6 +60,11 @@ export function runCommand(argv: ReadonlyArray<string>) {
           db: join(profile.paths.runsRoot, "ig-pglite"),
         })).url
         : undefined;
+      yield* bootstrap(
+        profile,
+        runConfigOf(profile, igUrl ? { igUrl } : {}).courier.endpoint,
+        bootstrapOptions(profile),
+      );
       const published = yield* publishReady({ engineRunRoot: world.engine_run_root, profile });
       yield* Effect.logInfo("READY published").pipe(Effect.annotateLogs({ ...published }));
       const settled = yield* awaitRun(profile, published.message_id).pipe(

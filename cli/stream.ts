@@ -8,6 +8,8 @@ import { loadProfile } from "../core/profile.ts";
 import { barLine, statusBlock } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
+import { bootstrap, bootstrapOptions } from "../actors/bootstrap.ts";
+import { runConfigOf } from "../actors/run_config.ts";
 import { coreLayer } from "../actors/runtime.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { type Flags, listFlag, parseFlags } from "./args.ts";
@@ -30,8 +32,12 @@ export function streamCommand(argv: ReadonlyArray<string>) {
     const profile = yield* loadProfile(String(flags.profile ?? "local"));
     const request = yield* requestFrom(flags);
     const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
-    const result = yield* runWithProgress(request).pipe(
-      Effect.provide(coreLayer(profile, { ...(igUrl ? { igUrl } : {}), signals: true })),
+    const endpoint = runConfigOf(profile, igUrl ? { igUrl } : {}).courier.endpoint;
+    const result = yield* Effect.scoped(
+      bootstrap(profile, endpoint, bootstrapOptions(profile)).pipe(
+        Effect.andThen(runWithProgress(request)),
+        Effect.provide(coreLayer(profile, { ...(igUrl ? { igUrl } : {}), signals: true })),
+      ),
     );
     return { line: { ...result }, ok: result.status === "STREAMED" };
   });

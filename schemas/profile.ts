@@ -197,6 +197,14 @@ export const CourierWiring = Schema.Struct({
 });
 export type CourierWiring = typeof CourierWiring.Type;
 
+/** Start-up: `edge` streams at once, degraded; `backend` waits for its dependencies. */
+export const BootstrapWiring = Schema.Struct({
+  mode: Schema.Literals(["edge", "backend"]),
+  poll_interval_seconds: Schema.optionalKey(numberAtLeast(0)),
+  timeout_seconds: Schema.optionalKey(numberAtLeast(0)),
+});
+export type BootstrapWiring = typeof BootstrapWiring.Type;
+
 /** The `wiring` section: where things are. */
 export const ProfileWiring = Schema.Struct({
   /** worldstream's own state (WAL, stream views, caches). */
@@ -210,6 +218,7 @@ export const ProfileWiring = Schema.Struct({
   database: DatabaseWiring,
   wsp_retry: RetryWiring,
   wsp_courier: Schema.optionalKey(CourierWiring),
+  bootstrap: Schema.optionalKey(BootstrapWiring),
   wsp_producer: ProducerWiring,
   interface_pack_ref: Ref,
 });

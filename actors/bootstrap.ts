@@ -1,0 +1,144 @@
+/**
+ * Bootstrap: checks the runtime's dependencies (Postgres, the IG's health endpoint, the control
+ * bus folder, the oracle root) before streaming, and keeps re-checking them.
+ *
+ * `backend` mode waits until every dependency is healthy, re-checking every poll interval, and
+ * fails BOOTSTRAP_TIMEOUT (naming what stayed down) after the timeout. `edge` mode starts at
+ * once, degraded: the WAL buffers what Postgres cannot take yet and READY messages are deferred
+ * while the IG is down. Either way a background fiber re-checks every poll interval and logs
+ * each change of health, so operators see `degraded` and `healthy` transitions.
+ */
+import { Clock, Effect, Ref, Schedule } from "effect";
+import type { Profile } from "../core/profile.ts";
+import { fail } from "../schemas/errors.ts";
+import { type IgEndpoint, igHealthy } from "../stores/ig_client.ts";
+
+/** One dependency's health. */
+export interface DependencyHealth {
+  readonly name: "postgres" | "ig" | "control_bus" | "oracle";
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+/** How to start. */
+export interface BootstrapOptions {
+  readonly mode: "edge" | "backend";
+  readonly pollIntervalMs: number;
+  readonly timeoutMs: number;
+}
+
+/** The profile's bootstrap settings, with the documented defaults (30 s poll, 300 s timeout). */
+export function bootstrapOptions(profile: Profile): BootstrapOptions {
+  const b = profile.wiring.bootstrap;
+  return {
+    mode: b?.mode ?? "edge",
+    pollIntervalMs: (b?.poll_interval_seconds ?? 30) * 1000,
+    timeoutMs: (b?.timeout_seconds ?? 300) * 1000,
+  };
+}
+
+/** Checks every dependency once. */
+export function checkDependencies(profile: Profile, ig: IgEndpoint) {
+  return Effect.gen(function* () {
+    const out: DependencyHealth[] = [];
+    const db = profile.wiring.database;
+    if (db.backend === "server" && db.url) {
+      const url = new URL(db.url);
+      const reachable = yield* tcpReachable(url.hostname, Number(url.port || 5432));
+      out.push({ name: "postgres", ok: reachable, detail: `${url.hostname}:${url.port || 5432}` });
+    } else {
+      out.push({ name: "postgres", ok: true, detail: "embedded PGlite" });
+    }
+    const igOk = yield* igHealthy({ ...ig, timeoutMs: Math.min(ig.timeoutMs, 2000) });
+    out.push({ name: "ig", ok: igOk, detail: ig.baseUrl });
+    const bus = profile.paths.controlBusRoot;
+    if (bus !== undefined) {
+      out.push({ name: "control_bus", ok: yield* usableDir(bus), detail: bus });
+    }
+    const oracle = profile.wiring.oracle_engine_run_root;
+    if (oracle) out.push({ name: "oracle", ok: yield* exists(oracle), detail: oracle });
+    return out;
+  });
+}
+
+/**
+ * Runs the start-up checks for `mode` and forks the re-check loop into the current scope.
+ * Returns the first health report.
+ */
+export const bootstrap = Effect.fn("bootstrap")(function* (
+  profile: Profile,
+  ig: IgEndpoint,
+  options: BootstrapOptions,
+) {
+  const started = yield* Clock.currentTimeMillis;
+  let report = yield* checkDependencies(profile, ig);
+  while (options.mode === "backend" && report.some((d) => !d.ok)) {
+    const down = report.filter((d) => !d.ok).map((d) => d.name);
+    const waited = (yield* Clock.currentTimeMillis) - started;
+    if (waited >= options.timeoutMs) {
+      return yield* fail(
+        "BOOTSTRAP_TIMEOUT",
+        `Dependencies still down after ${Math.round(waited / 1000)} s: ${down.join(", ")}`,
+      );
+    }
+    yield* Effect.logWarning("waiting for dependencies").pipe(
+      Effect.annotateLogs({ down: down.join(","), mode: options.mode }),
+    );
+    yield* Effect.sleep(`${Math.min(options.pollIntervalMs, options.timeoutMs - waited)} millis`);
+    report = yield* checkDependencies(profile, ig);
+  }
+  yield* logHealth(report, options.mode);
+  const last = yield* Ref.make(summary(report));
+  yield* Effect.forkScoped(
+    checkDependencies(profile, ig).pipe(
+      Effect.flatMap((now) =>
+        Ref.getAndSet(last, summary(now)).pipe(
+          Effect.flatMap((before) =>
+            before === summary(now) ? Effect.void : logHealth(now, options.mode)
+          ),
+        )
+      ),
+      Effect.repeat(Schedule.spaced(`${options.pollIntervalMs} millis`)),
+      Effect.delay(`${options.pollIntervalMs} millis`),
+    ),
+  );
+  return report;
+});
+
+function summary(report: ReadonlyArray<DependencyHealth>): string {
+  return report.map((d) => `${d.name}:${d.ok ? "up" : "down"}`).join(",");
+}
+
+function logHealth(report: ReadonlyArray<DependencyHealth>, mode: string) {
+  const down = report.filter((d) => !d.ok).map((d) => d.name);
+  return (down.length === 0 ? Effect.logInfo("healthy") : Effect.logWarning("degraded")).pipe(
+    Effect.annotateLogs({ mode, down: down.join(","), dependencies: summary(report) }),
+  );
+}
+
+function tcpReachable(hostname: string, port: number) {
+  return Effect.promise(async () => {
+    try {
+      const conn = await Deno.connect({ hostname, port });
+      conn.close();
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function usableDir(path: string) {
+  return Effect.promise(async () => {
+    try {
+      await Deno.mkdir(path, { recursive: true });
+      return (await Deno.stat(path)).isDirectory;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function exists(path: string) {
+  return Effect.promise(() => Deno.stat(path).then(() => true, () => false));
+}
