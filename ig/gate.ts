@@ -41,7 +41,7 @@ import {
   dedupeKey,
   type IngestionReceipt,
   type Issuer,
-  payloadHash,
+  makePayloadHasher,
   quarantineEvidence,
   type RawEnvelope,
   receiptId,
@@ -171,6 +171,7 @@ export class IgGate extends Context.Service<IgGate, {
  */
 export function makeChecker(policy: IgPolicy): (raw: unknown) => Checked {
   const validateEnvelope = envelopeValidator();
+  const hashPayload = makePayloadHasher();
   return (raw) => {
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
       return refuse({}, undefined, "SCHEMA_INVALID", "Expected an envelope object");
@@ -178,7 +179,7 @@ export function makeChecker(policy: IgPolicy): (raw: unknown) => Checked {
     const envelope = raw as RawEnvelope;
     const problem = validateEnvelope(envelope);
     if (problem !== undefined) return refuse(envelope, undefined, "SCHEMA_INVALID", problem);
-    return checkValid(policy, envelope);
+    return checkValid(policy, envelope, hashPayload);
   };
 }
 
@@ -231,7 +232,11 @@ function isJsonObject(value: unknown): boolean {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function checkValid(policy: IgPolicy, envelope: RawEnvelope): Checked {
+function checkValid(
+  policy: IgPolicy,
+  envelope: RawEnvelope,
+  hashPayload: (envelope: RawEnvelope) => string,
+): Checked {
   const eventType = envelope.event_type as string;
   const rule = policy.rules.get(eventType);
   if (rule === undefined) {
@@ -281,7 +286,7 @@ function checkValid(policy: IgPolicy, envelope: RawEnvelope): Checked {
     eventId,
     platformRunId,
     dedupeKey: dedupeKey(platformRunId, rule.eventClass, eventId),
-    payloadHash: payloadHash(envelope),
+    payloadHash: hashPayload(envelope),
   };
 }
 

@@ -116,6 +116,71 @@ export function payloadHash(envelope: RawEnvelope): string {
   }));
 }
 
+/**
+ * `payloadHash` for a stream of envelopes, faster on the common case: a flat payload (no nested
+ * objects or arrays) with the same keys in the same order as the previous one, whose sorted
+ * serialisation plan is kept. Anything else takes `payloadHash`.
+ */
+export function makePayloadHasher(): (envelope: RawEnvelope) => string {
+  let keys: ReadonlyArray<string> = [];
+  let plan: { readonly order: ReadonlyArray<string>; readonly prefixes: ReadonlyArray<string> } = {
+    order: [],
+    prefixes: [],
+  };
+  return (envelope) => {
+    const payload = envelope.payload;
+    if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+      return payloadHash(envelope);
+    }
+    const payloadKeys = Object.keys(payload);
+    if (!sameKeys(payloadKeys, keys)) {
+      keys = payloadKeys;
+      const order = [...payloadKeys].sort();
+      // A non-ASCII key would need escaping: such shapes always take the general path.
+      plan = order.some((k) => NON_ASCII_ONE.test(k)) ? { order: [], prefixes: [] } : {
+        order,
+        prefixes: order.map((k, i) => `${i === 0 ? "" : ","}${JSON.stringify(k)}:`),
+      };
+    }
+    if (plan.order.length !== payloadKeys.length) return payloadHash(envelope);
+    const head = asciiScalar(envelope.event_type);
+    const version = asciiScalar(envelope.schema_version);
+    if (head === undefined || version === undefined) return payloadHash(envelope);
+    let body = "";
+    for (let i = 0; i < plan.order.length; i++) {
+      const value = (payload as Record<string, unknown>)[plan.order[i]];
+      const text = value === undefined ? undefined : asciiScalar(value);
+      if (text === undefined) return payloadHash(envelope);
+      body += plan.prefixes[i] + text;
+    }
+    return sha256Hex(`{"event_type":${head},"payload":{${body}},"schema_version":${version}}`);
+  };
+}
+
+// A JSON scalar as canonical ASCII JSON (absent → null), or undefined for anything else.
+function asciiScalar(value: unknown): string | undefined {
+  switch (typeof value) {
+    case "undefined":
+      return "null";
+    case "boolean":
+      return value ? "true" : "false";
+    case "number":
+      return JSON.stringify(value);
+    case "string": {
+      const json = JSON.stringify(value);
+      return NON_ASCII_ONE.test(json) ? asciiJson(value) : json;
+    }
+    default:
+      return value === null ? "null" : undefined;
+  }
+}
+
+function sameKeys(a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** The platform's receipt id: `sha256_hex("{decision}:{event_id}")[:32]`. */
 export function receiptId(decision: Decision, eventId: string): string {
   return sha256Hex(`${decision}:${eventId}`).slice(0, 32);
@@ -315,6 +380,7 @@ function nested(value: unknown, path: ReadonlyArray<string>): unknown {
 // Python's ensure_ascii escapes everything outside printable ASCII that JSON.stringify keeps
 // (DEL and all non-ASCII, astral characters as their surrogate pairs).
 const NON_ASCII = /[\u007f-\uffff]/g;
+const NON_ASCII_ONE = /[\u007f-\uffff]/;
 
 function asciiJson(value: unknown): string {
   const json = canonicalJson(value);

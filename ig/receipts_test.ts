@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
-import { dedupeKey, payloadHash, quarantineId, receiptId, utcMicros } from "./receipts.ts";
+import {
+  dedupeKey,
+  makePayloadHasher,
+  payloadHash,
+  quarantineId,
+  receiptId,
+  utcMicros,
+} from "./receipts.ts";
 
 Deno.test("the dedupe key is sha256 of run, class and event id joined by colons", () => {
   assert.equal(
@@ -43,5 +50,33 @@ Deno.test("the payload hash agrees with canonicalJson on nested ASCII documents"
       payload: doc.payload,
     });
     assert.equal(payloadHash(doc), sha256Hex(canonical));
+  }
+});
+
+Deno.test("the fast payload hasher agrees with payloadHash on every shape it is given", () => {
+  const hash = makePayloadHasher();
+  const flat = (i: number) => ({
+    flow_id: i,
+    amount: 1.5 * i,
+    note: `n${i}`,
+    ok: i % 2 === 0,
+    c: null,
+  });
+  const envelopes: Array<Record<string, unknown>> = [
+    { event_type: "t", schema_version: "v1", payload: flat(1) },
+    { event_type: "t", schema_version: "v1", payload: flat(2) },
+    { event_type: "t", payload: flat(3) },
+    { event_type: "t", payload: { ...flat(4), note: "café ☕" } },
+    { event_type: "t", payload: { ...flat(5), nested: { b: 1, a: 2 } } },
+    { event_type: "t", payload: { zé: 1, a: 2 } },
+    { event_type: "t", payload: { b: [2, { y: 1, x: 0 }], a: "x" } },
+    { event_type: "t", payload: {} },
+    { event_type: "t" },
+    { event_type: "t", payload: { amount: 1e21, tiny: 5e-7, neg: -0 } },
+    { event_type: "t", payload: { a: '\u007f\n"' } },
+    { event_type: "t", schema_version: "v1", payload: flat(6) },
+  ];
+  for (const envelope of envelopes) {
+    assert.equal(hash(envelope), payloadHash(envelope), JSON.stringify(envelope));
   }
 });
