@@ -108,7 +108,12 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
     Layer.provideMerge(Layer.merge(pg, wal)),
   );
   const base = Layer.mergeAll(
-    DuckDb.layer(),
+    // The runtime streams for hours next to other services: DuckDB gets a fixed share of memory
+    // and spills large sorts (building a missing view) to disk instead of growing the process.
+    DuckDb.layer({
+      memoryLimit: Deno.env.get("WORLDSTREAM_DUCKDB_MEMORY") ?? "192MB",
+      tempDirectory: join(profile.paths.runsRoot, "duckdb_tmp"),
+    }),
     durable,
     RunConfig.fromProfile(profile, {
       ...(options.igUrl ? { igUrl: options.igUrl } : {}),

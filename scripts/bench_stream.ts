@@ -11,7 +11,8 @@
  * Every part runs worldstream and the IG as separate processes (`main.ts stream`, `main.ts ig`),
  * as an operator would. Flags: --events N (default 1,000,000), --memory-events N (default
  * 5,000,000; 0 skips), --dir D (default /tmp/worldstream-bench), --only a,b (throughput, push,
- * pacing, memory).
+ * pacing, memory), --ig-db pglite (default: a private Postgres server via scripts/pg_cluster.sh
+ * when it starts, as a real gate has one).
  */
 import { Effect } from "effect";
 import { join } from "node:path";
@@ -32,6 +33,7 @@ const flags = await Effect.runPromise(parseFlags(Deno.args, {
   "memory-events": "string",
   dir: "string",
   only: "string",
+  "ig-db": "string",
 }));
 const events = Number(flags.events ?? 1_000_000);
 const memoryEvents = Number(flags["memory-events"] ?? 5_000_000);
@@ -69,11 +71,42 @@ async function prepareWorld(n: number) {
   );
 }
 
-/** Starts `main.ts ig` on a free port with a fresh PGlite; resolves when healthy. */
+/**
+ * The IG's database: a private Postgres server when one can be started here (as a real gate
+ * has), else PGlite. The bench measures worldstream against the gate it would meet.
+ */
+async function igDatabase(): Promise<string | undefined> {
+  if (flags["ig-db"] === "pglite") return undefined;
+  const out = await new Deno.Command("bash", {
+    args: [
+      new URL("./pg_cluster.sh", import.meta.url).pathname,
+      "start",
+      join(dir, "ig-pg"),
+      "55490",
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  return out.success ? /DATABASE_URL=(\S+)/.exec(text)?.[1] : undefined;
+}
+const igDb = await igDatabase();
+console.log(`IG database: ${igDb ?? "PGlite"}`);
+
+/** Starts `main.ts ig` on a free port; resolves when healthy. */
 async function startIgProcess(): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "ig", "--port", String(port), "--db", join(runDir, `ig-${port}`)],
+    args: [
+      "run",
+      "-A",
+      MAIN,
+      "ig",
+      "--port",
+      String(port),
+      "--db",
+      igDb ?? join(runDir, `ig-${port}`),
+    ],
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -404,6 +437,13 @@ if (only.has("memory") && memoryEvents > 0) {
 }
 
 await Deno.remove(runDir, { recursive: true }).catch(() => {});
+if (igDb) {
+  await new Deno.Command("bash", {
+    args: [new URL("./pg_cluster.sh", import.meta.url).pathname, "stop", join(dir, "ig-pg")],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+}
 console.log("\nworldstream stream bench");
 for (const r of results) {
   console.log(

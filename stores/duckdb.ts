@@ -60,7 +60,12 @@ export class DuckDb extends Context.Service<DuckDb, {
 }>()("worldstream/stores/DuckDb") {
   /** In-memory DuckDB with extensions locked down; `threads` defaults to DuckDB's own choice. */
   static readonly layer = (
-    options: { readonly threads?: number; readonly memoryLimit?: string } = {},
+    options: {
+      readonly threads?: number;
+      readonly memoryLimit?: string;
+      /** Where sorts larger than the memory limit spill. */
+      readonly tempDirectory?: string;
+    } = {},
   ) =>
     Layer.effect(
       DuckDb,
@@ -72,6 +77,7 @@ export class DuckDb extends Context.Service<DuckDb, {
               autoinstall_known_extensions: "false",
               ...(options.threads ? { threads: String(options.threads) } : {}),
               ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
+              ...(options.tempDirectory ? { temp_directory: options.tempDirectory } : {}),
             })),
           (db) => Effect.sync(() => db.closeSync()),
         );
