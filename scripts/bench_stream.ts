@@ -17,6 +17,7 @@
 import { Effect } from "effect";
 import { join } from "node:path";
 import { listFlag, parseFlags } from "../cli/args.ts";
+import { platformRunIdAt } from "../core/platform_ids.ts";
 import { resolveOutput, resolveWorld } from "../core/world.ts";
 import { DuckDb, duckSql } from "../stores/duckdb.ts";
 import { openEnvelopeReader } from "../stores/envelope_reader.ts";
@@ -41,12 +42,14 @@ const dir = String(flags.dir ?? "/tmp/worldstream-bench");
 const only = new Set(listFlag(flags, "only") ?? ["throughput", "push", "pacing", "memory"]);
 const runDir = await Deno.makeTempDir({ prefix: "ws-bench-stream-" });
 
-/** A fresh platform run id per stream, so the IG admits everything again. */
+/**
+ * A fresh platform run id per stream, so the IG admits everything again: the bench's start
+ * second plus a counter, so runs of the bench never reuse an id in the IG's database.
+ */
+const benchStart = Math.floor(Date.now() / 1000);
 function platformRunId(): string {
   runCounter++;
-  return `platform_20260101T${String(Math.floor(runCounter / 3600) % 24).padStart(2, "0")}${
-    String(Math.floor(runCounter / 60) % 60).padStart(2, "0")
-  }${String(runCounter % 60).padStart(2, "0")}Z`;
+  return platformRunIdAt((benchStart + runCounter * 86_400) * 1000);
 }
 
 /** Makes (or reuses) a world and its s3 view; returns the world root and view facts. */
@@ -134,7 +137,8 @@ async function startIgProcess(): Promise<{ url: string; stop: () => Promise<void
 /** Runs `main.ts stream` and returns its result line, RSS samples from its progress logs and wall time. */
 async function stream(args: string[], env: Record<string, string> = {}) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "stream", ...args],
+    // As `deno task stream` runs it: V8's old space capped, so garbage is collected, not kept.
+    args: ["run", "-A", "--v8-flags=--max-old-space-size=256", MAIN, "stream", ...args],
     env: { WORLDSTREAM_PGLITE_DIR: join(runDir, `pg-${crypto.randomUUID()}`), ...env },
     stdout: "piped",
     stderr: "piped",
