@@ -1,22 +1,15 @@
 /**
  * Checkpoints in Postgres: per (run scope, output), the position of the last event delivered in
  * order (the platform's `{last_file, last_row_index, last_ts_utc}` plus the view sequence).
+ * They are written by the WAL drain (sql/postgres/queries/checkpoint_save.sql, forward-only);
+ * this module reads them.
  */
 import { Effect } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import { pgQuery, Postgres } from "./postgres.ts";
 import type { ViewPosition } from "./stream_view_read.ts";
 
-/** One output's checkpoint. */
-export interface Checkpoint {
-  readonly packKey: string;
-  readonly outputId: string;
-  readonly position: ViewPosition;
-  readonly at: Date;
-}
-
 const LOAD = pgQuery("checkpoint_load");
-const SAVE = pgQuery("checkpoint_save");
 
 /** The stored checkpoint, or `undefined` when the output has not delivered anything in this scope. */
 export function loadCheckpoint(
@@ -38,24 +31,5 @@ export function loadCheckpoint(
       file_row_number: Number(r.last_row_index),
       ts_utc: r.last_ts_utc,
     };
-  });
-}
-
-/** Upserts checkpoints in one statement; none moves backwards. */
-export function saveCheckpoints(
-  checkpoints: ReadonlyArray<Checkpoint>,
-): Effect.Effect<void, WorldstreamError, Postgres> {
-  if (checkpoints.length === 0) return Effect.void;
-  return Effect.gen(function* () {
-    const pg = yield* Postgres;
-    yield* pg.query(SAVE, [
-      checkpoints.map((c) => c.packKey),
-      checkpoints.map((c) => c.outputId),
-      checkpoints.map((c) => c.position.seq),
-      checkpoints.map((c) => c.position.filename),
-      checkpoints.map((c) => c.position.file_row_number),
-      checkpoints.map((c) => c.position.ts_utc),
-      checkpoints.map((c) => c.at.toISOString()),
-    ]);
   });
 }
