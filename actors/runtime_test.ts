@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Ajv2020 } from "ajv/dist/2020.js";
 import { parse } from "yaml";
 import { Effect, Fiber, Layer, Logger, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
@@ -23,6 +22,7 @@ import { ControlBus } from "./control_bus.ts";
 import { coreLayer, runtimeLayer } from "./runtime.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
+import { platformEnvelopeValidator } from "../tests/platform_envelope.ts";
 
 // End to end: the runtime (DuckDB, PGlite, supervisor, streamers, courier lanes, checkpoints,
 // control bus) streaming one generated world into the reference gate over loopback HTTP. Each
@@ -232,43 +232,6 @@ function assertExactlyOnceInOrder(envelopes: ReadonlyArray<Envelope>) {
 }
 
 // The platform's envelope schema, beside this repository when its contracts are checked out.
-const CONTRACTS = new URL("../../shared/contracts/fraud-platform/interface_pack/", import.meta.url);
-
-function platformEnvelopeValidator(): ((doc: unknown) => string | undefined) | undefined {
-  try {
-    Deno.statSync(new URL("canonical_event_envelope.schema.yaml", CONTRACTS));
-  } catch {
-    return undefined;
-  }
-  // The schema points at layer-1 $defs by a path outside the pack: inline them.
-  const LAYER1_REF = "../layer-1/specs/contracts/1A/schemas.layer1.yaml#/$defs/";
-  const layer1 = parse(Deno.readTextFileSync(new URL("schemas.layer1.yaml", CONTRACTS)));
-  const inline = (node: unknown): unknown => {
-    if (Array.isArray(node)) return node.map(inline);
-    if (node === null || typeof node !== "object") return node;
-    const ref = (node as { $ref?: unknown }).$ref;
-    if (typeof ref === "string" && ref.startsWith(LAYER1_REF)) {
-      const def = layer1.$defs[ref.slice(LAYER1_REF.length)];
-      assert.ok(def !== undefined, `layer-1 has no $defs entry for ${ref}`);
-      return def;
-    }
-    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, inline(v)]));
-  };
-  const schema = inline(
-    parse(Deno.readTextFileSync(new URL("canonical_event_envelope.schema.yaml", CONTRACTS))),
-  );
-  const ajv = new Ajv2020({
-    strict: false,
-    validateFormats: true,
-    formats: {
-      uuid: /^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i,
-      "date-time": true,
-    },
-  });
-  const validate = ajv.compile(schema as object);
-  return (doc) => validate(doc) ? undefined : ajv.errorsText(validate.errors);
-}
-
 /** Polls `probe` until it yields a value, failing after `timeoutMs`. */
 function eventually<A>(
   what: string,
