@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { parse } from "yaml";
 import { Effect, Fiber, Layer, Logger, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
