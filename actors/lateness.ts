@@ -1,38 +1,65 @@
 /**
- * Pacing lateness (actual send time minus due time): count, max, and a bounded uniform sample
- * for percentiles, so a long run keeps constant memory.
+ * Pacing lateness (actual send time minus due time) as a log-linear histogram, the HdrHistogram
+ * idea: constant memory, O(1) per event, and a quantile that walks a few thousand counters
+ * instead of sorting a sample. Status displays ask for p50/p99 several times a second while the
+ * streamer is pacing; sorting a 20,000-value sample for each answer took 5–15 ms of the event
+ * loop every time, which showed up as exactly the periodic stalls the p99 was measuring.
+ *
+ * Values are kept in whole microseconds: exact below 128 µs, then 64 sub-buckets per power of
+ * two, so a reported quantile is within 1/64 (1.6%) of the true value.
  */
 
-const SAMPLE = 20_000;
+const LINEAR = 128;
+const SUB_BITS = 6;
+const SUB = 1 << SUB_BITS;
+// Values up to 2^43 µs (~100 days) get their own bucket; anything later shares the last one.
+const MAX_EXP = 43;
+const BUCKETS = LINEAR + (MAX_EXP - 7 + 1) * SUB;
+
+/** The bucket of a non-negative whole number of microseconds. */
+function bucketOf(us: number): number {
+  if (us < LINEAR) return us;
+  const exp = Math.min(MAX_EXP, Math.floor(Math.log2(us)));
+  const sub = Math.max(0, Math.min(SUB - 1, Math.floor(us / 2 ** (exp - SUB_BITS)) - SUB));
+  return LINEAR + (exp - 7) * SUB + sub;
+}
+
+/** The value a bucket stands for, in microseconds: its exact value, or its midpoint. */
+function valueOf(bucket: number): number {
+  if (bucket < LINEAR) return bucket;
+  const exp = 7 + Math.floor((bucket - LINEAR) / SUB);
+  const sub = (bucket - LINEAR) % SUB;
+  const width = 2 ** (exp - SUB_BITS);
+  return (SUB + sub) * width + (width - 1) / 2;
+}
 
 /** Streaming lateness statistics in milliseconds. */
 export class LatenessStats {
   count = 0;
   max = 0;
   sum = 0;
-  private readonly sample: number[] = [];
-  // A deterministic LCG for reservoir replacement: no global randomness in a hot loop.
-  private seed = 0x2545f491;
+  private readonly counts = new Float64Array(BUCKETS);
 
   /** Records one event's lateness (negative = early, counted as 0). */
   add(ms: number): void {
-    const v = Math.max(0, ms);
+    const v = ms > 0 ? ms : 0;
     this.count++;
     this.sum += v;
     if (v > this.max) this.max = v;
-    if (this.sample.length < SAMPLE) this.sample.push(v);
-    else {
-      this.seed = (Math.imul(this.seed, 1664525) + 1013904223) >>> 0;
-      const j = this.seed % this.count;
-      if (j < SAMPLE) this.sample[j] = v;
-    }
+    this.counts[bucketOf(Math.round(v * 1000))]++;
   }
 
-  /** The q-quantile (0..1) of the sample, or 0 when empty. */
+  /** The q-quantile (0..1), in ms, or 0 when empty; never more than the largest value seen. */
   quantile(q: number): number {
-    if (this.sample.length === 0) return 0;
-    const sorted = [...this.sample].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    if (this.count === 0) return 0;
+    const rank = Math.min(this.count - 1, Math.floor(q * this.count));
+    let seen = 0;
+    for (let b = 0; b < BUCKETS; b++) {
+      seen += this.counts[b];
+      // The last bucket also holds everything beyond it: only the max is known there.
+      if (seen > rank) return b === BUCKETS - 1 ? this.max : Math.min(this.max, valueOf(b) / 1000);
+    }
+    return this.max;
   }
 
   /** Summary for status and bench output. */
