@@ -33,6 +33,22 @@ export interface ChunkCursor {
   readonly next: Effect.Effect<Columns | undefined, WorldstreamError>;
 }
 
+/**
+ * One fetched chunk whose values become JavaScript values only when asked for, a row range at a
+ * time. Turning a whole 2048-row chunk of long strings into JS strings takes 5–20 ms of the
+ * event loop in one go; a paced stream cannot afford a stall that long, so it converts slices.
+ */
+export interface LazyChunk {
+  readonly rowCount: number;
+  /** Values of column `column` for rows [from, to), converted as `next` would. */
+  readonly slice: (column: number, from: number, to: number) => ReadonlyArray<unknown>;
+}
+
+/** A pull-based cursor of {@link LazyChunk}s; `undefined` when the result is exhausted. */
+export interface LazyChunkCursor {
+  readonly next: Effect.Effect<LazyChunk | undefined, WorldstreamError>;
+}
+
 /** A DuckDB connection: queries on one connection run one after another. */
 export interface DuckSession {
   readonly exec: (sql: string, params?: SqlParams) => Effect.Effect<void, WorldstreamError>;
@@ -51,6 +67,11 @@ export interface DuckSession {
     sql: string,
     params?: SqlParams,
   ) => Effect.Effect<ChunkCursor, WorldstreamError>;
+  /** Streams a result as lazily converted chunks; valid only inside the session's scope. */
+  readonly lazyCursor: (
+    sql: string,
+    params?: SqlParams,
+  ) => Effect.Effect<LazyChunkCursor, WorldstreamError>;
 }
 
 /** The DuckDB engine: one in-process database, many sessions. */
@@ -128,6 +149,26 @@ function makeSession(conn: DuckDBConnection): DuckSession {
             const chunk = await result.fetchChunk();
             if (chunk === null || chunk.rowCount === 0) return undefined;
             return chunk.getColumns() as Columns;
+          }),
+        };
+      }),
+    lazyCursor: (sql, params) =>
+      tryDuck("query", async () => {
+        const p = bind(params);
+        const result = await conn.stream(sql, p?.values, p?.types);
+        return {
+          next: tryDuck("read", async (): Promise<LazyChunk | undefined> => {
+            const chunk = await result.fetchChunk();
+            if (chunk === null || chunk.rowCount === 0) return undefined;
+            return {
+              rowCount: chunk.rowCount,
+              slice: (column, from, to) => {
+                const vector = chunk.getColumnVector(column);
+                const out: unknown[] = new Array(to - from);
+                for (let i = from; i < to; i++) out[i - from] = vector.getItem(i);
+                return out;
+              },
+            };
           }),
         };
       }),

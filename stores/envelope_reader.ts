@@ -11,7 +11,7 @@ import { Effect, Fiber, Schema, type Scope } from "effect";
 import { boundedString, Hex32, Hex64, PlatformRunId } from "../schemas/common.ts";
 import { decodeWith } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { DuckDb, duckSql } from "./duckdb.ts";
+import { DuckDb, duckSql, type LazyChunk } from "./duckdb.ts";
 import {
   checkView,
   PROVENANCE_COLUMNS,
@@ -88,7 +88,7 @@ export interface EnvelopeBatch {
   readonly positionAt: (i: number) => ViewPosition;
 }
 
-/** A pull cursor over envelopes, one batch (≤2048) at a time; `undefined` at the end. */
+/** A pull cursor over envelopes, one batch (≤256) at a time; `undefined` at the end. */
 export interface EnvelopeCursor {
   /** Rows in the whole view (not only those after the start position). */
   readonly rowCount: number;
@@ -115,6 +115,9 @@ const ID_AT = 13;
 const ID_END = ID_AT + 64;
 const TS_LENGTH = "YYYY-MM-DDTHH:MM:SS.ffffffZ".length;
 const PK_NULL_MARK = "PRIMARY_KEY_MISSING:";
+// Rows turned into JS strings per call: ~1 ms of the event loop, so a paced stream never waits
+// behind a whole 2048-row chunk's conversion (5–20 ms).
+const SLICE = 256;
 
 /** Opens a view for reading envelopes after `options.after` (or from its first row). */
 export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
@@ -144,7 +147,7 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
   const sql = yield* envelopeSql(dir, described, options);
   yield* session.exec(duckSql("envelope_session"));
   const after = options.after;
-  const cursor = yield* session.cursor(sql, {
+  const cursor = yield* session.lazyCursor(sql, {
     files: parts,
     output_id: checked.output_id,
     manifest_fingerprint: checked.manifest_fingerprint,
@@ -171,6 +174,9 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     uninterruptible: true,
   });
   let ahead = yield* fetch;
+  // The chunk being handed out, SLICE rows per call, and where the next slice starts in it.
+  let current: LazyChunk | undefined;
+  let offset = 0;
 
   let seq = after ? after.seq + 1 : 0;
   let left = limit;
@@ -178,11 +184,17 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
   let tsAt = -1;
   const next = Effect.gen(function* () {
     if (left <= 0) return undefined;
-    const chunk = yield* Fiber.join(ahead);
-    if (chunk === undefined) return undefined;
-    if (chunk[0].length < left) ahead = yield* fetch;
-    const lines = chunk[0] as ReadonlyArray<string>;
-    const n = Math.min(lines.length, left);
+    if (current === undefined || offset >= current.rowCount) {
+      current = yield* Fiber.join(ahead);
+      offset = 0;
+      if (current === undefined) return undefined;
+      if (current.rowCount < left) ahead = yield* fetch;
+    }
+    const n = Math.min(SLICE, current.rowCount - offset, left);
+    const lines = current.slice(0, offset, offset + n) as ReadonlyArray<string>;
+    const tsMicros = current.slice(1, offset, offset + n) as ReadonlyArray<number>;
+    const fileRow = current.slice(2, offset, offset + n) as ReadonlyArray<number>;
+    offset += n;
     if (tsAt < 0) tsAt = lines[0].indexOf('"ts_utc":"') + 10;
     const envelopes: string[] = new Array(n);
     const eventIds: string[] = new Array(n);
@@ -203,9 +215,6 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
       tsUtc[i] = line.slice(tsAt, tsAt + TS_LENGTH);
       filename[i] = line.slice(cut + 1);
     }
-    const whole = n === lines.length;
-    const tsMicros = (whole ? chunk[1] : chunk[1].slice(0, n)) as ReadonlyArray<number>;
-    const fileRow = (whole ? chunk[2] : chunk[2].slice(0, n)) as ReadonlyArray<number>;
     const firstSeq = seq;
     seq += n;
     left -= n;
