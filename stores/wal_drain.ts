@@ -132,6 +132,8 @@ const INSERTS: { readonly [K in Exclude<WalKind, "checkpoint" | "receipt">]: str
   audit: pgQuery("wal_drain_audit_events"),
   budget: pgQuery("wal_drain_budget_ledger"),
   policy_snapshot: pgQuery("wal_drain_policy_snapshots"),
+  // Last: a retry updates the dead letter it follows, which may be in the same batch.
+  dead_letter_retry: pgQuery("wal_drain_dead_letter_retries"),
 };
 const SAVE_CHECKPOINTS = pgQuery("checkpoint_save");
 
@@ -186,7 +188,10 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
   if (rows.size > 0 || checkpoints.size > 0) {
     yield* pg.transaction((tx) =>
       Effect.gen(function* () {
-        for (const [kind, list] of rows) yield* tx.query(INSERTS[kind], [JSON.stringify(list)]);
+        for (const kind of Object.keys(INSERTS) as Array<keyof typeof INSERTS>) {
+          const list = rows.get(kind);
+          if (list !== undefined) yield* tx.query(INSERTS[kind], [JSON.stringify(list)]);
+        }
         if (checkpoints.size > 0) yield* tx.query(SAVE_CHECKPOINTS, checkpointColumns(checkpoints));
       })
     );

@@ -23,6 +23,7 @@ export const WAL_KINDS = [
   "audit",
   "budget",
   "policy_snapshot",
+  "dead_letter_retry",
 ] as const;
 export type WalKind = typeof WAL_KINDS[number];
 
@@ -124,6 +125,27 @@ export const PolicySnapshotBody = Schema.Struct({
 });
 export type PolicySnapshotBody = typeof PolicySnapshotBody.Type;
 
+/**
+ * `ws_dead_letter_retries`: one retry of one dead letter (`dead_letter_id` is its record_id) and
+ * what came of it; the drain also folds it into the dead letter (OPEN stays open, CLOSED closes).
+ */
+export const DeadLetterRetryBody = Schema.Struct({
+  dead_letter_id: NonEmptyString,
+  run_key: NonEmptyString,
+  output_id: NonEmptyString,
+  event_id: NonEmptyString,
+  retry: NonNegativeInt.check(Schema.isGreaterThanOrEqualTo(1)),
+  outcome: Schema.Literals(["OPEN", "CLOSED"]),
+  decision: Schema.NullOr(Schema.String),
+  requests: NonNegativeInt,
+  last_status: Schema.NullOr(NonNegativeInt),
+  reason: Schema.NullOr(Schema.String),
+  message: OptionalText,
+  receipt_id: NonEmptyString,
+  actor: NonEmptyString,
+});
+export type DeadLetterRetryBody = typeof DeadLetterRetryBody.Type;
+
 /** The body type of each kind. */
 export interface WalBodies {
   readonly checkpoint: CheckpointBody;
@@ -133,6 +155,7 @@ export interface WalBodies {
   readonly audit: AuditBody;
   readonly budget: BudgetBody;
   readonly policy_snapshot: PolicySnapshotBody;
+  readonly dead_letter_retry: DeadLetterRetryBody;
 }
 
 /** The body schema of each kind. */
@@ -144,6 +167,7 @@ export const WAL_BODIES = {
   audit: AuditBody,
   budget: BudgetBody,
   policy_snapshot: PolicySnapshotBody,
+  dead_letter_retry: DeadLetterRetryBody,
 } as const;
 
 const decodeRecord = decodeWith(WalRecord, "WAL_RECORD_INVALID", "WAL record");
