@@ -15,6 +15,7 @@ import { streamCommand } from "./stream.ts";
 import { runCommand } from "./run.ts";
 import { igCommand } from "./ig.ts";
 import { auditVerifyCommand } from "./audit_verify.ts";
+import { deadLettersCommand } from "./dead_letters.ts";
 
 /** A command's outcome: the result line (stdout) and the exit code. */
 export interface Outcome {
@@ -83,4 +84,5 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   run: runCommand,
   ig: igCommand,
   "audit-verify": auditVerifyCommand,
+  "dead-letters": (argv) => deadLettersCommand(argv),
 };

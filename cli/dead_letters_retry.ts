@@ -1,0 +1,274 @@
+/**
+ * Retrying dead letters: each stored envelope goes back to the gate the way the courier sends
+ * (the batch endpoint, or one push per envelope, as the profile says), with the courier's retries
+ * of 408/429/5xx and of no answer, and what came of each dead letter is made durable as a
+ * `dead_letter_retry` WAL record and its receipt, in one Journal append per batch. ADMIT or
+ * DUPLICATE closes the dead letter (`dead_letter_closed` receipt); QUARANTINE or a rejection
+ * keeps it open with its attempts grown and its last status and reason recorded. A gate that never
+ * answers stops the retry with IG_UNREACHABLE, and nothing is recorded for what it could not send.
+ *
+ * Dead letters are read after draining the WAL to Postgres, so one written a moment ago is found;
+ * the retry records are drained again at the end, so the next listing shows them.
+ */
+import { Effect } from "effect";
+import { backoff, type CourierOptions, isRetryable } from "../actors/courier.ts";
+import { Journal } from "../actors/journal.ts";
+import { fail } from "../schemas/errors.ts";
+import {
+  type DeadLetter,
+  type DeadLetterFilter,
+  DeadLetters,
+  type RetryOutcome,
+  retryReceipt,
+  retryReceiptId,
+  retryRecord,
+} from "../stores/dead_letters.ts";
+import { type IgAnswer, postBatch, pushOne } from "../stores/ig_client.ts";
+import { WalDrain } from "../stores/wal_drain.ts";
+
+/** Which dead letters to retry: one by id, or every open one matching a filter. */
+export type RetrySelection =
+  | { readonly id: string }
+  | {
+    readonly all: Pick<DeadLetterFilter, "runKey" | "platformRunId" | "outputId">;
+    /** Retry at most this many. */
+    readonly limit?: number;
+  };
+
+/** How to reach the gate and who is retrying. */
+export interface RetryOptions {
+  readonly courier: CourierOptions;
+  /** The principal named in the receipts, e.g. `operator:alice`. */
+  readonly actor: string;
+  /** Told about each dead letter once its retry is durable. */
+  readonly onRetried?: (line: RetriedLine) => Effect.Effect<void>;
+}
+
+/** One retried dead letter, as reported. */
+export interface RetriedLine {
+  readonly id: string;
+  readonly event_id: string;
+  readonly output_id: string;
+  readonly platform_run_id: string | null;
+  readonly status: "OPEN" | "CLOSED";
+  readonly decision: string | null;
+  readonly last_status: number | null;
+  readonly reason: string | null;
+  readonly attempts: number;
+  readonly retries: number;
+  readonly receipt_id: string;
+}
+
+/** The result of a retry. `status` is OK only when every selected dead letter is closed. */
+export interface RetrySummary {
+  readonly status: "OK" | "FAILED";
+  /** Dead letters sent and recorded by this retry. */
+  readonly retried: number;
+  /** Of those, closed now. */
+  readonly closed: number;
+  /** Of those, still open. */
+  readonly still_open: number;
+  /** Selected by id but closed before: nothing to do. */
+  readonly already_closed: number;
+  /** Selected but never sent because the gate could not be reached. */
+  readonly unsent: number;
+  /** Why the ones still open are open: reason code → count. */
+  readonly reasons: Readonly<Record<string, number>>;
+  /** Why the retry is FAILED (IG_UNREACHABLE first, else DEAD_LETTERS_STILL_OPEN). */
+  readonly reason?: string;
+  readonly message?: string;
+}
+
+/** Retries the selected dead letters; fails DEAD_LETTER_NOT_FOUND for an unknown id. */
+export const retryDeadLetters = Effect.fn("retryDeadLetters")(function* (
+  selection: RetrySelection,
+  options: RetryOptions,
+) {
+  const drain = yield* WalDrain;
+  const store = yield* DeadLetters;
+  const journal = yield* Journal;
+  yield* drain.drainNow;
+
+  const tally = { retried: 0, closed: 0, stillOpen: 0, alreadyClosed: 0, unsent: 0 };
+  const reasons: Record<string, number> = {};
+  let unreachable: string | undefined;
+
+  const retryBatch = (letters: ReadonlyArray<DeadLetter>) =>
+    Effect.gen(function* () {
+      const sent = yield* send(options.courier, letters);
+      const done = letters.flatMap((letter, i) => {
+        const result = sent[i];
+        return "lost" in result ? [] : [{ letter, result }];
+      });
+      const lost = sent.flatMap((r) => "lost" in r ? [r.lost] : []);
+      if (lost.length > 0) {
+        tally.unsent += lost.length;
+        unreachable = `The gate at ${options.courier.endpoint.baseUrl} did not answer: ${lost[0]}`;
+      }
+      if (done.length === 0) return;
+      const context = { actor: options.actor, at: yield* journal.now };
+      yield* journal.append(
+        done.map(({ letter, result }) => retryRecord(letter, result, context)),
+        done.map(({ letter, result }) => retryReceipt(letter, result, context)),
+      );
+      for (const { letter, result } of done) {
+        tally.retried++;
+        if (result.outcome === "CLOSED") tally.closed++;
+        else {
+          tally.stillOpen++;
+          const reason = result.reason ?? "UNKNOWN";
+          reasons[reason] = (reasons[reason] ?? 0) + 1;
+        }
+        if (options.onRetried !== undefined) {
+          yield* options.onRetried(lineOf(letter, result));
+        }
+      }
+    });
+
+  if ("id" in selection) {
+    const letter = yield* store.find(selection.id);
+    if (letter === undefined) {
+      return yield* fail("DEAD_LETTER_NOT_FOUND", `No dead letter has id ${selection.id}`);
+    }
+    if (letter.status === "CLOSED") tally.alreadyClosed++;
+    else if (letter.status !== "OPEN") {
+      return yield* fail(
+        "DEAD_LETTER_NOT_OPEN",
+        `Dead letter ${selection.id} is ${letter.status}; only OPEN ones are retried`,
+      );
+    } else yield* retryBatch([letter]);
+  } else {
+    let afterSeq = 0;
+    let left = selection.limit ?? Number.POSITIVE_INFINITY;
+    while (left > 0 && unreachable === undefined) {
+      const page = yield* store.list({
+        ...selection.all,
+        status: "OPEN",
+        afterSeq,
+        limit: Math.min(options.courier.batchSize, left),
+      });
+      if (page.length === 0) break;
+      yield* retryBatch(page);
+      afterSeq = page[page.length - 1].seq;
+      left -= page.length;
+    }
+  }
+
+  // The retries are durable in the WAL already; copying them now lets the next listing see them.
+  yield* drain.drainNow.pipe(
+    Effect.catch((e) =>
+      Effect.logWarning(`Retries are in the WAL but not yet in Postgres: ${e.message}`)
+    ),
+  );
+  const failedReason = unreachable !== undefined
+    ? "IG_UNREACHABLE"
+    : tally.stillOpen > 0
+    ? "DEAD_LETTERS_STILL_OPEN"
+    : undefined;
+  return {
+    status: failedReason === undefined ? "OK" : "FAILED",
+    retried: tally.retried,
+    closed: tally.closed,
+    still_open: tally.stillOpen,
+    already_closed: tally.alreadyClosed,
+    unsent: tally.unsent,
+    reasons,
+    ...(failedReason === undefined ? {} : {
+      reason: failedReason,
+      message: unreachable ??
+        `${tally.stillOpen} of ${tally.retried} retried dead letters are still open`,
+    }),
+  } satisfies RetrySummary as RetrySummary;
+});
+
+/** What came of sending one envelope: an outcome, or why the gate never answered for it. */
+type Sent = RetryOutcome | { readonly lost: string };
+
+/** Sends the envelopes and says what came of each, in order. */
+function send(
+  courier: CourierOptions,
+  letters: ReadonlyArray<DeadLetter>,
+): Effect.Effect<ReadonlyArray<Sent>> {
+  const texts = letters.map((l) => JSON.stringify(l.envelope));
+  if (courier.mode === "batch") {
+    return withRetries(courier, () => postBatch(courier.endpoint, texts)).pipe(
+      Effect.map(({ answer, requests }) => texts.map((_, i) => outcomeOf(answer, i, requests))),
+    );
+  }
+  return Effect.forEach(
+    texts,
+    (text) =>
+      withRetries(courier, () => pushOne(courier.endpoint, text)).pipe(
+        Effect.map(({ answer, requests }) => outcomeOf(answer, 0, requests)),
+      ),
+    { concurrency: courier.pushConcurrency },
+  );
+}
+
+/** Sends until the answer is final, as the courier does: 200, a rejection, or out of attempts. */
+function withRetries(courier: CourierOptions, request: () => Effect.Effect<IgAnswer>) {
+  return Effect.gen(function* () {
+    for (let attempt = 1;; attempt++) {
+      const answer = yield* request();
+      const final = (answer.status === 200 && answer.decisions !== undefined) ||
+        !isRetryable(answer.status) || attempt >= courier.maxAttempts;
+      if (final) return { answer, requests: attempt };
+      yield* Effect.sleep(yield* backoff(courier, attempt, answer.retryAfterMs));
+    }
+  });
+}
+
+function outcomeOf(answer: IgAnswer, i: number, requests: number): Sent {
+  if (answer.status === 200 && answer.decisions !== undefined) {
+    const decision = answer.decisions[i] ?? null;
+    if (decision === "ADMIT" || decision === "DUPLICATE") {
+      return { outcome: "CLOSED", decision, requests, lastStatus: 200, reason: null };
+    }
+    const gateReason = answer.reasons?.[i];
+    return decision === "QUARANTINE"
+      ? {
+        outcome: "OPEN",
+        decision,
+        requests,
+        lastStatus: 200,
+        reason: "IG_QUARANTINED",
+        message: `The gate quarantined it${gateReason ? ` (${gateReason})` : ""}`,
+      }
+      : {
+        outcome: "OPEN",
+        decision,
+        requests,
+        lastStatus: 200,
+        reason: "IG_ANSWER_UNEXPECTED",
+        message: `The gate answered the decision ${decision}`,
+      };
+  }
+  if (answer.status === 0) {
+    return { lost: `${answer.error ?? "no answer"} (after ${requests} attempts)` };
+  }
+  return {
+    outcome: "OPEN",
+    decision: null,
+    requests,
+    lastStatus: answer.status,
+    reason: isRetryable(answer.status) ? "IG_PUSH_RETRY_EXHAUSTED" : "IG_PUSH_REJECTED",
+    message: `The gate answered ${answer.status}${answer.error ? `: ${answer.error}` : ""}` +
+      (isRetryable(answer.status) ? ` after ${requests} attempts` : ""),
+  };
+}
+
+function lineOf(letter: DeadLetter, result: RetryOutcome): RetriedLine {
+  return {
+    id: letter.id,
+    event_id: letter.event_id,
+    output_id: letter.output_id,
+    platform_run_id: letter.platform_run_id,
+    status: result.outcome,
+    decision: result.decision,
+    last_status: result.lastStatus,
+    reason: result.outcome === "CLOSED" ? null : result.reason,
+    attempts: letter.attempts + result.requests,
+    retries: letter.retries + 1,
+    receipt_id: retryReceiptId(letter),
+  };
+}
