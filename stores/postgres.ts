@@ -70,7 +70,10 @@ export class Postgres extends Context.Service<
   static readonly layerPglite = (dir: string, options: PgliteOptions = {}) =>
     Layer.effect(Postgres, makePglite(dir, options));
 
-  /** A Postgres server at `url`; fails with PG_UNAVAILABLE when it does not answer. */
+  /**
+   * A Postgres server at `url`; fails with PG_UNAVAILABLE when it does not answer, unless
+   * `lazy` (then statements fail PG_UNAVAILABLE until it does).
+   */
   static readonly layerServer = (url: string, options: ServerOptions = {}) =>
     Layer.effect(Postgres, makeServer(url, options));
 
@@ -94,6 +97,11 @@ export interface ServerOptions {
   readonly max?: number;
   /** Seconds to wait for a connection before PG_UNAVAILABLE (default 10). */
   readonly connectTimeoutSeconds?: number;
+  /**
+   * Build without connecting: the pool connects on the first statement, so an edge runtime
+   * starts while the server is down (default false: the build fails PG_UNAVAILABLE).
+   */
+  readonly lazy?: boolean;
 }
 
 /** A DSN fit for logs and error messages: the password (URL or `password=` form) becomes `***`. */
@@ -159,7 +167,7 @@ function makeServer(url: string, options: ServerOptions) {
       (sql) => Effect.promise(() => sql.end({ timeout: 5 }).catch(() => undefined)),
     );
     const root = makeSql("server", serverDriver(sql));
-    yield* health(root).pipe(Effect.mapError((e) => unavailable(url, e)));
+    if (!options.lazy) yield* health(root).pipe(Effect.mapError((e) => unavailable(url, e)));
     return Postgres.of({
       ...root,
       health: health(root),

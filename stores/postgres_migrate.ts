@@ -3,9 +3,9 @@
  * (a session advisory lock); all pending files apply in one transaction, so a run either lands
  * completely or not at all; each applied file is recorded with its sha256 and may never change.
  */
-import { Clock, Effect } from "effect";
+import { Clock, Effect, Semaphore } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { type PgSql, Postgres } from "./postgres.ts";
+import { type PgParam, type PgSql, Postgres } from "./postgres.ts";
 
 /** One migration file. */
 export interface Migration {
@@ -61,6 +61,46 @@ export const migrateFrom = Effect.fn("migrateFrom")(function* (dir: URL | string
         session.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).pipe(Effect.ignore),
     )
   );
+});
+
+/**
+ * The Postgres in context, migrating itself on first use: every statement first makes sure
+ * `migration` (default: the project's migrations) has succeeded once, so a runtime can start
+ * while its server is down and migrate when the server first answers. Concurrent first users
+ * wait for one run; a failed run is tried again by the next statement. `health` never migrates.
+ */
+export const migratingOnFirstUse = Effect.fn("migratingOnFirstUse")(function* (
+  migration: Effect.Effect<MigrationReport, WorldstreamError, Postgres> = migrate,
+) {
+  const raw = yield* Postgres;
+  const lock = yield* Semaphore.make(1);
+  let done = false;
+  // A plain statement first: while the server is down that fails at once, whereas a failed
+  // `session` (postgres.js `reserve`) leaves the pool waiting out its whole end timeout on close.
+  const run = raw.health.pipe(
+    Effect.andThen(migration),
+    Effect.provideService(Postgres, raw),
+    Effect.tap((report) =>
+      report.applied.length === 0 ? Effect.void : Effect.logInfo("Postgres migrated").pipe(
+        Effect.annotateLogs({ applied: report.applied.join(","), version: report.version }),
+      )
+    ),
+    Effect.tap(() => Effect.sync(() => (done = true))),
+  );
+  const ready: Effect.Effect<void, WorldstreamError> = Effect.suspend(() =>
+    done
+      ? Effect.void
+      : lock.withPermit(Effect.suspend(() => done ? Effect.void : Effect.asVoid(run)))
+  );
+  return Postgres.of({
+    backend: raw.backend,
+    query: <A>(text: string, params?: ReadonlyArray<PgParam>) =>
+      Effect.andThen(ready, raw.query<A>(text, params)),
+    exec: (script) => Effect.andThen(ready, raw.exec(script)),
+    transaction: (f) => Effect.andThen(ready, raw.transaction(f)),
+    session: (f) => Effect.andThen(ready, raw.session(f)),
+    health: raw.health,
+  });
 });
 
 /** Reads and orders the `NNNN_name.sql` files in `dir`; other files are ignored. */

@@ -5,10 +5,11 @@ import {
   loadMigrations,
   migrate,
   migrateFrom,
+  migratingOnFirstUse,
   type MigrationReport,
   MIGRATIONS_DIR,
 } from "./postgres_migrate.ts";
-import { failure, pgTest, tempDir } from "./postgres_testing.ts";
+import { failure, pgTest, tempDir, unreachablePostgres } from "./postgres_testing.ts";
 
 const FOUNDATION_TABLES = [
   "ws_approvals",
@@ -239,4 +240,36 @@ Deno.test("loadMigrations reads the project's files in version order", async () 
   for (const m of migrations) {
     assert.ok(m.sql.startsWith(`-- ${m.name}:`), `${m.name} must open with a comment on its model`);
   }
+});
+
+pgTest(
+  "a Postgres migrating on first use migrates on its first statement, once",
+  () =>
+    Effect.gen(function* () {
+      assert.deepEqual(yield* tables, [], "nothing before the first statement");
+      let runs = 0;
+      const counted = migrate.pipe(Effect.tap(() => Effect.sync(() => runs++)));
+      const lazy = yield* migratingOnFirstUse(counted);
+      const [row] = yield* lazy.query<{ n: number }>("select count(*)::int as n from ws_receipts");
+      assert.equal(row.n, 0);
+      yield* Effect.all([
+        lazy.query("select 1"),
+        lazy.transaction((tx) => tx.query("select 1")),
+        lazy.session((s) => s.query("select 1")),
+      ], { concurrency: "unbounded" });
+      assert.equal(runs, 1);
+      assert.deepEqual(yield* tables, PROJECT_TABLES);
+    }),
+);
+
+Deno.test("a Postgres migrating on first use that cannot connect fails each statement PG_UNAVAILABLE and migrates nothing", async () => {
+  await Effect.runPromise(Effect.scoped(
+    Effect.gen(function* () {
+      const pg = yield* Postgres;
+      const error = yield* failure(pg.query("select 1"));
+      assert.equal(error.reason, "PG_UNAVAILABLE");
+      assert.equal((yield* failure(pg.health)).reason, "PG_UNAVAILABLE");
+      assert.equal((yield* failure(pg.query("select 1"))).reason, "PG_UNAVAILABLE");
+    }).pipe(Effect.provide(unreachablePostgres())),
+  ));
 });

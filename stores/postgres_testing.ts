@@ -9,6 +9,7 @@ import { cpSync } from "node:fs";
 import { Effect, Layer, type Scope } from "effect";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import { type PgBackend, Postgres } from "./postgres.ts";
+import { migratingOnFirstUse } from "./postgres_migrate.ts";
 
 /** The admin DSN for server tests, if any. */
 export const SERVER_URL: string | undefined = Deno.env.get("DATABASE_URL") || undefined;
@@ -110,4 +111,23 @@ const serverDatabase: Effect.Effect<string, WorldstreamError, Scope.Scope> = Eff
 function readable(e: unknown): Error {
   if (e instanceof WorldstreamError) return new Error(`${e.reason}: ${e.message}`);
   return e instanceof Error ? e : new Error(String(e));
+}
+
+/** A loopback port nothing listens on (bound, read, released). */
+export function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/**
+ * A Postgres that is down: the runtime's lazy server layer (migrating on first use) pointed at
+ * a closed loopback port, so every statement fails PG_UNAVAILABLE at once.
+ */
+export function unreachablePostgres(): Layer.Layer<Postgres, WorldstreamError> {
+  const url = `postgres://postgres@127.0.0.1:${closedPort()}/worldstream`;
+  return Layer.effect(Postgres, migratingOnFirstUse()).pipe(
+    Layer.provide(Postgres.layerServer(url, { lazy: true, connectTimeoutSeconds: 1 })),
+  );
 }
