@@ -6,6 +6,11 @@
  * SKIPPED_DUPLICATE; IG not reachable → DEFERRED_DOWNSTREAM_NOT_READY (not done: it is tried
  * again after a pause); otherwise the supervisor streams it and the ledger records STREAMED or
  * FAILED. A failed message is tried again after a restart.
+ *
+ * The ledger and audit log journal to the WAL, so none of this waits on Postgres. The one case
+ * Postgres is needed for: the ledger has never been seeded from it and knows nothing of the
+ * message, so whether it was already streamed is unknowable; such a READY is deferred too
+ * (READY_LEDGER_UNAVAILABLE) rather than risk streaming a world twice.
  */
 import { Clock, Context, Deferred, Effect, Layer, Schedule } from "effect";
 import { interpretReady, type ReadyContext, ReadyRejection } from "../core/ready.ts";
@@ -114,7 +119,31 @@ export class ControlBus extends Context.Service<ControlBus, {
               });
             }
             const p = plan.plan;
-            if (yield* ledger.isStreamed(p.message_id)) {
+            const defer = (reason: string) =>
+              Effect.gen(function* () {
+                yield* audit.record(READY_AUDIT_KINDS.deferred, {
+                  message_id: p.message_id,
+                  reason,
+                });
+                deferredUntil.set(
+                  messageId,
+                  (yield* Clock.currentTimeMillis) + (options.deferRetryMs ?? 5000),
+                );
+                seen.delete(messageId);
+                return yield* settle({
+                  message_id: p.message_id,
+                  status: "DEFERRED_DOWNSTREAM_NOT_READY",
+                  reason,
+                });
+              });
+            const streamed = yield* ledger.isStreamed(p.message_id).pipe(
+              Effect.catchIf(
+                (e) => e.reason === "READY_LEDGER_UNAVAILABLE",
+                () => Effect.succeed(undefined),
+              ),
+            );
+            if (streamed === undefined) return yield* defer("READY_LEDGER_UNAVAILABLE");
+            if (streamed) {
               yield* audit.record(READY_AUDIT_KINDS.duplicate, { message_id: p.message_id });
               return yield* settle({
                 message_id: p.message_id,
@@ -122,19 +151,7 @@ export class ControlBus extends Context.Service<ControlBus, {
                 reason: null,
               });
             }
-            if (!(yield* igHealthy(config.courier.endpoint))) {
-              yield* audit.record(READY_AUDIT_KINDS.deferred, { message_id: p.message_id });
-              deferredUntil.set(
-                messageId,
-                (yield* Clock.currentTimeMillis) + (options.deferRetryMs ?? 5000),
-              );
-              seen.delete(messageId);
-              return yield* settle({
-                message_id: p.message_id,
-                status: "DEFERRED_DOWNSTREAM_NOT_READY",
-                reason: "IG_UNREACHABLE",
-              });
-            }
+            if (!(yield* igHealthy(config.courier.endpoint))) return yield* defer("IG_UNREACHABLE");
             yield* audit.record(READY_AUDIT_KINDS.accepted, { message_id: p.message_id });
             yield* audit.record("RUN_STARTED", {
               message_id: p.message_id,

@@ -2,13 +2,22 @@
  * The runtime: one supervision tree. Every actor, store and background fiber is a layer here,
  * started in dependency order and stopped in reverse when the scope closes (checkpoints are
  * flushed last, after every lane has drained).
+ *
+ * Offline-first: building it never needs Postgres. The database is connected and migrated on
+ * first use; checkpoints, receipts, dead letters, READY-ledger and audit entries all go to the
+ * WAL, and the drain copies them to Postgres whenever it answers. Where a start-up read needs
+ * Postgres and it is down (the chain head, a resume checkpoint), the reader falls back to this
+ * runs root's own records and logs `degraded` (see actors/journal.ts for the chain-head rule).
  */
 import { Effect, Layer } from "effect";
 import { join } from "node:path";
 import { signerFromEnv } from "../core/receipt_keys.ts";
+import { recordingDrainedHead } from "../stores/drained_head.ts";
 import { Receipts } from "../stores/receipts.ts";
 import { Wal } from "../stores/wal.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain, writeToPostgres } from "../stores/wal_drain.ts";
+import { bootstrapOptions } from "./bootstrap.ts";
+import { Health } from "./health.ts";
 import { Journal } from "./journal.ts";
 import type { Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
@@ -16,7 +25,7 @@ import { fail } from "../schemas/errors.ts";
 import { AuditLog } from "../stores/audit_log.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
-import { migrate } from "../stores/postgres_migrate.ts";
+import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "../stores/ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { ControlBus } from "./control_bus.ts";
@@ -33,15 +42,31 @@ export interface RuntimeOptions {
   /** Stop on SIGINT/SIGTERM (off in tests). */
   readonly signals?: boolean;
   readonly pollIntervalMs?: number;
+  /** The health record to feed (e.g. one the admin API already serves); default a fresh one. */
+  readonly health?: Health["Service"];
 }
 
-/** Postgres for a profile, migrated before anything uses it. */
-export function postgresLayer(profile: Profile) {
+/**
+ * Postgres for a profile, migrated before anything uses it. `lazy`: built without connecting (a
+ * server may be down) and migrated by the first statement that reaches it.
+ */
+export function postgresLayer(profile: Profile, options: { readonly lazy?: boolean } = {}) {
   const db = profile.wiring.database;
   const base = db.backend === "server"
-    ? Postgres.layerServer(db.url ?? "")
+    ? Postgres.layerServer(db.url ?? "", { lazy: options.lazy === true })
     : Postgres.layerPglite(profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`);
+  if (options.lazy) return Layer.effect(Postgres, migratingOnFirstUse()).pipe(Layer.provide(base));
   return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(base));
+}
+
+/** Where a runtime keeps its state under the runs root. */
+export function runtimePaths(profile: Profile) {
+  const root = profile.paths.runsRoot;
+  return {
+    wal: join(root, "wal"),
+    drainedHead: join(root, "wal_drained_head.json"),
+    readyLedger: join(root, "ready_ledger.ndjson"),
+  };
 }
 
 /**
@@ -91,21 +116,30 @@ export function receiptSigner(profile: Profile) {
 
 /** The streaming core: stores, WAL and its drain, journal, config, checkpointer, supervisor. */
 export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
-  const pg = postgresLayer(profile);
-  const wal = Wal.layer({ dir: join(profile.paths.runsRoot, "wal") });
+  const paths = runtimePaths(profile);
+  const pg = postgresLayer(profile, { lazy: true });
+  const wal = Wal.layer({ dir: paths.wal });
+  const boot = bootstrapOptions(profile);
+  const journalOptions = {
+    drainedHeadFile: paths.drainedHead,
+    ...(boot.mode === "backend" ? { headWaitMs: boot.timeoutMs } : {}),
+  };
   const receipts = Layer.unwrap(
     receiptSigner(profile).pipe(
       Effect.map((signer) =>
         Layer.merge(
           Receipts.layer(signer),
-          Journal.layer(signer).pipe(Layer.provide(Receipts.layer(signer))),
+          Journal.layer(signer, journalOptions).pipe(Layer.provide(Receipts.layer(signer))),
         )
       ),
     ),
   );
-  const durable = WalDrain.layer().pipe(
+  const health = options.health ? Layer.succeed(Health, options.health) : Health.layer;
+  const drain = WalDrain.layerWith(recordingDrainedHead(paths.drainedHead, writeToPostgres));
+  const durable = Health.walLayer.pipe(
+    Layer.provideMerge(drain),
     Layer.provideMerge(receipts),
-    Layer.provideMerge(Layer.merge(pg, wal)),
+    Layer.provideMerge(Layer.mergeAll(pg, wal, health)),
   );
   const base = Layer.mergeAll(
     // The runtime streams for hours next to other services: DuckDB gets a fixed share of memory
@@ -121,7 +155,11 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
     }),
     options.signals ? Shutdown.onSignals.pipe(Layer.provideMerge(Shutdown.layer)) : Shutdown.layer,
   );
-  const stores = Layer.mergeAll(Checkpointer.layer(), ReadyLedger.layer, AuditLog.layer).pipe(
+  const stores = Layer.mergeAll(
+    Checkpointer.layer(),
+    ReadyLedger.layer({ file: paths.readyLedger }),
+    AuditLog.layer,
+  ).pipe(
     Layer.provideMerge(base),
   );
   return Supervisor.layer.pipe(Layer.provideMerge(stores));

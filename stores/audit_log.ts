@@ -1,12 +1,16 @@
 /**
- * The audit log (`ws_audit_events`): what happened, for operators — READY signals seen and
- * decided, run lifecycle, operator actions. Append-only; an event's id is a digest of the event
- * itself, so writing the same event twice (a replayed WAL record) leaves one row.
+ * The audit log (`ws_audit_events` in Postgres): what happened, for operators — READY signals
+ * seen and decided, run lifecycle, operator actions. Append-only and offline-first: an event is
+ * appended to the WAL, whose drain copies it to Postgres; nothing here waits on Postgres. An
+ * event's id is a digest of the event itself, so writing the same event twice (or replaying a
+ * WAL record) leaves one row.
  */
 import { Clock, Context, Effect, Layer } from "effect";
-import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { pgQuery, Postgres } from "./postgres.ts";
+import { auditRecordId } from "./ledger_ids.ts";
+import { Wal } from "./wal.ts";
+
+export { auditRecordId } from "./ledger_ids.ts";
 
 /** Audit kinds the READY path writes; other components add their own. */
 export const READY_AUDIT_KINDS = {
@@ -30,33 +34,16 @@ export interface AuditOptions {
   readonly at?: Date;
 }
 
-/** What {@link AuditLog.record} wrote. */
+/** What {@link AuditLog.record} journaled. */
 export interface RecordedAudit {
+  /** The event's id: its row in Postgres once the WAL drains. */
   readonly record_id: string;
-  /** False when the same event was already in the log. */
-  readonly inserted: boolean;
-}
-
-/** An audit event's id: sha256 of the canonical JSON of `{kind, run_key, output_id, at, detail}`. */
-export function auditRecordId(
-  kind: string,
-  detail: Readonly<Record<string, unknown>>,
-  options: AuditOptions & { readonly at: Date },
-): string {
-  return sha256Hex(canonicalJson({
-    kind,
-    run_key: options.run_key ?? null,
-    output_id: options.output_id ?? null,
-    at: options.at.toISOString(),
-    detail,
-  }));
 }
 
 const KIND = /^[A-Z][A-Z0-9_]{0,63}$/;
-const INSERT = pgQuery("audit_event_insert");
 
 const make = Effect.gen(function* () {
-  const pg = yield* Postgres;
+  const wal = yield* Wal;
   const record = Effect.fn("AuditLog.record")(function* (
     kind: string,
     detail: Readonly<Record<string, unknown>> = {},
@@ -69,21 +56,26 @@ const make = Effect.gen(function* () {
       );
     }
     const at = options.at ?? new Date(yield* Clock.currentTimeMillis);
-    const recordId = auditRecordId(kind, detail, { ...options, at });
-    const rows = yield* pg.query(INSERT, [
-      recordId,
-      kind,
-      options.run_key ?? null,
-      options.output_id ?? null,
-      at,
-      { ...detail },
-    ]);
-    return { record_id: recordId, inserted: rows.length > 0 } satisfies RecordedAudit;
+    // As stored: JSON has no `undefined`, so the id is taken over what the row will hold.
+    const stored = JSON.parse(JSON.stringify(detail)) as Record<string, unknown>;
+    const recordId = auditRecordId(kind, stored, { ...options, at });
+    yield* wal.append([{
+      record_id: recordId,
+      kind: "audit",
+      at: at.toISOString(),
+      body: {
+        kind,
+        run_key: options.run_key ?? null,
+        output_id: options.output_id ?? null,
+        detail: stored,
+      },
+    }]);
+    return { record_id: recordId } satisfies RecordedAudit;
   });
   return AuditLog.of({ record });
 });
 
-/** The audit log over Postgres (migrations must have run). */
+/** The audit log, journaling to the WAL. */
 export class AuditLog extends Context.Service<AuditLog, {
   /** Appends an event of `kind` (UPPER_SNAKE, e.g. RUN_READY_SEEN) with its detail. */
   readonly record: (
@@ -92,5 +84,5 @@ export class AuditLog extends Context.Service<AuditLog, {
     options?: AuditOptions,
   ) => Effect.Effect<RecordedAudit, WorldstreamError>;
 }>()("worldstream/stores/AuditLog") {
-  static readonly layer: Layer.Layer<AuditLog, never, Postgres> = Layer.effect(this, make);
+  static readonly layer: Layer.Layer<AuditLog, never, Wal> = Layer.effect(this, make);
 }

@@ -7,7 +7,8 @@
  *
  * Postgres down: the drain fails, logs, and retries with capped exponential backoff while the
  * WAL keeps growing up to its quota; appends never wait on it. On start, an output resumes from
- * {@link effectiveCheckpoint}, the later of Postgres and the WAL.
+ * {@link effectiveCheckpoint}, the later of Postgres and the WAL (the WAL alone, said in a log
+ * line, while Postgres is unreachable).
  */
 import { Context, Duration, Effect, Layer, Schedule } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
@@ -50,6 +51,8 @@ export interface WalDrainStatus {
   /** Failed drains in a row (0 once a drain succeeds). */
   readonly failures: number;
   readonly lastError: string | undefined;
+  /** The reason code of the last failure (e.g. PG_UNAVAILABLE), cleared by a success. */
+  readonly lastReason: string | undefined;
 }
 
 /** The background copy of the WAL into Postgres. */
@@ -78,18 +81,33 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
     const intervalMs = options.intervalMs ?? 200;
     const backoffMs = options.backoffMs ?? 250;
     const maxBackoffMs = options.maxBackoffMs ?? 30_000;
-    let status: WalDrainStatus = { drained: 0, failures: 0, lastError: undefined };
+    let status: WalDrainStatus = {
+      drained: 0,
+      failures: 0,
+      lastError: undefined,
+      lastReason: undefined,
+    };
 
     const drainNow = wal.drainOnce(handler, { batchSize: options.batchSize ?? 500 }).pipe(
       Effect.provideContext(context),
       Effect.tap((n) =>
         Effect.sync(() => {
-          status = { drained: status.drained + n, failures: 0, lastError: undefined };
+          status = {
+            drained: status.drained + n,
+            failures: 0,
+            lastError: undefined,
+            lastReason: undefined,
+          };
         })
       ),
       Effect.tapError((e) =>
         Effect.gen(function* () {
-          status = { ...status, failures: status.failures + 1, lastError: e.message };
+          status = {
+            ...status,
+            failures: status.failures + 1,
+            lastError: e.message,
+            lastReason: e.reason,
+          };
           yield* Effect.logWarning(
             `WAL drain failed (${status.failures} in a row); will retry: ${e.message}`,
           ).pipe(Effect.annotateLogs({ reason: e.reason }));
@@ -231,13 +249,33 @@ function toPosition(body: CheckpointBody): ViewPosition {
 /**
  * Where an output resumes: the later (higher `last_seq`) of its Postgres checkpoint and any WAL
  * checkpoint record not yet drained, or `undefined` when it never delivered anything.
+ *
+ * Postgres unreachable (PG_UNAVAILABLE): the WAL's checkpoint alone, with a `degraded` warning.
+ * That is safe because a checkpoint may only err backwards: Postgres can hold a later one that
+ * was drained, so the output re-sends from an earlier event, and the gate answers DUPLICATE for
+ * what it already admitted (event ids are deterministic). Nothing is skipped.
  */
 export const effectiveCheckpoint = Effect.fn("effectiveCheckpoint")(function* (
   packKey: string,
   outputId: string,
 ): Effect.fn.Return<ViewPosition | undefined, WorldstreamError, Wal | Postgres> {
   const fromWal = yield* (yield* Wal).checkpoint(packKey, outputId);
-  const fromPg = yield* loadCheckpoint(packKey, outputId);
+  const fromPg = yield* loadCheckpoint(packKey, outputId).pipe(
+    Effect.catchIf(
+      (e) => e.reason === "PG_UNAVAILABLE",
+      (e) =>
+        Effect.logWarning("degraded: Postgres unreachable; resuming from the WAL's checkpoint")
+          .pipe(
+            Effect.annotateLogs({
+              pack_key: packKey,
+              output_id: outputId,
+              wal_seq: fromWal?.body.last_seq ?? null,
+              error: e.message,
+            }),
+            Effect.as(undefined),
+          ),
+    ),
+  );
   if (fromWal === undefined) return fromPg;
   const walPosition = toPosition(fromWal.body);
   return fromPg === undefined || fromPg.seq < walPosition.seq ? walPosition : fromPg;

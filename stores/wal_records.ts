@@ -10,8 +10,7 @@ import { decodeWith } from "../schemas/decode.ts";
 import { JsonObject, NonEmptyString, NonNegativeInt } from "../schemas/common.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { Receipt } from "../schemas/receipt.ts";
-import { auditRecordId } from "./audit_log.ts";
-import { READY_STATUSES, readyRecordId } from "./ready_ledger.ts";
+import { auditRecordId, READY_STATUSES, readyRecordId } from "./ledger_ids.ts";
 import type { ViewPosition } from "./stream_view_read.ts";
 
 /** Every kind of WAL record, one per table the drain writes. */
