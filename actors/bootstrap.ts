@@ -6,19 +6,17 @@
  * fails BOOTSTRAP_TIMEOUT (naming what stayed down) after the timeout. `edge` mode starts at
  * once, degraded: the WAL buffers what Postgres cannot take yet and READY messages are deferred
  * while the IG is down. Either way a background fiber re-checks every poll interval and logs
- * each change of health, so operators see `degraded` and `healthy` transitions.
+ * each change of health, so operators see `degraded` and `healthy` transitions. When a Health
+ * service is in context, every report goes to it too (that is what `/readyz` shows), and it is
+ * marked started once the start-up checks let the runtime go.
  */
-import { Clock, Effect, Ref, Schedule } from "effect";
+import { Clock, Effect, Option, Ref, Schedule } from "effect";
 import type { Profile } from "../core/profile.ts";
 import { fail } from "../schemas/errors.ts";
 import { type IgEndpoint, igHealthy } from "../stores/ig_client.ts";
+import { type DependencyHealth, Health } from "./health.ts";
 
-/** One dependency's health. */
-export interface DependencyHealth {
-  readonly name: "postgres" | "ig" | "control_bus" | "oracle";
-  readonly ok: boolean;
-  readonly detail: string;
-}
+export type { DependencyHealth } from "./health.ts";
 
 /** How to start. */
 export interface BootstrapOptions {
@@ -70,8 +68,12 @@ export const bootstrap = Effect.fn("bootstrap")(function* (
   ig: IgEndpoint,
   options: BootstrapOptions,
 ) {
+  const health = yield* Effect.serviceOption(Health);
+  const publish = (report: ReadonlyArray<DependencyHealth>) =>
+    Option.isSome(health) ? health.value.reportDependencies(report) : Effect.void;
   const started = yield* Clock.currentTimeMillis;
   let report = yield* checkDependencies(profile, ig);
+  yield* publish(report);
   while (options.mode === "backend" && report.some((d) => !d.ok)) {
     const down = report.filter((d) => !d.ok).map((d) => d.name);
     const waited = (yield* Clock.currentTimeMillis) - started;
@@ -86,11 +88,14 @@ export const bootstrap = Effect.fn("bootstrap")(function* (
     );
     yield* Effect.sleep(`${Math.min(options.pollIntervalMs, options.timeoutMs - waited)} millis`);
     report = yield* checkDependencies(profile, ig);
+    yield* publish(report);
   }
+  if (Option.isSome(health)) yield* health.value.markStarted;
   yield* logHealth(report, options.mode);
   const last = yield* Ref.make(summary(report));
   yield* Effect.forkScoped(
     checkDependencies(profile, ig).pipe(
+      Effect.tap(publish),
       Effect.flatMap((now) =>
         Ref.getAndSet(last, summary(now)).pipe(
           Effect.flatMap((before) =>

@@ -4,11 +4,18 @@
  * world (generated on first use) and the reference IG started in process on loopback. It
  * publishes a READY for that world, streams it with a live display, prints a summary and keeps
  * serving the control bus until Ctrl-C (`--once`: exits after the run, status as exit code).
+ *
+ * `--admin-port P` (or the profile's `wiring.admin.port`) serves `/healthz` and `/readyz` on
+ * 127.0.0.1:P for the runtime's whole life, from before the start-up checks (readiness says
+ * `down` until they pass) to shutdown.
  */
 import { Deferred, Effect } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
+import { healthApp } from "../api/health.ts";
+import { serveAdmin } from "../api/server.ts";
 import { bootstrap, bootstrapOptions } from "../actors/bootstrap.ts";
+import { Health } from "../actors/health.ts";
 import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { runtimeLayer } from "../actors/runtime.ts";
@@ -36,7 +43,15 @@ export function runCommand(argv: ReadonlyArray<string>) {
       "ig-url": "string",
       "engine-run-root": "string",
       speedup: "string",
+      "admin-port": "string",
     });
+    const adminFlag = flags["admin-port"] === undefined ? undefined : Number(flags["admin-port"]);
+    if (adminFlag !== undefined && !(Number.isInteger(adminFlag) && adminFlag >= 0)) {
+      return yield* fail(
+        "BAD_ARGS",
+        `--admin-port must be an integer >= 0, got ${flags["admin-port"]}`,
+      );
+    }
     const speedupFlag = flags.speedup === undefined ? undefined : Number(flags.speedup);
     if (speedupFlag !== undefined && !(Number.isFinite(speedupFlag) && speedupFlag >= 0)) {
       return yield* fail("BAD_ARGS", `--speedup must be a number >= 0, got ${flags.speedup}`);
@@ -50,7 +65,15 @@ export function runCommand(argv: ReadonlyArray<string>) {
     const world = yield* genWorld({ out: root, events: DEMO_EVENTS }).pipe(
       Effect.provide(DuckDb.layer()),
     );
+    const adminPort = adminFlag ?? profile.wiring.admin?.port;
     return yield* Effect.scoped(Effect.gen(function* () {
+      const health = yield* Health.make;
+      if (adminPort !== undefined) {
+        const admin = yield* serveAdmin(healthApp(health), { port: adminPort });
+        yield* Effect.logInfo("admin API listening").pipe(
+          Effect.annotateLogs({ url: admin.url, routes: "/healthz,/readyz" }),
+        );
+      }
       const igUrl = typeof flags["ig-url"] === "string"
         ? flags["ig-url"]
         : profile.profile_id === "local"
@@ -64,7 +87,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
         profile,
         runConfigOf(profile, igUrl ? { igUrl } : {}).courier.endpoint,
         bootstrapOptions(profile),
-      );
+      ).pipe(Effect.provideService(Health, health));
       const published = yield* publishReady({ engineRunRoot: world.engine_run_root, profile });
       yield* Effect.logInfo("READY published").pipe(Effect.annotateLogs({ ...published }));
       const settled = yield* awaitRun(profile, published.message_id).pipe(
@@ -73,6 +96,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
           ...(speedup === undefined ? {} : { speedup }),
           signals: true,
           pollIntervalMs: 200,
+          health,
         })),
       );
       return settled;

@@ -205,6 +205,12 @@ export const BootstrapWiring = Schema.Struct({
 });
 export type BootstrapWiring = typeof BootstrapWiring.Type;
 
+/** The admin API (`/healthz`, `/readyz`): `run` serves it on 127.0.0.1:`port` (0: any free port). */
+export const AdminWiring = Schema.Struct({
+  port: numberAtLeast(0, { integer: true }),
+});
+export type AdminWiring = typeof AdminWiring.Type;
+
 /** The `wiring` section: where things are. */
 export const ProfileWiring = Schema.Struct({
   /** worldstream's own state (WAL, stream views, caches). */
@@ -219,6 +225,7 @@ export const ProfileWiring = Schema.Struct({
   wsp_retry: RetryWiring,
   wsp_courier: Schema.optionalKey(CourierWiring),
   bootstrap: Schema.optionalKey(BootstrapWiring),
+  admin: Schema.optionalKey(AdminWiring),
   wsp_producer: ProducerWiring,
   interface_pack_ref: Ref,
 });
