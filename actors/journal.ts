@@ -93,7 +93,19 @@ const chainHead = Effect.fn("Journal.chainHead")(function* (options: JournalOpti
     }),
   );
   const stored = yield* Effect.result(readStored);
-  if (Result.isSuccess(stored)) return later(stored.success, local)!;
+  if (Result.isSuccess(stored)) {
+    // Postgres answered: it holds everything ever drained to it, so the drained-head file (kept
+    // for when Postgres is down) adds nothing. A file ahead of it means this runs root drained
+    // into another database (a new DATABASE_URL or PGlite folder): following it would seal
+    // receipts this database can never chain, and the drain would stall on the fork.
+    if (drained !== undefined && drained.seq > stored.success.seq) {
+      yield* Effect.logWarning(
+        "the drained-head file is ahead of Postgres: this runs root last drained into another " +
+          "database; the chain continues from this database's head",
+      ).pipe(Effect.annotateLogs({ file_seq: drained.seq, stored_seq: stored.success.seq }));
+    }
+    return later(stored.success, fromWal)!;
+  }
   if (stored.failure.reason !== "PG_UNAVAILABLE") return yield* stored.failure;
   if (local !== undefined) {
     yield* Effect.logWarning(

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Context, Effect, Fiber, Layer } from "effect";
 import { RECEIPT_KEY_ENV, signerFromEnv, verifierFromEnv } from "../core/receipt_keys.ts";
 import type { ReceiptDraft } from "../schemas/receipt.ts";
-import { readDrainedHead, recordingDrainedHead } from "../stores/drained_head.ts";
+import { readDrainedHead, recordingDrainedHead, writeDrainedHead } from "../stores/drained_head.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { migrate } from "../stores/postgres_migrate.ts";
 import { failure, pgTest, tempDir, unreachablePostgres } from "../stores/postgres_testing.ts";
@@ -148,3 +148,26 @@ Deno.test("a fresh runs root with Postgres unreachable waits for the head in edg
     }).pipe(Effect.provide(unreachablePostgres())),
   ));
 });
+
+pgTest(
+  "a drained-head file ahead of a reachable Postgres (a runs root moved to a new database) does not fork its chain",
+  () =>
+    Effect.gen(function* () {
+      yield* migrate;
+      const dir = yield* tempDir;
+      // What a runs root that last drained into some other database leaves behind.
+      yield* writeDrainedHead(join(dir, "drained_head.json"), { seq: 367, hash: "f".repeat(64) });
+      yield* journalAt(dir, (journal, drain) =>
+        Effect.gen(function* () {
+          const first = yield* sealOne(journal, 1);
+          assert.equal(first.seq, 1, "the chain starts from this database's (empty) head");
+          assert.equal(yield* drain, 1, "the drain is not stalled by a fork");
+        }));
+      const signer = yield* signerFromEnv(HMAC_ENV);
+      const verdict = yield* Effect.gen(function* () {
+        return yield* (yield* Receipts).verify(yield* verifierFromEnv(HMAC_ENV));
+      }).pipe(Effect.provide(Receipts.layer(signer)));
+      assert.equal(verdict.ok, true, JSON.stringify(verdict));
+    }),
+  { only: "pglite" },
+);
