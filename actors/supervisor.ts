@@ -17,7 +17,7 @@ import type { OutputResult, RunRequested, StreamResult } from "../schemas/messag
 import { effectiveCheckpoint } from "../stores/wal_drain.ts";
 import { walRecord } from "../stores/wal_records.ts";
 import type { Wal } from "../stores/wal.ts";
-import type { DuckDb } from "../stores/duckdb.ts";
+import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
@@ -154,20 +154,23 @@ function executeRun(
       );
     }
 
-    // Views first (built when missing), then a reader per output after its checkpoint.
+    // Views first (built when missing), then a reader per output after its checkpoint. A build
+    // sorts on a DuckDB instance of its own, closed right after, so the memory the sort used goes
+    // back before streaming starts instead of staying with the process for the whole run.
     const viewRoot = config.streamViewRoot(world.engineRunRoot);
     const scope = packKey(world, platformRunId, scenarioRunId);
+    const duck = yield* DuckDb;
     const plans = [];
     for (const output of outputs) {
       const outputId = output.entry.output_id;
-      yield* buildStreamView({
+      yield* duck.apart(buildStreamView({
         engineRunRoot: world.engineRunRoot,
         engineRunId: world.runReceipt.run_id,
         worldKey: world.worldKey,
         outputId,
         parts: output.parts,
         streamViewRoot: viewRoot,
-      });
+      }));
       const after = yield* effectiveCheckpoint(scope, outputId);
       const pins: EnvelopePins = {
         manifest_fingerprint: world.worldKey.manifest_fingerprint,

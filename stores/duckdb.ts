@@ -42,6 +42,12 @@ export interface LazyChunk {
   readonly rowCount: number;
   /** Values of column `column` for rows [from, to), converted as `next` would. */
   readonly slice: (column: number, from: number, to: number) => ReadonlyArray<unknown>;
+  /**
+   * Frees the chunk's string data now (slices taken before stay valid; none may be taken after).
+   * Otherwise its ~2 MB of envelope text lives until V8 collects the chunk's wrapper, which may
+   * be many chunks later (measured: ~20 MB less resident over a 5M-event read).
+   */
+  readonly release: () => void;
 }
 
 /** A pull-based cursor of {@link LazyChunk}s; `undefined` when the result is exhausted. */
@@ -74,20 +80,31 @@ export interface DuckSession {
   ) => Effect.Effect<LazyChunkCursor, WorldstreamError>;
 }
 
+/** How a DuckDB instance is opened. */
+export interface DuckDbOptions {
+  /** Worker threads (default DuckDB's own choice: one per core). */
+  readonly threads?: number;
+  readonly memoryLimit?: string;
+  /** Where sorts larger than the memory limit spill. */
+  readonly tempDirectory?: string;
+}
+
 /** The DuckDB engine: one in-process database, many sessions. */
 export class DuckDb extends Context.Service<DuckDb, {
   /** A fresh connection, closed when the scope closes. */
   readonly session: Effect.Effect<DuckSession, WorldstreamError, import("effect").Scope.Scope>;
+  /**
+   * Runs `effect` on a DuckDB instance of its own, opened with the same options and closed when
+   * `effect` ends. For heavy one-off work such as sorting a stream view: DuckDB keeps what such
+   * work allocated until its instance closes (~280 MB after sorting a 1M-event view), which in
+   * the long-lived instance would stay with the process for the whole stream.
+   */
+  readonly apart: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+  ) => Effect.Effect<A, E | WorldstreamError, Exclude<R, DuckDb>>;
 }>()("worldstream/stores/DuckDb") {
-  /** In-memory DuckDB with extensions locked down; `threads` defaults to DuckDB's own choice. */
-  static readonly layer = (
-    options: {
-      readonly threads?: number;
-      readonly memoryLimit?: string;
-      /** Where sorts larger than the memory limit spill. */
-      readonly tempDirectory?: string;
-    } = {},
-  ) =>
+  /** In-memory DuckDB with extensions locked down. */
+  static readonly layer = (options: DuckDbOptions = {}): Layer.Layer<DuckDb, WorldstreamError> =>
     Layer.effect(
       DuckDb,
       Effect.gen(function* () {
@@ -111,7 +128,10 @@ export class DuckDb extends Context.Service<DuckDb, {
           }),
           (conn) => Effect.sync(() => conn.closeSync()),
         ).pipe(Effect.map(makeSession));
-        return DuckDb.of({ session });
+        return DuckDb.of({
+          session,
+          apart: (effect) => Effect.provide(effect, DuckDb.layer(options)),
+        });
       }),
     );
 }
@@ -168,6 +188,7 @@ function makeSession(conn: DuckDBConnection): DuckSession {
                 for (let i = from; i < to; i++) out[i - from] = vector.getItem(i);
                 return out;
               },
+              release: () => chunk.reset(),
             };
           }),
         };

@@ -145,6 +145,22 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     { files: parts.slice(0, 1) },
   );
   const sql = yield* envelopeSql(dir, described, options);
+  const [header] = yield* session.rows<{ before_ts: string; after_ts: string }>(
+    duckSql("envelope_header"),
+    {
+      output_id: checked.output_id,
+      manifest_fingerprint: checked.manifest_fingerprint,
+      parameter_hash: checked.parameter_hash,
+      seed: checked.seed,
+      scenario_id: checked.scenario_id,
+      run_id: checked.run_id,
+      platform_run_id: checked.platform_run_id,
+      scenario_run_id: checked.scenario_run_id,
+      producer: checked.producer ?? DEFAULT_PRODUCER,
+      trace_id: checked.trace_id,
+      span_id: checked.span_id ?? "",
+    },
+  );
   yield* session.exec(duckSql("envelope_session"));
   const after = options.after;
   const cursor = yield* session.lazyCursor(sql, {
@@ -154,12 +170,8 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     parameter_hash: checked.parameter_hash,
     seed: checked.seed,
     scenario_id: checked.scenario_id,
-    run_id: checked.run_id,
-    platform_run_id: checked.platform_run_id,
-    scenario_run_id: checked.scenario_run_id,
-    producer: checked.producer ?? DEFAULT_PRODUCER,
-    trace_id: checked.trace_id,
-    span_id: checked.span_id ?? "",
+    header_before_ts: header.before_ts,
+    header_after_ts: header.after_ts,
     after_ts: after?.ts_utc ?? "",
     after_file: after?.filename ?? "",
     after_row: after?.file_row_number ?? -1,
@@ -195,6 +207,7 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     const tsMicros = current.slice(1, offset, offset + n) as ReadonlyArray<number>;
     const fileRow = current.slice(2, offset, offset + n) as ReadonlyArray<number>;
     offset += n;
+    if (offset >= current.rowCount) current.release();
     if (tsAt < 0) tsAt = lines[0].indexOf('"ts_utc":"') + 10;
     const envelopes: string[] = new Array(n);
     const eventIds: string[] = new Array(n);

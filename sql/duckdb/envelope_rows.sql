@@ -27,43 +27,7 @@
 --   PK       one text expression per primary key column, in catalogue order
 --   PAYLOAD  `'name', "name"` pairs, one per source column in view order (not filename or
 --            file_row_number), so the payload is the source row with its JSON types
--- $span_id = '' means "no span_id" (a real one is at least one character long).
-WITH header AS (
-  -- The fields that are the same on every event, serialised once (DuckDB does the escaping) and
-  -- spliced into each row without their braces. Key order carries no meaning in JSON (the gate
-  -- hashes a canonical form); the payload comes last.
-  SELECT
-    substr(fixed, 2, length(fixed) - 2) AS before_ts,
-    substr(pins, 2, length(pins) - 2) AS after_ts
-  FROM (
-    SELECT
-      json_object('event_type', $output_id, 'schema_version', 'v1')::VARCHAR AS fixed,
-      CASE WHEN $span_id = '' THEN
-        json_object(
-          'manifest_fingerprint', $manifest_fingerprint,
-          'parameter_hash', $parameter_hash,
-          'seed', $seed,
-          'scenario_id', $scenario_id,
-          'run_id', $run_id,
-          'platform_run_id', $platform_run_id,
-          'scenario_run_id', $scenario_run_id,
-          'producer', $producer,
-          'trace_id', $trace_id)::VARCHAR
-      ELSE
-        json_object(
-          'manifest_fingerprint', $manifest_fingerprint,
-          'parameter_hash', $parameter_hash,
-          'seed', $seed,
-          'scenario_id', $scenario_id,
-          'run_id', $run_id,
-          'platform_run_id', $platform_run_id,
-          'scenario_run_id', $scenario_run_id,
-          'producer', $producer,
-          'trace_id', $trace_id,
-          'span_id', $span_id)::VARCHAR
-      END AS pins
-  )
-)
+-- $header_before_ts and $header_after_ts are the run's constant fields from envelope_header.sql.
 SELECT
   concat(
     '{"event_id":"',
@@ -71,15 +35,15 @@ SELECT
       $output_id,
       /*PK*/,
       $manifest_fingerprint, $parameter_hash, CAST($seed AS VARCHAR), $scenario_id)),
-    '",', header.before_ts,
+    '",', $header_before_ts,
     ',"ts_utc":', to_json(ts_utc)::VARCHAR,
-    ',', header.after_ts,
+    ',', $header_after_ts,
     ',"payload":', json_object(/*PAYLOAD*/)::VARCHAR,
     '}', chr(10), filename
   ) AS line,
   epoch_us(strptime(ts_utc, '%Y-%m-%dT%H:%M:%S.%fZ'))::DOUBLE AS ts_us,
   file_row_number::DOUBLE AS file_row_number
-FROM read_parquet($files, hive_partitioning = false), header
+FROM read_parquet($files, hive_partitioning = false)
 WHERE ts_utc >= $after_ts
   AND (ts_utc > $after_ts
     OR filename > $after_file
