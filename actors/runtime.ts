@@ -54,7 +54,10 @@ export function postgresLayer(profile: Profile, options: { readonly lazy?: boole
   const db = profile.wiring.database;
   const base = db.backend === "server"
     ? Postgres.layerServer(db.url ?? "", { lazy: options.lazy === true })
-    : Postgres.layerPglite(profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`);
+    // worldstream's own tables are small: PGlite's default 128 MB buffer pool would stay resident.
+    : Postgres.layerPglite(profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`, {
+      sharedBuffers: "16MB",
+    });
   if (options.lazy) return Layer.effect(Postgres, migratingOnFirstUse()).pipe(Layer.provide(base));
   return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(base));
 }

@@ -10,6 +10,7 @@ import { PGlite, type Transaction as PgliteTransaction } from "@electric-sql/pgl
 import postgres from "postgres";
 import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
 import type { Cause } from "effect";
+import { fileURLToPath } from "node:url";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 
 /** Which engine answers the SQL. */
@@ -124,6 +125,11 @@ export function redactDsn(dsn: string): string {
 /** Options of the embedded backend. */
 export interface PgliteOptions {
   readonly relaxedDurability?: boolean;
+  /**
+   * Postgres `shared_buffers`, e.g. "16MB" (default PGlite's, 128MB). The pool is touched as
+   * PGlite starts and stays resident for the life of the process.
+   */
+  readonly sharedBuffers?: string;
 }
 
 function makePglite(dir: string, options: PgliteOptions = {}) {
@@ -132,8 +138,18 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
       Effect.tryPromise({
         try: async () => {
           await Deno.mkdir(dir, { recursive: true });
+          await initPgliteApart(dir);
           return await PGlite.create(dir, {
             serializers: JSON_PARAMS_AS_JSON,
+            ...(options.sharedBuffers
+              ? {
+                startParams: [
+                  ...PGlite.defaultStartParams,
+                  "-c",
+                  `shared_buffers=${options.sharedBuffers}`,
+                ],
+              }
+              : {}),
             ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
           });
         },
@@ -429,4 +445,52 @@ function firstLine(e: unknown): string {
 /** Reads `sql/postgres/queries/<name>.sql` (queries live in .sql files, loaded once per module). */
 export function pgQuery(name: string): string {
   return Deno.readTextFileSync(new URL(`../sql/postgres/queries/${name}.sql`, import.meta.url));
+}
+
+/**
+ * Runs initdb for a PGlite folder that has no database yet in a short-lived process of its own.
+ * In this process it would leave ~400 MB of WebAssembly memory (initdb and a second Postgres
+ * instance) resident until V8 happened to collect it, and peak at ~850 MB; a process returns it
+ * all when it exits. Without permission to start one, PGlite initialises the folder itself.
+ */
+async function initPgliteApart(dir: string): Promise<void> {
+  try {
+    await Deno.stat(`${dir}/PG_VERSION`);
+    return;
+  } catch {
+    // No database yet.
+  }
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-sys",
+        "--config",
+        fileURLToPath(new URL("../deno.json", import.meta.url)),
+        fileURLToPath(import.meta.url),
+        dir,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) return;
+    throw e;
+  }
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr).trim();
+    throw new Error(`initdb in a separate process failed: ${text || `exit code ${out.code}`}`);
+  }
+}
+
+// `deno run stores/postgres.ts DIR` initialises a PGlite folder (initPgliteApart's process).
+if (import.meta.main) {
+  const db = await PGlite.create(Deno.args[0]);
+  await db.close();
 }
