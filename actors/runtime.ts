@@ -19,6 +19,7 @@ import { WalDrain, writeToPostgres } from "../stores/wal_drain.ts";
 import { bootstrapOptions } from "./bootstrap.ts";
 import { Health } from "./health.ts";
 import { Journal } from "./journal.ts";
+import { journalOrBenchOff } from "./journal_off.ts";
 import type { Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { fail } from "../schemas/errors.ts";
@@ -132,7 +133,10 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
       Effect.map((signer) =>
         Layer.merge(
           Receipts.layer(signer),
-          Journal.layer(signer, journalOptions).pipe(Layer.provide(Receipts.layer(signer))),
+          journalOrBenchOff(
+            profile,
+            Journal.layer(signer, journalOptions).pipe(Layer.provide(Receipts.layer(signer))),
+          ),
         )
       ),
     ),
