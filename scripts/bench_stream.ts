@@ -7,19 +7,25 @@
  *   push        single-envelope /v1/ingest/push with concurrency ≥ 60% of wrk on that endpoint
  *   pacing      ~5,000 events/s for 30 s: p99 lateness < 5 ms, total within 0.5% of schedule
  *   memory      streaming 5M events: RSS < 400 MB, RSS at 5M within 20% of RSS at 1M
+ *   durability  unpaced with WAL + checkpoints + receipts on ≥ 80% of the same with them off
+ *               (WORLDSTREAM_BENCH_DURABILITY=off, bench only), best of 2 each
+ *   restart     SIGKILL at ~10% and at ~85% of the view, restart the same command: first new
+ *               admission at the IG < 2 s after the restart's spawn (deno start-up shown apart)
  *
  * Every part runs worldstream and the IG as separate processes (`main.ts stream`, `main.ts ig`),
  * as an operator would. Flags: --events N (default 1,000,000), --memory-events N (default
  * 5,000,000; 0 skips), --dir D (default /tmp/worldstream-bench), --only a,b (throughput, push,
- * pacing, memory), --ig-db pglite (default: a private Postgres server via scripts/pg_cluster.sh
- * when it starts, as a real gate has one).
+ * pacing, memory, durability, restart), --ig-db pglite (default: a private Postgres server via
+ * scripts/pg_cluster.sh when it starts, as a real gate has one).
  */
-import { Effect } from "effect";
+import { Effect, Layer } from "effect";
+import { cpSync } from "node:fs";
 import { join } from "node:path";
 import { listFlag, parseFlags } from "../cli/args.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 import { resolveOutput, resolveWorld } from "../core/world.ts";
 import { DuckDb, duckSql } from "../stores/duckdb.ts";
+import { Postgres } from "../stores/postgres.ts";
 import { openEnvelopeReader } from "../stores/envelope_reader.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import { genWorld } from "./gen_world.ts";
@@ -39,7 +45,10 @@ const flags = await Effect.runPromise(parseFlags(Deno.args, {
 const events = Number(flags.events ?? 1_000_000);
 const memoryEvents = Number(flags["memory-events"] ?? 5_000_000);
 const dir = String(flags.dir ?? "/tmp/worldstream-bench");
-const only = new Set(listFlag(flags, "only") ?? ["throughput", "push", "pacing", "memory"]);
+const only = new Set(
+  listFlag(flags, "only") ??
+    ["throughput", "push", "pacing", "memory", "durability", "restart"],
+);
 const runDir = await Deno.makeTempDir({ prefix: "ws-bench-stream-" });
 
 /**
@@ -75,30 +84,110 @@ async function prepareWorld(n: number) {
 }
 
 /**
- * The IG's database: a private Postgres server when one can be started here (as a real gate
- * has), else PGlite. The bench measures worldstream against the gate it would meet.
+ * The IG's database server: a private Postgres cluster of this bench run, in its temp folder on a
+ * port of its own (as a real gate has a server), else PGlite. Not a cluster shared between runs:
+ * another bench stopping it would take this run's gates down mid-stream.
  */
-async function igDatabase(): Promise<string | undefined> {
+async function igServer(): Promise<string | undefined> {
   if (flags["ig-db"] === "pglite") return undefined;
-  const out = await new Deno.Command("bash", {
-    args: [
-      new URL("./pg_cluster.sh", import.meta.url).pathname,
-      "start",
-      join(dir, "ig-pg"),
-      "55490",
-    ],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  return out.success ? /DATABASE_URL=(\S+)/.exec(text)?.[1] : undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const out = await new Deno.Command("bash", {
+      args: [
+        PG_CLUSTER,
+        "start",
+        join(runDir, "ig-pg"),
+        String(41000 + Math.floor(Math.random() * 9000)),
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const url = /DATABASE_URL=(\S+)/.exec(new TextDecoder().decode(out.stdout))?.[1];
+    if (out.success && url) return url;
+  }
+  return undefined;
 }
-const igDb = await igDatabase();
-console.log(`IG database: ${igDb ?? "PGlite"}`);
+const PG_CLUSTER = new URL("./pg_cluster.sh", import.meta.url).pathname;
+const igPg = await igServer();
+console.log(`IG database: ${igPg ? `a fresh database per IG on ${igPg}` : "PGlite"}`);
+
+/** Child processes and IG databases still around, for {@link cleanUp}. */
+const live = new Set<Deno.ChildProcess>();
+const liveDatabases = new Set<() => Promise<void>>();
+
+/** Leaves nothing behind: children, IG databases, the cluster, the temp folder. */
+async function cleanUp(): Promise<void> {
+  for (const child of live) {
+    try {
+      child.kill("SIGKILL");
+      await child.status;
+    } catch {
+      // already gone
+    }
+  }
+  for (const drop of liveDatabases) await drop().catch(() => {});
+  if (igPg) {
+    await new Deno.Command("bash", {
+      args: [PG_CLUSTER, "stop", join(runDir, "ig-pg")],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+  }
+  await Deno.remove(runDir, { recursive: true }).catch(() => {});
+}
+// Interrupted (Ctrl-C, a timeout's SIGTERM) or failed: an IG database holds gigabytes and a
+// cluster a port; leave neither behind.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    console.log(`${signal}: cleaning up`);
+    cleanUp().finally(() => Deno.exit(130));
+  });
+}
+globalThis.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  console.error("bench failed:", e.reason);
+  cleanUp().finally(() => Deno.exit(1));
+});
+
+/**
+ * Runs one statement on the cluster's maintenance database. Only for CREATE/DROP DATABASE of
+ * names this bench makes (`<ig|ws>_<digits>_<digits>`), which cannot be parameters.
+ */
+async function adminExec(statement: string): Promise<void> {
+  const admin = new URL(igPg!);
+  admin.pathname = "/postgres";
+  await Effect.runPromise(
+    Effect.scoped(Effect.gen(function* () {
+      yield* (yield* Postgres).exec(statement);
+    })).pipe(Effect.provide(Postgres.layerServer(admin.toString(), { max: 1 }))),
+  );
+}
+
+/**
+ * A database of its own on the cluster (`ig` for an IG process, `ws` for worldstream's state),
+ * registered for {@link cleanUp}. An IG stores every admitted envelope, so one shared database
+ * grew by gigabytes per bench run, filled the disk and slowed the gate down run after run.
+ */
+async function freshDatabase(
+  prefix: "ig" | "ws",
+): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `${prefix}_${benchStart}_${++databaseCounter}`;
+  if (!/^(ig|ws)_\d+_\d+$/.test(name)) throw new Error(`Bad database name ${name}`);
+  await adminExec(`create database ${name}`);
+  const url = new URL(igPg!);
+  url.pathname = `/${name}`;
+  const drop = async () => {
+    await adminExec(`drop database if exists ${name} with (force)`);
+    liveDatabases.delete(drop);
+  };
+  liveDatabases.add(drop);
+  return { url: url.toString(), drop };
+}
+let databaseCounter = 0;
 
 /** Starts `main.ts ig` on a free port; resolves when healthy. */
 async function startIgProcess(): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = 20000 + Math.floor(Math.random() * 20000);
+  const db = igPg ? await freshDatabase("ig") : undefined;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -108,11 +197,12 @@ async function startIgProcess(): Promise<{ url: string; stop: () => Promise<void
       "--port",
       String(port),
       "--db",
-      igDb ?? join(runDir, `ig-${port}`),
+      db?.url ?? join(runDir, `ig-${port}`),
     ],
     stdout: "null",
     stderr: "null",
   }).spawn();
+  live.add(child);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
@@ -128,39 +218,103 @@ async function startIgProcess(): Promise<{ url: string; stop: () => Promise<void
   return {
     url,
     stop: async () => {
-      child.kill("SIGTERM");
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // It died on its own (e.g. its database went away); the run's result says what failed.
+      }
       await child.status;
+      live.delete(child);
+      await db?.drop();
     },
   };
 }
 
-/** Runs `main.ts stream` and returns its result line, RSS samples from its progress logs and wall time. */
-async function stream(args: string[], env: Record<string, string> = {}) {
+/**
+ * An initialised, empty PGlite folder every site starts from a copy of: initdb takes seconds of
+ * CPU, and since worldstream opens its database on first use it would run inside the measured
+ * stream. A deployment pays it once, not per run.
+ */
+const PGLITE_TEMPLATE = join(runDir, "pglite-template");
+await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(PGLITE_TEMPLATE))));
+
+/** Extra environment and the folders of one worldstream "site" (PGlite, runs root with the WAL). */
+function siteEnv(env: Record<string, string> = {}): Record<string, string> {
+  const id = crypto.randomUUID();
+  const pgliteDir = join(runDir, `pg-${id}`);
+  cpSync(PGLITE_TEMPLATE, pgliteDir, { recursive: true });
+  return {
+    WORLDSTREAM_PGLITE_DIR: pgliteDir,
+    // A runs root per site: the WAL allows one writer per folder, and other benches may be
+    // streaming from this checkout at the same time.
+    WORLDSTREAM_RUNS_ROOT: join(runDir, `runs-${id}`),
+    ...env,
+  };
+}
+
+/** Starts `main.ts stream` as `deno task stream` does; `done` has its output and exit status. */
+function spawnStream(args: string[], env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
     // As `deno task stream` runs it: V8's old space capped, so garbage is collected, not kept.
     args: ["run", "-A", "--v8-flags=--max-old-space-size=256", MAIN, "stream", ...args],
-    env: { WORLDSTREAM_PGLITE_DIR: join(runDir, `pg-${crypto.randomUUID()}`), ...env },
+    env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const t0 = performance.now();
-  const [out, err] = await Promise.all([
+  live.add(child);
+  const done = Promise.all([
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
-  ]);
-  await child.status;
-  const wall = performance.now() - t0;
-  const lines = out.trim().split("\n");
-  const result = JSON.parse(lines[lines.length - 1]);
-  const progress = err.split("\n").flatMap((l) => {
+    child.status,
+  ]).then(([out, err, status]) => {
+    live.delete(child);
+    return { out, err, status };
+  });
+  return { child, done };
+}
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and been waited for
+ * (Linux `cutime + cstime`; NaN elsewhere). Its change across one stream, while the IG still
+ * runs, is that stream's CPU.
+ */
+function childCpuSeconds(): number {
+  try {
+    const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The JSON log lines of a worldstream stderr. */
+function logLines(err: string): Array<Record<string, unknown>> {
+  return err.split("\n").flatMap((l) => {
     try {
       const j = JSON.parse(l);
-      return j.message === "progress" ? [j.annotations as { emitted: number; rss_mb: number }] : [];
+      return typeof j === "object" && j !== null && "message" in j ? [j] : [];
     } catch {
       return [];
     }
   });
-  return { result, progress, wall };
+}
+
+/**
+ * Runs `main.ts stream` and returns its result line, RSS samples from its progress logs, wall
+ * time and CPU seconds.
+ */
+async function stream(args: string[], env: Record<string, string> = {}) {
+  const t0 = performance.now();
+  const cpu0 = childCpuSeconds();
+  const { out, err } = await spawnStream(args, siteEnv(env)).done;
+  const cpu = childCpuSeconds() - cpu0;
+  const wall = performance.now() - t0;
+  const lines = out.trim().split("\n");
+  const result = JSON.parse(lines[lines.length - 1]);
+  const progress = logLines(err).flatMap((j) =>
+    j.message === "progress" ? [j.annotations as { emitted: number; rss_mb: number }] : []
+  );
+  return { result, progress, wall, cpu };
 }
 
 /** Reads `n` envelopes of the view (platform run `pr`) as JSON texts, in view order. */
@@ -440,14 +594,200 @@ if (only.has("memory") && memoryEvents > 0) {
   );
 }
 
-await Deno.remove(runDir, { recursive: true }).catch(() => {});
-if (igDb) {
-  await new Deno.Command("bash", {
-    args: [new URL("./pg_cluster.sh", import.meta.url).pathname, "stop", join(dir, "ig-pg")],
-    stdout: "null",
-    stderr: "null",
-  }).output();
+/** The common arguments of an unpaced stream of the bench world's s3 output. */
+function unpacedArgs(pr: string, igUrl: string): string[] {
+  return [
+    "--engine-run-root",
+    w.root,
+    "--output-ids",
+    OUTPUT,
+    "--speedup",
+    "0",
+    "--ig-url",
+    igUrl,
+    "--platform-run-id",
+    pr,
+  ];
 }
+
+if (only.has("durability")) {
+  // The same unpaced stream with the WAL, checkpoints and receipts on and off
+  // (WORLDSTREAM_BENCH_DURABILITY=off, see actors/journal_off.ts), in the order on off off on so
+  // a drift over the four runs weighs on both sides alike; best of two. Each run meets a fresh
+  // IG with an empty database, so no run pays for the rows of the one before.
+  const rates: Record<"on" | "off", number[]> = { on: [], off: [] };
+  // worldstream's own CPU seconds per run: what durability costs even when the gate, not
+  // worldstream, sets the rate.
+  const cpu: Record<"on" | "off", number[]> = { on: [], off: [] };
+  let ok = true;
+  for (const mode of ["on", "off", "off", "on"] as const) {
+    const ig = await startIgProcess();
+    const run = await stream(
+      unpacedArgs(platformRunId(), ig.url),
+      mode === "off" ? { WORLDSTREAM_BENCH_DURABILITY: "off" } : {},
+    );
+    await ig.stop();
+    const rate = run.result.emitted / (run.result.elapsed_ms / 1000);
+    ok &&= run.result.status === "STREAMED" && run.result.emitted === events;
+    rates[mode].push(rate);
+    cpu[mode].push(run.cpu);
+    console.log(
+      `durability ${mode}: ${run.result.emitted} events, ${Math.round(rate)}/s, worldstream CPU ` +
+        `${run.cpu.toFixed(1)} s`,
+    );
+  }
+  const on = Math.max(...rates.on);
+  const off = Math.max(...rates.off);
+  const each = (r: number[]) => r.map(Math.round).join(", ");
+  const cpuOf = (r: number[]) => `${Math.min(...r).toFixed(1)} s`;
+  record(
+    `durability: WAL + checkpoints + receipts on ${Math.round(on)}/s vs off ${
+      Math.round(off)
+    }/s (best of 2; on ${each(rates.on)}; off ${each(rates.off)}; worldstream CPU on ${
+      cpuOf(cpu.on)
+    }, off ${cpuOf(cpu.off)})`,
+    `${(on / off).toFixed(2)}x`,
+    ">= 0.80x",
+    ok && on / off >= 0.8,
+  );
+}
+
+/** The gate's decision counts for a platform run. */
+async function igCounts(url: string, pr: string) {
+  const res = await fetch(`${url}/v1/ops/stats?platform_run_id=${pr}`);
+  if (!res.ok) throw new Error(`IG stats answered ${res.status}`);
+  const all = await res.json() as Record<string, { admitted: number; duplicate: number }>;
+  return all[pr] ?? { admitted: 0, duplicate: 0 };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Milliseconds from spawning `main.ts` with no command (usage, exit 2) to its exit; best of 3. */
+async function bareStartMs(): Promise<number> {
+  const times = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--v8-flags=--max-old-space-size=256", MAIN],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    times.push(performance.now() - t0);
+  }
+  return Math.min(...times);
+}
+
+/**
+ * Streams unpaced, SIGKILLs worldstream once the gate has admitted `fraction` of the view, then
+ * starts the same command again (same platform run, runs root with the WAL, database) and times,
+ * from that spawn, the gate's first answer to the new process and its first new admission.
+ */
+async function crashAndRestart(igUrl: string, fraction: number, state: "pglite" | "server") {
+  const pr = platformRunId();
+  const db = state === "server" ? await freshDatabase("ws") : undefined;
+  const env = siteEnv(
+    db
+      ? { WORLDSTREAM_DB_BACKEND: "server", DATABASE_URL: db.url }
+      : { WORLDSTREAM_DB_BACKEND: "pglite" },
+  );
+  const args = unpacedArgs(pr, igUrl);
+  const killAt = Math.floor(events * fraction);
+  const first = spawnStream(args, env);
+  let exited = false;
+  first.done.then(() => exited = true);
+  const deadline = Date.now() + 600_000;
+  while ((await igCounts(igUrl, pr)).admitted < killAt) {
+    if (exited || Date.now() > deadline) {
+      const { out, err } = await first.done;
+      throw new Error(`The stream to crash ended first: ${out}\n${err.slice(-2000)}`);
+    }
+    await sleep(50);
+  }
+  first.child.kill("SIGKILL");
+  await first.done;
+  // Requests the dead process left in flight may still land: wait until the counts hold still.
+  let before = await igCounts(igUrl, pr);
+  for (let still = 0; still < 5;) {
+    await sleep(100);
+    const now = await igCounts(igUrl, pr);
+    still = now.admitted === before.admitted && now.duplicate === before.duplicate ? still + 1 : 0;
+    before = now;
+  }
+
+  const spawnedAt = Date.now();
+  const t0 = performance.now();
+  const second = spawnStream(args, env);
+  let ended = false;
+  second.done.then(() => ended = true);
+  let answered: number | undefined;
+  let admitted: number | undefined;
+  while (admitted === undefined && !ended && performance.now() - t0 < 60_000) {
+    const now = await igCounts(igUrl, pr);
+    const t = performance.now() - t0;
+    if (
+      answered === undefined && now.admitted + now.duplicate > before.admitted + before.duplicate
+    ) {
+      answered = t;
+    }
+    if (now.admitted > before.admitted) admitted = t;
+    else await sleep(20);
+  }
+  // Stopped gracefully: its result line says where it resumed.
+  if (!ended) second.child.kill("SIGTERM");
+  const { out, err } = await second.done;
+  if (admitted === undefined) {
+    console.log(`restart never admitted anything new: ${out}\n${err.slice(-3000)}`);
+  }
+  const result = JSON.parse(out.trim().split("\n").at(-1) ?? "{}");
+  await db?.drop();
+  const logs = logLines(err);
+  const at = (message: string) => {
+    const line = logs.find((l) =>
+      l.message === message || (l.message as unknown[])?.[0] === message
+    );
+    return line ? Date.parse(String(line.timestamp)) - spawnedAt : NaN;
+  };
+  return {
+    crashedAt: before.admitted,
+    resumedFrom: result.outputs?.[0]?.resumed_from_seq as number | null | undefined,
+    answered: answered ?? NaN,
+    admitted: admitted ?? NaN,
+    healthy: at("healthy"),
+    streamStart: at("stream_start"),
+  };
+}
+
+if (only.has("restart")) {
+  const bare = await bareStartMs();
+  console.log(`deno start-up, main.ts with no command (usage, exit): ${Math.round(bare)} ms`);
+  // worldstream's own state (checkpoints, receipts) in embedded PGlite, as the local profile
+  // keeps it, and on a Postgres server, as dev/prod do (when the cluster started).
+  const states = igPg ? ["pglite", "server"] as const : ["pglite"] as const;
+  for (const state of states) {
+    for (const [label, fraction] of [["early", 0.1], ["late", 0.85]] as const) {
+      const ig = await startIgProcess();
+      const r = await crashAndRestart(ig.url, fraction, state);
+      await ig.stop();
+      const ms = (n: number) => `${Math.round(n)} ms`;
+      console.log(
+        `restart ${state} ${label}: SIGKILL at ${r.crashedAt} admitted, resumed after seq ` +
+          `${r.resumedFrom}; from spawn: healthy ${ms(r.healthy)}, stream_start ` +
+          `${ms(r.streamStart)}, first answer ${ms(r.answered)}, first new admission ` +
+          ms(r.admitted),
+      );
+      record(
+        `restart, state in ${state}, SIGKILL ${label} (${r.crashedAt} of ${events} admitted): ` +
+          `first new admission ${ms(r.admitted)} after spawn (deno start-up ${ms(bare)}, ` +
+          `stream_start at ${ms(r.streamStart)}, first IG answer at ${ms(r.answered)})`,
+        `${(r.admitted / 1000).toFixed(2)} s`,
+        "< 2 s",
+        typeof r.resumedFrom === "number" && r.admitted < 2000,
+      );
+    }
+  }
+}
+
+await cleanUp();
 console.log("\nworldstream stream bench");
 for (const r of results) {
   console.log(
