@@ -7,6 +7,7 @@
  * or this file hold the latest head this runs root ever sealed.
  */
 import { Effect } from "effect";
+import { replaceFileDurably } from "./durable_file.ts";
 import type { ChainHead } from "../core/receipt_chain.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { WalHandler } from "./wal_drain.ts";
@@ -42,25 +43,7 @@ export function writeDrainedHead(
   head: ChainHead,
 ): Effect.Effect<void, WorldstreamError> {
   return Effect.tryPromise({
-    try: async () => {
-      const dir = file.replace(/\/[^/]*$/, "") || ".";
-      await Deno.mkdir(dir, { recursive: true });
-      const tmp = `${file}.tmp`;
-      const handle = await Deno.open(tmp, { write: true, create: true, truncate: true });
-      try {
-        await handle.write(new TextEncoder().encode(JSON.stringify(head) + "\n"));
-        await handle.syncData();
-      } finally {
-        handle.close();
-      }
-      await Deno.rename(tmp, file);
-      const folder = await Deno.open(dir, { read: true });
-      try {
-        await folder.sync();
-      } finally {
-        folder.close();
-      }
-    },
+    try: () => replaceFileDurably(file, new TextEncoder().encode(JSON.stringify(head) + "\n")),
     catch: (e) =>
       fail("WAL_IO_FAILED", `Drained head ${file} could not be written: ${firstLine(e)}`),
   });

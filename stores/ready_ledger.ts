@@ -23,6 +23,7 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Schedule, Semaphore } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { replaceFileDurably, writeAll } from "./durable_file.ts";
 import { READY_STATUSES, readyRecordId, type ReadyStatus } from "./ledger_ids.ts";
 import { pgQuery, Postgres } from "./postgres.ts";
 import { Wal, type WalRecord } from "./wal.ts";
@@ -492,35 +493,15 @@ function rewriteSummaryFile(
   summaries: ReadonlyMap<string, Summary>,
   seeded: boolean,
 ): Effect.Effect<void, WorldstreamError> {
-  return ledgerIo(`write ${file}`, async () => {
-    const dir = file.replace(/\/[^/]*$/, "") || ".";
-    await Deno.mkdir(dir, { recursive: true });
+  return ledgerIo(`write ${file}`, () => {
     const lines: Array<Line> = [...summaries.values()];
     if (seeded) lines.push({ seeded: true });
-    const tmp = `${file}.tmp`;
-    const handle = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    try {
-      await writeAll(handle, encoder.encode(lines.map((l) => JSON.stringify(l) + "\n").join("")));
-      await handle.syncData();
-    } finally {
-      handle.close();
-    }
-    await Deno.rename(tmp, file);
-    const folder = await Deno.open(dir, { read: true });
-    try {
-      await folder.sync();
-    } finally {
-      folder.close();
-    }
+    const text = lines.map((l) => JSON.stringify(l) + "\n").join("");
+    return replaceFileDurably(file, encoder.encode(text));
   });
 }
 
 const encoder = new TextEncoder();
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await file.write(bytes.subarray(at));
-}
 
 function ledgerIo<A>(what: string, f: () => Promise<A>): Effect.Effect<A, WorldstreamError> {
   return Effect.tryPromise({

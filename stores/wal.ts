@@ -17,6 +17,7 @@
  * else is damage to acknowledged data and fails the open with WAL_CORRUPT.
  */
 import { Context, Deferred, Effect, Fiber, Layer, Queue, Result, Semaphore } from "effect";
+import { replaceFileDurably, syncDir, writeAll } from "./durable_file.ts";
 import type { Cause, Scope } from "effect";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import {
@@ -680,18 +681,10 @@ function readDrained(file: string): Effect.Effect<WalPosition, WorldstreamError>
 }
 
 function writeDrained(dir: string, position: WalPosition): Effect.Effect<void, WorldstreamError> {
-  return io(`write ${dir}/${DRAINED_FILE}`, async () => {
-    const tmp = `${dir}/${DRAINED_FILE}.tmp`;
-    const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    try {
-      await writeAll(file, new TextEncoder().encode(JSON.stringify(position)));
-      await file.syncData();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(tmp, `${dir}/${DRAINED_FILE}`);
-    await syncDir(dir);
-  });
+  return io(
+    `write ${dir}/${DRAINED_FILE}`,
+    () => replaceFileDurably(`${dir}/${DRAINED_FILE}`, encoder.encode(JSON.stringify(position))),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,11 +727,6 @@ function concat(parts: ReadonlyArray<Uint8Array>): Uint8Array {
   return out;
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await file.write(bytes.subarray(at));
-}
-
 function readRange(
   file: string,
   offset: number,
@@ -760,16 +748,6 @@ function readRange(
       handle.close();
     }
   });
-}
-
-/** fsyncs a folder so that files created, renamed or removed in it survive a crash. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await Deno.open(dir, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
 }
 
 function io<A>(what: string, f: () => Promise<A>): Effect.Effect<A, WorldstreamError> {
