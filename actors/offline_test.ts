@@ -195,7 +195,10 @@ test(
     assert.equal(second.settled.status, "SKIPPED_DUPLICATE", JSON.stringify(second.settled));
     assert.equal(second.whileDown.code, 200);
     assert.equal(second.whileDown.body.status, "degraded");
-    assert.ok(second.drained > 0);
+    // Something waited in the WAL while Postgres was down, and none of it once it was back. The
+    // drain fiber may beat drainNow to it, so who drained is not asserted, only that it happened.
+    assert.ok((second.whileDown.body.wal?.pending_records ?? 0) > 0, "the WAL held records");
+    assert.equal(typeof second.drained, "number");
     assert.equal(second.ready.code, 200);
     assert.equal(second.ready.body.wal?.pending_records, 0);
     assert.ok(
