@@ -3,10 +3,13 @@
  * `worldstream <command> [flags]` — the commands are in cli/commands.ts. The last stdout line
  * of every command is its JSON result; logs are JSON lines on stderr.
  */
+import { restoreAsyncHooks } from "./core/async_context_off.ts";
 import { Effect, Exit, Layer } from "effect";
 import { COMMANDS } from "./cli/commands.ts";
 import { JsonLogs } from "./core/logging.ts";
 import { DuckDb } from "./stores/duckdb.ts";
+
+restoreAsyncHooks();
 
 const [name, ...argv] = Deno.args;
 const command = name === undefined ? undefined : COMMANDS[name];
