@@ -739,6 +739,8 @@ async function crashAndRestart(igUrl: string, fraction: number, state: "pglite" 
     console.log(`restart never admitted anything new: ${out}\n${err.slice(-3000)}`);
   }
   const result = JSON.parse(out.trim().split("\n").at(-1) ?? "{}");
+  const keep = Deno.env.get("BENCH_RESTART_LOGS");
+  if (keep) await Deno.writeTextFile(`${keep}/restart-${state}-${fraction}.log`, err);
   await db?.drop();
   const logs = logLines(err);
   const at = (message: string) => {

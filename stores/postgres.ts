@@ -1,17 +1,19 @@
 /**
  * The only door to Postgres. One SQL-first interface, two backends: PGlite in a folder (the
  * embedded default, a single connection) and a real server via `DATABASE_URL` (a postgres.js
- * pool). Nobody else imports `@electric-sql/pglite` or `postgres`.
+ * pool). Nobody else imports `@electric-sql/pglite` or `postgres` (PGlite runs on a thread of its
+ * own, stores/pglite_worker.ts, which only this module drives).
  *
  * Both backends return the same JS shapes: int8 → number (sequences and counts stay far below
  * 2^53), numeric → string, timestamptz → Date, json/jsonb → parsed values.
  */
-import { PGlite, type Transaction as PgliteTransaction } from "@electric-sql/pglite";
+import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
 import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
 import type { Cause } from "effect";
 import { fileURLToPath } from "node:url";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
+import type { PgliteRequest, PgliteResponse } from "./pglite_worker.ts";
 
 /** Which engine answers the SQL. */
 export type PgBackend = "pglite" | "server";
@@ -134,30 +136,17 @@ export interface PgliteOptions {
 
 function makePglite(dir: string, options: PgliteOptions = {}) {
   return Effect.gen(function* () {
-    const db = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async () => {
-          await Deno.mkdir(dir, { recursive: true });
-          await initPgliteApart(dir);
-          return await PGlite.create(dir, {
-            serializers: JSON_PARAMS_AS_JSON,
-            ...(options.sharedBuffers
-              ? {
-                startParams: [
-                  ...PGlite.defaultStartParams,
-                  "-c",
-                  `shared_buffers=${options.sharedBuffers}`,
-                ],
-              }
-              : {}),
-            ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
-          });
-        },
-        catch: (e) => fail("PG_UNAVAILABLE", `PGlite in ${dir} did not open: ${firstLine(e)}`),
+    // Opening starts now and is not awaited: start-up work that needs no database goes on
+    // beside it, and the first statement waits for it.
+    const thread = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const thread = new PgliteThread();
+        thread.open(dir, options);
+        return thread;
       }),
-      (db) => Effect.promise(() => db.close().catch(() => undefined)),
+      (thread) => Effect.promise(() => thread.close()),
     );
-    const root = makeSql("pglite", pgliteDriver(db));
+    const root = makeSql("pglite", pgliteDriver(thread));
     return Postgres.of({
       ...root,
       health: health(root),
@@ -165,6 +154,82 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
     });
   });
 }
+
+/** The owning side of stores/pglite_worker.ts: requests out, answers matched by id. */
+class PgliteThread {
+  private readonly worker = new Worker(new URL("./pglite_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  private readonly pending = new Map<
+    number,
+    { resolve: (value: unknown) => void; reject: (e: Error) => void }
+  >();
+  private nextId = 1;
+  private opened: Promise<void> = Promise.resolve();
+
+  constructor() {
+    this.worker.onmessage = (event: MessageEvent<PgliteResponse>) => {
+      const answer = event.data;
+      const waiter = this.pending.get(answer.id);
+      if (waiter === undefined) return;
+      this.pending.delete(answer.id);
+      if (answer.ok) waiter.resolve(answer.value);
+      else waiter.reject(Object.assign(new Error(answer.message), { code: answer.code }));
+    };
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      const error = new Error(`PGlite's thread failed: ${event.message}`);
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    };
+  }
+
+  open(dir: string, options: PgliteOptions): void {
+    this.opened = (async () => {
+      await Deno.mkdir(dir, { recursive: true });
+      await initPgliteApart(dir);
+      await this.send({
+        op: "open",
+        dir,
+        ...(options.sharedBuffers ? { sharedBuffers: options.sharedBuffers } : {}),
+        ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
+      });
+    })().catch((e) => {
+      throw fail("PG_UNAVAILABLE", `PGlite in ${dir} did not open: ${firstLine(e)}`);
+    });
+    // Failures reach callers through their own awaits of `opened`.
+    this.opened.catch(() => undefined);
+  }
+
+  /** Sends once the database is open. */
+  async request<T>(request: PgliteRequestBody): Promise<T> {
+    await this.opened;
+    return await this.send<T>(request);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.opened;
+      await this.send({ op: "close" });
+    } catch {
+      // Nothing to close, or it failed: the thread goes either way.
+    } finally {
+      this.worker.terminate();
+    }
+  }
+
+  private send<T>(request: PgliteRequestBody): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.worker.postMessage({ ...request, id } as PgliteRequest);
+    });
+  }
+}
+
+type PgliteRequestBody = PgliteRequest extends infer R
+  ? R extends { readonly id: number } ? Omit<R, "id"> : never
+  : never;
 
 function makeServer(url: string, options: ServerOptions) {
   return Effect.gen(function* () {
@@ -221,8 +286,6 @@ const BYTEA_AS_UINT8ARRAY = {
   parse: (x: string) => Uint8Array.from(x.slice(2).match(/../g) ?? [], (h) => parseInt(h, 16)),
 };
 
-const JSON_PARAMS_AS_JSON = { 114: JSON.stringify, 3802: JSON.stringify };
-
 function health(sql: PgSql): Effect.Effect<void, WorldstreamError> {
   return Effect.asVoid(sql.query("select 1 as ok"));
 }
@@ -258,20 +321,27 @@ interface Driver {
   readonly begin: <T>(fn: (inner: Driver) => Promise<T>) => Promise<T>;
 }
 
-function pgliteDriver(db: PGlite): Driver {
+function pgliteDriver(thread: PgliteThread): Driver {
   return {
-    query: async (text, params) => (await db.query(text, [...params])).rows,
-    exec: async (script) => void await db.exec(script),
+    query: (text, params) => thread.request<Rows>({ op: "query", text, params }),
+    exec: (script) => thread.request<void>({ op: "exec", script }),
     // PGlite's own transaction holds its mutex, so no other caller's statement lands inside ours.
-    begin: (fn) => db.transaction((tx) => fn(pgliteTxDriver(tx))),
+    begin: async (fn) => {
+      const tx = await thread.request<number>({ op: "begin" });
+      let result;
+      try {
+        result = await fn(pinnedDriver({
+          query: (text, params) => thread.request<Rows>({ op: "query", text, params, tx }),
+          exec: (script) => thread.request<void>({ op: "exec", script, tx }),
+        }, 1));
+      } catch (e) {
+        await thread.request({ op: "rollback", tx }).catch(() => undefined);
+        throw e;
+      }
+      await thread.request({ op: "commit", tx });
+      return result;
+    },
   };
-}
-
-function pgliteTxDriver(tx: PgliteTransaction): Driver {
-  return pinnedDriver({
-    query: async (text, params) => (await tx.query(text, [...params])).rows,
-    exec: async (script) => void await tx.exec(script),
-  }, 1);
 }
 
 type ClientTypes = { bigint: number; bytea: Uint8Array<ArrayBuffer> };
