@@ -30,6 +30,8 @@ export interface WalBacklog {
   readonly drain_failures: number;
   readonly last_drain_error: string | null;
   readonly last_drain_reason: string | null;
+  /** When (epoch ms) the drain last wrote records into Postgres, `null` if never. */
+  readonly last_drain_wrote_at: number | null;
 }
 
 /** The runtime's state, judged. */
@@ -54,6 +56,8 @@ export function assess(input: {
   readonly dependencies: ReadonlyArray<DependencyHealth>;
   readonly conditions: ReadonlyMap<string, string>;
   readonly wal: WalBacklog | null;
+  /** When (epoch ms) `dependencies` was checked. */
+  readonly checkedAt?: number;
 }): Readiness {
   const problems: Array<string> = [];
   let down = false;
@@ -71,9 +75,15 @@ export function assess(input: {
   const pgDown = wal?.last_drain_reason === "PG_UNAVAILABLE"
     ? `WAL drain: ${wal.last_drain_error ?? "Postgres is unavailable"}`
     : undefined;
+  // And hears of it coming back before the next re-check does (up to a poll interval later):
+  // records written into Postgres after the check prove it reachable.
+  const pgBack = pgDown === undefined && wal?.last_drain_wrote_at != null &&
+    input.checkedAt !== undefined && wal.last_drain_wrote_at > input.checkedAt;
   const dependencies = input.dependencies.map((d) =>
     d.name === "postgres" && d.ok && pgDown !== undefined
       ? { ...d, ok: false, detail: `${d.detail} (${pgDown})` }
+      : d.name === "postgres" && !d.ok && pgBack
+      ? { ...d, ok: true, detail: `${d.detail} (reachable again: the WAL drain wrote to it)` }
       : d
   );
   if (pgDown !== undefined && !dependencies.some((d) => d.name === "postgres")) {
@@ -130,11 +140,16 @@ export class Health extends Context.Service<Health, {
   /** A fresh health record: starting, nothing reported yet. */
   static readonly make: Effect.Effect<Health["Service"]> = Effect.sync(() => {
     let dependencies: ReadonlyArray<DependencyHealth> = [];
+    let checkedAt: number | undefined;
     let started = false;
     const conditions = new Map<string, string>();
     let wal: Effect.Effect<WalBacklog> | undefined;
     return Health.of({
-      reportDependencies: (report) => Effect.sync(() => void (dependencies = report)),
+      reportDependencies: (report) =>
+        Effect.sync(() => {
+          dependencies = report;
+          checkedAt = Date.now();
+        }),
       markStarted: Effect.sync(() => void (started = true)),
       setCondition: (name, problem) =>
         Effect.sync(() =>
@@ -147,7 +162,7 @@ export class Health extends Context.Service<Health, {
         ),
       readiness: Effect.gen(function* () {
         const backlog = wal === undefined ? null : yield* wal;
-        return assess({ started, dependencies, conditions, wal: backlog });
+        return assess({ started, dependencies, conditions, wal: backlog, checkedAt });
       }),
     });
   });
@@ -170,6 +185,7 @@ export class Health extends Context.Service<Health, {
               drain_failures: status.failures,
               last_drain_error: status.lastError ?? null,
               last_drain_reason: status.lastReason ?? null,
+              last_drain_wrote_at: status.lastWroteAt ?? null,
             })),
           ),
         );

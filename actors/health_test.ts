@@ -15,6 +15,7 @@ const WAL: WalBacklog = {
   drain_failures: 0,
   last_drain_error: null,
   last_drain_reason: null,
+  last_drain_wrote_at: null,
 };
 
 const down = (name: DependencyHealth["name"]) =>
@@ -53,6 +54,28 @@ Deno.test("the drain failing with PG_UNAVAILABLE marks Postgres down before the 
   });
   assert.equal(r.status, "degraded");
   assert.equal(r.dependencies.find((d) => d.name === "postgres")?.ok, false);
+});
+
+Deno.test("records drained into Postgres after the last check mark it back before the next re-check", () => {
+  const back = judge({
+    dependencies: down("postgres"),
+    checkedAt: 1_000,
+    wal: { ...WAL, last_drain_wrote_at: 2_000 },
+  });
+  assert.equal(back.status, "healthy");
+  assert.match(
+    back.dependencies.find((d) => d.name === "postgres")?.detail ?? "",
+    /reachable again/,
+  );
+  // Written before the check that found it down: no news, still degraded.
+  const stale = judge({
+    dependencies: down("postgres"),
+    checkedAt: 3_000,
+    wal: { ...WAL, last_drain_wrote_at: 2_000 },
+  });
+  assert.equal(stale.status, "degraded");
+  // Never written: degraded.
+  assert.equal(judge({ dependencies: down("postgres"), checkedAt: 3_000 }).status, "degraded");
 });
 
 Deno.test("the drain failing for another reason is degraded and names the error", () => {

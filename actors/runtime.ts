@@ -118,10 +118,20 @@ export function receiptSigner(profile: Profile) {
   return receiptKeyEnv(profile).pipe(Effect.flatMap((env) => signerFromEnv(env)));
 }
 
-/** The streaming core: stores, WAL and its drain, journal, config, checkpointer, supervisor. */
-export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
+/**
+ * The durable path as every command that writes the runs root's WAL builds it: Postgres, the WAL,
+ * its drain (recording the drained receipt head, so a later start with Postgres down continues
+ * the chain from the right receipt), Receipts and the Journal sealing onto the chain. `lazy`
+ * leaves Postgres unmigrated (and unreached) until first use, as the offline-first runtime
+ * wants; `benchOff` lets the stream bench swap the Journal for its off switch.
+ */
+export function durableLayer(profile: Profile, options: {
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly lazy?: boolean;
+  readonly benchOff?: boolean;
+} = {}) {
   const paths = runtimePaths(profile);
-  const pg = postgresLayer(profile, { lazy: true });
+  const pg = postgresLayer(profile, { lazy: options.lazy ?? false });
   const wal = Wal.layer({ dir: paths.wal });
   const boot = bootstrapOptions(profile);
   const journalOptions = {
@@ -129,24 +139,33 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
     ...(boot.mode === "backend" ? { headWaitMs: boot.timeoutMs } : {}),
   };
   const receipts = Layer.unwrap(
-    receiptSigner(profile).pipe(
-      Effect.map((signer) =>
-        Layer.merge(
+    receiptKeyEnv(profile, options.env).pipe(
+      Effect.flatMap((env) => signerFromEnv(env)),
+      Effect.map((signer) => {
+        const journal = Journal.layer(signer, journalOptions).pipe(
+          Layer.provide(Receipts.layer(signer)),
+        );
+        return Layer.merge(
           Receipts.layer(signer),
-          journalOrBenchOff(
-            profile,
-            Journal.layer(signer, journalOptions).pipe(Layer.provide(Receipts.layer(signer))),
-          ),
-        )
-      ),
+          options.benchOff ? journalOrBenchOff(profile, journal) : journal,
+        );
+      }),
     ),
   );
-  const health = options.health ? Layer.succeed(Health, options.health) : Health.layer;
   const drain = WalDrain.layerWith(recordingDrainedHead(paths.drainedHead, writeToPostgres));
-  const durable = Health.walLayer.pipe(
-    Layer.provideMerge(drain),
+  return drain.pipe(
     Layer.provideMerge(receipts),
-    Layer.provideMerge(Layer.mergeAll(pg, wal, health)),
+    Layer.provideMerge(Layer.merge(pg, wal)),
+  );
+}
+
+/** The streaming core: stores, WAL and its drain, journal, config, checkpointer, supervisor. */
+export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
+  const paths = runtimePaths(profile);
+  const health = options.health ? Layer.succeed(Health, options.health) : Health.layer;
+  const durable = Health.walLayer.pipe(
+    Layer.provideMerge(durableLayer(profile, { lazy: true, benchOff: true })),
+    Layer.provideMerge(health),
   );
   const base = Layer.mergeAll(
     // The runtime streams for hours next to other services: DuckDB gets a fixed share of memory

@@ -21,6 +21,7 @@ function healthWith(dependencies: ReadonlyArray<DependencyHealth>, started = tru
       drain_failures: 0,
       last_drain_error: null,
       last_drain_reason: null,
+      last_drain_wrote_at: null,
     }));
     return health;
   });

@@ -18,17 +18,12 @@
  * one writer on the receipt chain. Draining needs the receipt key, as the runtime does.
  */
 import { Effect, Layer } from "effect";
-import { join } from "node:path";
-import { Journal } from "../actors/journal.ts";
 import { runConfigOf } from "../actors/run_config.ts";
-import { postgresLayer, receiptKeyEnv } from "../actors/runtime.ts";
+import { durableLayer } from "../actors/runtime.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import type { Env } from "../core/profile_interpolate.ts";
-import { signerFromEnv } from "../core/receipt_keys.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type DeadLetter, DeadLetters, type DeadLetterStatus } from "../stores/dead_letters.ts";
-import { Receipts } from "../stores/receipts.ts";
-import { Wal } from "../stores/wal.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
 import { type Flags, parseFlags } from "./args.ts";
 import type { Outcome } from "./commands.ts";
@@ -147,24 +142,10 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
 
 /**
  * The stores these commands need: Postgres (migrated), the profile's WAL with its drain, and the
- * Journal that seals retry receipts onto the chain, all as the runtime builds them.
+ * Journal that seals retry receipts onto the chain, built as the runtime builds them.
  */
 function deadLetterLayer(profile: Profile, env: Env) {
-  const pg = postgresLayer(profile);
-  const wal = Wal.layer({ dir: join(profile.paths.runsRoot, "wal") });
-  const journal = Layer.unwrap(
-    receiptKeyEnv(profile, env).pipe(
-      Effect.flatMap((vars) => signerFromEnv(vars)),
-      Effect.map((signer) => {
-        const receipts = Receipts.layer(signer);
-        return Layer.merge(receipts, Journal.layer(signer).pipe(Layer.provide(receipts)));
-      }),
-    ),
-  );
-  return Layer.mergeAll(WalDrain.layer(), DeadLetters.layer).pipe(
-    Layer.provideMerge(journal),
-    Layer.provideMerge(Layer.merge(pg, wal)),
-  );
+  return DeadLetters.layer.pipe(Layer.provideMerge(durableLayer(profile, { env })));
 }
 
 function profileOf(flags: Flags, options: DeadLettersOptions) {

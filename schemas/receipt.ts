@@ -23,6 +23,8 @@ import {
 export const RECEIPT_KINDS = [
   "delivery",
   "dead_letter",
+  "dead_letter_closed",
+  "dead_letter_retry",
   "budget_exceeded",
   "policy_decision",
   "ready_decision",

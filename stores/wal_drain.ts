@@ -53,6 +53,8 @@ export interface WalDrainStatus {
   readonly lastError: string | undefined;
   /** The reason code of the last failure (e.g. PG_UNAVAILABLE), cleared by a success. */
   readonly lastReason: string | undefined;
+  /** When (epoch ms) a drain last wrote records into the sink: proof that it was reachable. */
+  readonly lastWroteAt: number | undefined;
 }
 
 /** The background copy of the WAL into Postgres. */
@@ -86,6 +88,7 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
       failures: 0,
       lastError: undefined,
       lastReason: undefined,
+      lastWroteAt: undefined,
     };
 
     const drainNow = wal.drainOnce(handler, { batchSize: options.batchSize ?? 500 }).pipe(
@@ -97,6 +100,7 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
             failures: 0,
             lastError: undefined,
             lastReason: undefined,
+            lastWroteAt: n > 0 ? Date.now() : status.lastWroteAt,
           };
         })
       ),
