@@ -1,16 +1,21 @@
 /**
- * PGlite on a thread of its own (a Web Worker), driven by stores/postgres.ts over messages.
+ * PGlite beside the streaming thread, driven by stores/postgres.ts over messages: in a process
+ * of its own (the default: `deno run pglite_worker.ts --stdio`, frames on stdin/stdout) or on a
+ * Web Worker thread.
  *
  * PGlite is Postgres compiled to WebAssembly, and every statement runs synchronously on the
  * thread that owns it: opening a folder takes ~0.5 s of CPU and a WAL drain batch 5–30 ms. On
  * the streaming thread those stretches delayed paced sends and a restart's first delivery; here
- * they run beside it. The protocol is private to stores/postgres.ts.
+ * they run beside it. In a process of its own its memory (the WebAssembly heap, a second V8
+ * isolate: ~120 MB) is not the streaming process's, and the OS returns all of it when it exits.
+ * The child ends when its stdin closes, so it never outlives its owner, even one SIGKILLed.
+ * The protocol is private to stores/postgres.ts.
  *
  * A transaction is PGlite's own (`db.transaction`), held open across messages: statements tagged
  * with its id run in it, everything else queues behind PGlite's mutex as it would in process.
  */
-/// <reference lib="deno.worker" />
 import { PGlite, type Transaction } from "@electric-sql/pglite";
+import { deserialize, serialize } from "node:v8";
 
 /** A request from the owning thread. */
 export type PgliteRequest =
@@ -98,9 +103,26 @@ async function end(tx: number, commit: boolean): Promise<void> {
   await open.done;
 }
 
+let folderLock: Deno.FsFile | undefined;
+/** Set in the process mode (a Worker dies with its owner, so it needs no lock). */
+let lockOnOpen = false;
+
+/**
+ * One PGlite per folder: an exclusive lock held for the life of this process (the OS drops it
+ * when the process ends). A runtime restarted straight after a SIGKILL waits here until the old
+ * process, which sees its stdin close, has closed the database.
+ */
+async function lockFolder(dir: string): Promise<void> {
+  if (folderLock !== undefined) return;
+  const file = await Deno.open(`${dir}/.worldstream-pglite.lock`, { create: true, write: true });
+  await file.lock(true);
+  folderLock = file;
+}
+
 async function handle(request: PgliteRequest): Promise<unknown> {
   switch (request.op) {
     case "open":
+      if (lockOnOpen) await lockFolder(request.dir);
       db = await PGlite.create(request.dir, {
         serializers: JSON_PARAMS_AS_JSON,
         ...(request.sharedBuffers
@@ -132,18 +154,70 @@ async function handle(request: PgliteRequest): Promise<unknown> {
   }
 }
 
-self.onmessage = (event: MessageEvent<PgliteRequest>) => {
-  const request = event.data;
+function answer(request: PgliteRequest, reply: (response: PgliteResponse) => void): void {
   handle(request).then(
-    (value) => self.postMessage({ id: request.id, ok: true, value } satisfies PgliteResponse),
+    (value) => reply({ id: request.id, ok: true, value }),
     (e) =>
-      self.postMessage(
-        {
-          id: request.id,
-          ok: false,
-          message: e instanceof Error ? e.message : String(e),
-          ...(typeof e?.code === "string" ? { code: e.code } : {}),
-        } satisfies PgliteResponse,
-      ),
+      reply({
+        id: request.id,
+        ok: false,
+        message: e instanceof Error ? e.message : String(e),
+        ...(typeof e?.code === "string" ? { code: e.code } : {}),
+      }),
   );
-};
+}
+
+/** One frame: a 4-byte little-endian length, then the value in V8's structured-clone format. */
+export function frame(value: unknown): Uint8Array {
+  const body = serialize(value);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length, true);
+  out.set(body, 4);
+  return out;
+}
+
+/** Reads frames from `stream` until it ends. */
+export async function* frames(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+  let buffered = new Uint8Array(0);
+  for await (const chunk of stream) {
+    const joined = new Uint8Array(buffered.length + chunk.length);
+    joined.set(buffered);
+    joined.set(chunk, buffered.length);
+    let at = 0;
+    while (joined.length - at >= 4) {
+      const length = new DataView(joined.buffer, at).getUint32(0, true);
+      if (joined.length - at - 4 < length) break;
+      yield deserialize(joined.subarray(at + 4, at + 4 + length));
+      at += 4 + length;
+    }
+    buffered = joined.slice(at);
+  }
+}
+
+/** The process mode: requests from stdin, answers to stdout, until stdin closes. */
+async function serveStdio(): Promise<void> {
+  lockOnOpen = true;
+  const out = Deno.stdout.writable.getWriter();
+  let writing = Promise.resolve();
+  const reply = (response: PgliteResponse) => {
+    const bytes = frame(response);
+    writing = writing.then(() => out.write(bytes)).catch(() => undefined);
+  };
+  for await (const request of frames(Deno.stdin.readable)) answer(request as PgliteRequest, reply);
+  // The owner closed stdin (or died): nothing more will be asked.
+  await Promise.allSettled([...txs.values()].map((t) => (t.finish(false), t.done)));
+  await db?.close().catch(() => undefined);
+  await writing;
+  Deno.exit(0);
+}
+
+const WorkerScope = (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope;
+if (typeof WorkerScope === "function") {
+  const worker = globalThis as unknown as {
+    onmessage: (event: MessageEvent<PgliteRequest>) => void;
+    postMessage: (message: PgliteResponse) => void;
+  };
+  worker.onmessage = (event) => answer(event.data, (r) => worker.postMessage(r));
+} else if (import.meta.main && Deno.args.includes("--stdio")) {
+  await serveStdio();
+}

@@ -13,7 +13,7 @@ import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
 import type { Cause } from "effect";
 import { fileURLToPath } from "node:url";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
-import type { PgliteRequest, PgliteResponse } from "./pglite_worker.ts";
+import { frame, frames, type PgliteRequest, type PgliteResponse } from "./pglite_worker.ts";
 
 /** Which engine answers the SQL. */
 export type PgBackend = "pglite" | "server";
@@ -132,6 +132,18 @@ export interface PgliteOptions {
    * PGlite starts and stays resident for the life of the process.
    */
   readonly sharedBuffers?: string;
+  /** Where PGlite runs (default WORLDSTREAM_PGLITE_ISOLATION, else `process`). */
+  readonly isolation?: PgliteIsolation;
+}
+
+function isolationFromEnv(): PgliteIsolation {
+  let value: string | undefined;
+  try {
+    value = Deno.env.get("WORLDSTREAM_PGLITE_ISOLATION");
+  } catch {
+    // No env permission: the default.
+  }
+  return value === "worker" ? "worker" : "process";
 }
 
 function makePglite(dir: string, options: PgliteOptions = {}) {
@@ -140,7 +152,7 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
     // beside it, and the first statement waits for it.
     const thread = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const thread = new PgliteThread();
+        const thread = new PgliteThread(options.isolation ?? isolationFromEnv());
         thread.open(dir, options);
         return thread;
       }),
@@ -155,11 +167,110 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
   });
 }
 
+/** How PGlite's requests and answers travel: to a child process (default) or a Worker. */
+interface PgliteChannel {
+  post(request: PgliteRequest): void;
+  /** Stops the other side; resolves once it has gone. */
+  terminate(): Promise<void>;
+}
+
+/** Where PGlite runs (WORLDSTREAM_PGLITE_ISOLATION): `process` (default) or `worker`. */
+export type PgliteIsolation = "process" | "worker";
+
+const WORKER_URL = new URL("./pglite_worker.ts", import.meta.url);
+
+function workerChannel(
+  onAnswer: (answer: PgliteResponse) => void,
+  onFailure: (message: string) => void,
+): PgliteChannel {
+  const worker = new Worker(WORKER_URL, { type: "module" });
+  worker.onmessage = (event: MessageEvent<PgliteResponse>) => onAnswer(event.data);
+  worker.onerror = (event) => {
+    event.preventDefault();
+    onFailure(`PGlite's thread failed: ${event.message}`);
+  };
+  return {
+    post: (request) => worker.postMessage(request),
+    terminate: () => Promise.resolve(worker.terminate()),
+  };
+}
+
+function processChannel(
+  onAnswer: (answer: PgliteResponse) => void,
+  onFailure: (message: string) => void,
+): PgliteChannel {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      // Its JavaScript is small: PGlite's memory is WebAssembly, outside V8's heap.
+      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=128",
+      "--config",
+      fileURLToPath(new URL("../deno.json", import.meta.url)),
+      fileURLToPath(WORKER_URL),
+      "--stdio",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const input = child.stdin.getWriter();
+  let writing = Promise.resolve();
+  let ended = false;
+  const reading = (async () => {
+    try {
+      for await (const answer of frames(child.stdout)) onAnswer(answer as PgliteResponse);
+    } catch {
+      // Cut off: reported below.
+    }
+    const status = await child.status;
+    if (!ended) onFailure(`PGlite's process ended (exit code ${status.code})`);
+  })();
+  return {
+    post: (request) => {
+      const bytes = frame(request);
+      writing = writing.then(() => input.write(bytes)).catch(() => undefined);
+    },
+    terminate: async () => {
+      ended = true;
+      // Closing stdin asks it to close the database and exit; a child that hangs is killed.
+      await writing;
+      await input.close().catch(() => undefined);
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }, 10_000);
+      await reading;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A child process, or a Worker when this process may not start one. */
+function processOrWorker(
+  onAnswer: (answer: PgliteResponse) => void,
+  onFailure: (message: string) => void,
+): PgliteChannel {
+  try {
+    return processChannel(onAnswer, onFailure);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return workerChannel(onAnswer, onFailure);
+    }
+    throw e;
+  }
+}
+
 /** The owning side of stores/pglite_worker.ts: requests out, answers matched by id. */
 class PgliteThread {
-  private readonly worker = new Worker(new URL("./pglite_worker.ts", import.meta.url), {
-    type: "module",
-  });
+  private readonly channel: PgliteChannel;
   private readonly pending = new Map<
     number,
     { resolve: (value: unknown) => void; reject: (e: Error) => void }
@@ -167,21 +278,22 @@ class PgliteThread {
   private nextId = 1;
   private opened: Promise<void> = Promise.resolve();
 
-  constructor() {
-    this.worker.onmessage = (event: MessageEvent<PgliteResponse>) => {
-      const answer = event.data;
+  constructor(isolation: PgliteIsolation) {
+    const onAnswer = (answer: PgliteResponse) => {
       const waiter = this.pending.get(answer.id);
       if (waiter === undefined) return;
       this.pending.delete(answer.id);
       if (answer.ok) waiter.resolve(answer.value);
       else waiter.reject(Object.assign(new Error(answer.message), { code: answer.code }));
     };
-    this.worker.onerror = (event) => {
-      event.preventDefault();
-      const error = new Error(`PGlite's thread failed: ${event.message}`);
+    const onFailure = (message: string) => {
+      const error = new Error(message);
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
     };
+    this.channel = isolation === "worker"
+      ? workerChannel(onAnswer, onFailure)
+      : processOrWorker(onAnswer, onFailure);
   }
 
   open(dir: string, options: PgliteOptions): void {
@@ -214,7 +326,7 @@ class PgliteThread {
     } catch {
       // Nothing to close, or it failed: the thread goes either way.
     } finally {
-      this.worker.terminate();
+      await this.channel.terminate();
     }
   }
 
@@ -222,7 +334,7 @@ class PgliteThread {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.worker.postMessage({ ...request, id } as PgliteRequest);
+      this.channel.post({ ...request, id } as PgliteRequest);
     });
   }
 }

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { Effect } from "effect";
+import { fileURLToPath } from "node:url";
+import { Postgres } from "./postgres.ts";
+
+const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
+const POSTGRES_TS = new URL("./postgres.ts", import.meta.url).href;
+const haveProc = (() => {
+  try {
+    Deno.statSync("/proc/self/status");
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** The pids of `pid`'s live children (Linux). */
+function childrenOf(pid: number): number[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(/\s+/)
+      .filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    const state = /State:\s+(\S)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
+    return state !== undefined && state !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, ok: () => boolean, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+Deno.test("PGlite on a Worker thread (WORLDSTREAM_PGLITE_ISOLATION=worker) answers as in its own process", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ws-pglite-worker-" });
+  for (const isolation of ["worker", "process"] as const) {
+    const rows = await Effect.runPromise(
+      Effect.gen(function* () {
+        const pg = yield* Postgres;
+        return yield* pg.query<Record<string, unknown>>(
+          "select $1::int8 as big, $2::timestamptz as at, $3::bytea as bytes",
+          [10n, new Date(0), new Uint8Array([0, 255])],
+        );
+      }).pipe(Effect.provide(Postgres.layerPglite(dir, { isolation }))),
+    );
+    assert.deepEqual(rows, [{ big: 10, at: new Date(0), bytes: new Uint8Array([0, 255]) }]);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test({
+  name:
+    "PGlite's process ends when its owner is SIGKILLed, and the folder opens again with what was committed",
+  ignore: !haveProc,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ws-pglite-orphan-" });
+    const script = `${dir}-owner.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { Effect } from "effect";
+import { Postgres } from ${JSON.stringify(POSTGRES_TS)};
+await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+  const pg = yield* Postgres;
+  yield* pg.query("create table t (x int)");
+  yield* pg.query("insert into t values (7)");
+  console.log("ready");
+  yield* Effect.never;
+})).pipe(Effect.provide(Postgres.layerPglite(${JSON.stringify(`${dir}/db`)}))));
+`,
+    );
+    const owner = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--config", CONFIG, script],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = owner.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes("ready")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += value;
+    }
+    assert.match(seen, /ready/);
+    const kids = childrenOf(owner.pid);
+    assert.equal(kids.length, 1, "PGlite runs in one child process");
+    owner.kill("SIGKILL");
+    await owner.status;
+    await reader.cancel();
+    // Its stdin closed with its owner: it closes the database and exits by itself.
+    await until("PGlite's process to exit", () => !alive(kids[0]));
+    const rows = await Effect.runPromise(
+      Effect.gen(function* () {
+        return yield* (yield* Postgres).query<{ x: number }>("select x from t");
+      }).pipe(Effect.provide(Postgres.layerPglite(`${dir}/db`))),
+    );
+    assert.deepEqual(rows, [{ x: 7 }]);
+    await Deno.remove(script);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
