@@ -115,9 +115,10 @@ const ID_AT = 13;
 const ID_END = ID_AT + 64;
 const TS_LENGTH = "YYYY-MM-DDTHH:MM:SS.ffffffZ".length;
 const PK_NULL_MARK = "PRIMARY_KEY_MISSING:";
-// Rows turned into JS strings per call: ~1 ms of the event loop, so a paced stream never waits
-// behind a whole 2048-row chunk's conversion (5–20 ms).
-const SLICE = 256;
+// Rows turned into JS strings per call: a fraction of a millisecond of the event loop, so a
+// paced stream never waits behind a whole 2048-row chunk's conversion (5–20 ms), and a slice's
+// strings die young (13 ms of a 5,000 events/s stream) instead of being promoted to old space.
+const SLICE = 64;
 
 /** Opens a view for reading envelopes after `options.after` (or from its first row). */
 export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
