@@ -195,25 +195,34 @@ function workerChannel(
   };
 }
 
+/** `deno run` arguments for a PGlite helper process: `script` with `args`, this checkout's config. */
+function pgliteProcessArgs(script: URL, args: ReadonlyArray<string>, v8Flags?: string): string[] {
+  return [
+    "run",
+    "--quiet",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
+    "--config",
+    fileURLToPath(new URL("../deno.json", import.meta.url)),
+    fileURLToPath(script),
+    ...args,
+  ];
+}
+
 function processChannel(
   onAnswer: (answer: PgliteResponse) => void,
   onFailure: (message: string) => void,
 ): PgliteChannel {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      // Its JavaScript is small: PGlite's memory is WebAssembly, outside V8's heap.
-      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=128",
-      "--config",
-      fileURLToPath(new URL("../deno.json", import.meta.url)),
-      fileURLToPath(WORKER_URL),
-      "--stdio",
-    ],
+    // Its JavaScript is small: PGlite's memory is WebAssembly, outside V8's heap.
+    args: pgliteProcessArgs(
+      WORKER_URL,
+      ["--stdio"],
+      "--max-semi-space-size=1,--max-old-space-size=128",
+    ),
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -645,18 +654,7 @@ async function initPgliteApart(dir: string): Promise<void> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-sys",
-        "--config",
-        fileURLToPath(new URL("../deno.json", import.meta.url)),
-        fileURLToPath(import.meta.url),
-        dir,
-      ],
+      args: pgliteProcessArgs(new URL(import.meta.url), [dir]),
       stdin: "null",
       stdout: "null",
       stderr: "piped",
