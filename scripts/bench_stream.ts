@@ -252,23 +252,19 @@ function siteEnv(env: Record<string, string> = {}): Record<string, string> {
   };
 }
 
+/** The V8 flags `deno task stream` starts worldstream with (read from deno.json, not copied). */
+const TASK_V8 = /--v8-flags=(\S+)/.exec(
+  JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks.stream,
+)?.[1] ?? "";
 /** Extra V8 flags for worldstream (BENCH_V8_FLAGS, comma-separated), to try GC settings. */
 const EXTRA_V8 = Deno.env.get("BENCH_V8_FLAGS") ?? "";
+const V8_FLAGS = `--v8-flags=${[TASK_V8, EXTRA_V8].filter(Boolean).join(",")}`;
 
 /** Starts `main.ts stream` as `deno task stream` does; `done` has its output and exit status. */
 function spawnStream(args: string[], env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
     // As `deno task stream` runs it: V8's old space capped, so garbage is collected, not kept.
-    args: [
-      "run",
-      "-A",
-      `--v8-flags=--max-old-space-size=256,--max-semi-space-size=4,--heap-growing-percent=100${
-        EXTRA_V8 ? `,${EXTRA_V8}` : ""
-      }`,
-      MAIN,
-      "stream",
-      ...args,
-    ],
+    args: ["run", "-A", V8_FLAGS, MAIN, "stream", ...args],
     env,
     stdout: "piped",
     stderr: "piped",
@@ -701,12 +697,7 @@ async function bareStartMs(): Promise<number> {
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
     await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--v8-flags=--max-old-space-size=256,--max-semi-space-size=4,--heap-growing-percent=100",
-        MAIN,
-      ],
+      args: ["run", "-A", V8_FLAGS, MAIN],
       stdout: "null",
       stderr: "null",
     }).output();

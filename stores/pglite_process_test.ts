@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Effect } from "effect";
 import { fileURLToPath } from "node:url";
 import { Postgres } from "./postgres.ts";
+import { frame, frames } from "./pglite_worker.ts";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
 const POSTGRES_TS = new URL("./postgres.ts", import.meta.url).href;
@@ -107,4 +108,22 @@ await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
     await Deno.remove(script);
     await Deno.remove(dir, { recursive: true });
   },
+});
+
+Deno.test("frames come back whole however the bytes are cut: one byte at a time, many per chunk", async () => {
+  const values = [{ id: 1, rows: [{ at: new Date(0), n: 10n }] }, "x".repeat(100_000), null];
+  const bytes = new Uint8Array(values.map(frame).flatMap((f) => [...f]));
+  for (const cut of [1, 7, 4096, bytes.length]) {
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < bytes.length; at += cut) {
+          controller.enqueue(bytes.slice(at, at + cut));
+        }
+        controller.close();
+      },
+    });
+    const got: unknown[] = [];
+    for await (const value of frames(stream)) got.push(value);
+    assert.deepEqual(got, values, `cut every ${cut} bytes`);
+  }
 });

@@ -176,22 +176,48 @@ export function frame(value: unknown): Uint8Array {
   return out;
 }
 
-/** Reads frames from `stream` until it ends. */
+/**
+ * Reads frames from `stream` until it ends. Chunks are only joined once a whole frame has
+ * arrived, so a large frame arriving in many chunks is copied once, not once per chunk.
+ */
 export async function* frames(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
-  let buffered = new Uint8Array(0);
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  // Bytes needed before the next frame can be read: its header, then header and body.
+  let need = 4;
   for await (const chunk of stream) {
-    const joined = new Uint8Array(buffered.length + chunk.length);
-    joined.set(buffered);
-    joined.set(chunk, buffered.length);
+    parts.push(chunk);
+    size += chunk.length;
+    if (size < need) continue;
+    const data = parts.length === 1 ? parts[0] : join(parts, size);
     let at = 0;
-    while (joined.length - at >= 4) {
-      const length = new DataView(joined.buffer, at).getUint32(0, true);
-      if (joined.length - at - 4 < length) break;
-      yield deserialize(joined.subarray(at + 4, at + 4 + length));
+    for (;;) {
+      if (data.length - at < 4) {
+        need = 4;
+        break;
+      }
+      const length = new DataView(data.buffer, data.byteOffset + at).getUint32(0, true);
+      if (data.length - at - 4 < length) {
+        need = 4 + length;
+        break;
+      }
+      yield deserialize(data.subarray(at + 4, at + 4 + length));
       at += 4 + length;
     }
-    buffered = joined.slice(at);
+    parts.length = 0;
+    size = data.length - at;
+    if (size > 0) parts.push(data.slice(at));
   }
+}
+
+function join(parts: ReadonlyArray<Uint8Array>, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** The process mode: requests from stdin, answers to stdout, until stdin closes. */
