@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Effect } from "effect";
 import { fileURLToPath } from "node:url";
 import { Postgres } from "./postgres.ts";
-import { frame, frames } from "./pglite_worker.ts";
+import { frame, frames } from "./pglite_channel.ts";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
 const POSTGRES_TS = new URL("./postgres.ts", import.meta.url).href;

@@ -1,7 +1,7 @@
 /**
- * PGlite beside the streaming thread, driven by stores/postgres.ts over messages: in a process
- * of its own (the default: `deno run pglite_worker.ts --stdio`, frames on stdin/stdout) or on a
- * Web Worker thread.
+ * PGlite beside the streaming thread, driven by stores/postgres.ts over messages
+ * (stores/pglite_channel.ts): in a process of its own (the default: `deno run pglite_worker.ts
+ * --stdio`, frames on stdin/stdout) or on a Web Worker thread.
  *
  * PGlite is Postgres compiled to WebAssembly, and every statement runs synchronously on the
  * thread that owns it: opening a folder takes ~0.5 s of CPU and a WAL drain batch 5–30 ms. On
@@ -9,45 +9,13 @@
  * they run beside it. In a process of its own its memory (the WebAssembly heap, a second V8
  * isolate: ~120 MB) is not the streaming process's, and the OS returns all of it when it exits.
  * The child ends when its stdin closes, so it never outlives its owner, even one SIGKILLed.
- * The protocol is private to stores/postgres.ts.
+ * The protocol and its framing are in stores/pglite_channel.ts, private to the two of them.
  *
  * A transaction is PGlite's own (`db.transaction`), held open across messages: statements tagged
  * with its id run in it, everything else queues behind PGlite's mutex as it would in process.
  */
 import { PGlite, type Transaction } from "@electric-sql/pglite";
-import { deserialize, serialize } from "node:v8";
-
-/** A request from the owning thread. */
-export type PgliteRequest =
-  | {
-    readonly id: number;
-    readonly op: "open";
-    readonly dir: string;
-    readonly sharedBuffers?: string;
-    readonly relaxedDurability?: boolean;
-  }
-  | {
-    readonly id: number;
-    readonly op: "query";
-    readonly text: string;
-    readonly params: ReadonlyArray<unknown>;
-    readonly tx?: number;
-  }
-  | { readonly id: number; readonly op: "exec"; readonly script: string; readonly tx?: number }
-  | { readonly id: number; readonly op: "begin" }
-  | { readonly id: number; readonly op: "commit" | "rollback"; readonly tx: number }
-  | { readonly id: number; readonly op: "close" };
-
-/** The answer to request `id`: a value, or the error's message. */
-export type PgliteResponse =
-  | { readonly id: number; readonly ok: true; readonly value: unknown }
-  | {
-    readonly id: number;
-    readonly ok: false;
-    readonly message: string;
-    /** The SQLSTATE, when Postgres raised it. */
-    readonly code?: string;
-  };
+import { frame, frames, type PgliteRequest, type PgliteResponse } from "./pglite_channel.ts";
 
 const JSON_PARAMS_AS_JSON = { 114: JSON.stringify, 3802: JSON.stringify };
 
@@ -167,59 +135,6 @@ function answer(request: PgliteRequest, reply: (response: PgliteResponse) => voi
   );
 }
 
-/** One frame: a 4-byte little-endian length, then the value in V8's structured-clone format. */
-export function frame(value: unknown): Uint8Array {
-  const body = serialize(value);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length, true);
-  out.set(body, 4);
-  return out;
-}
-
-/**
- * Reads frames from `stream` until it ends. Chunks are only joined once a whole frame has
- * arrived, so a large frame arriving in many chunks is copied once, not once per chunk.
- */
-export async function* frames(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  // Bytes needed before the next frame can be read: its header, then header and body.
-  let need = 4;
-  for await (const chunk of stream) {
-    parts.push(chunk);
-    size += chunk.length;
-    if (size < need) continue;
-    const data = parts.length === 1 ? parts[0] : join(parts, size);
-    let at = 0;
-    for (;;) {
-      if (data.length - at < 4) {
-        need = 4;
-        break;
-      }
-      const length = new DataView(data.buffer, data.byteOffset + at).getUint32(0, true);
-      if (data.length - at - 4 < length) {
-        need = 4 + length;
-        break;
-      }
-      yield deserialize(data.subarray(at + 4, at + 4 + length));
-      at += 4 + length;
-    }
-    parts.length = 0;
-    size = data.length - at;
-    if (size > 0) parts.push(data.slice(at));
-  }
-}
-
-function join(parts: ReadonlyArray<Uint8Array>, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** The process mode: requests from stdin, answers to stdout, until stdin closes. */
 async function serveStdio(): Promise<void> {
   lockOnOpen = true;
@@ -246,4 +161,8 @@ if (typeof WorkerScope === "function") {
   worker.onmessage = (event) => answer(event.data, (r) => worker.postMessage(r));
 } else if (import.meta.main && Deno.args.includes("--stdio")) {
   await serveStdio();
+} else if (import.meta.main && Deno.args[0] === "--initdb") {
+  // `deno run pglite_worker.ts --initdb DIR` initialises a PGlite folder (initPgliteApart's
+  // process) and exits.
+  await (await PGlite.create(Deno.args[1])).close();
 }

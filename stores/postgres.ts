@@ -1,19 +1,24 @@
 /**
  * The only door to Postgres. One SQL-first interface, two backends: PGlite in a folder (the
  * embedded default, a single connection) and a real server via `DATABASE_URL` (a postgres.js
- * pool). Nobody else imports `@electric-sql/pglite` or `postgres` (PGlite runs on a thread of its
- * own, stores/pglite_worker.ts, which only this module drives).
+ * pool). Nobody else imports `postgres` or drives PGlite, which runs in a process (or on a
+ * thread) of its own, stores/pglite_worker.ts, reached through stores/pglite_channel.ts.
  *
  * Both backends return the same JS shapes: int8 → number (sequences and counts stay far below
  * 2^53), numeric → string, timestamptz → Date, json/jsonb → parsed values.
  */
-import { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
 import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
 import type { Cause } from "effect";
-import { fileURLToPath } from "node:url";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
-import { frame, frames, type PgliteRequest, type PgliteResponse } from "./pglite_worker.ts";
+import {
+  isolationFromEnv,
+  type PgliteOptions,
+  PgliteThread,
+  PgliteUnavailable,
+} from "./pglite_channel.ts";
+
+export type { PgliteIsolation, PgliteOptions } from "./pglite_channel.ts";
 
 /** Which engine answers the SQL. */
 export type PgBackend = "pglite" | "server";
@@ -124,28 +129,6 @@ export function redactDsn(dsn: string): string {
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-/** Options of the embedded backend. */
-export interface PgliteOptions {
-  readonly relaxedDurability?: boolean;
-  /**
-   * Postgres `shared_buffers`, e.g. "16MB" (default PGlite's, 128MB). The pool is touched as
-   * PGlite starts and stays resident for the life of the process.
-   */
-  readonly sharedBuffers?: string;
-  /** Where PGlite runs (default WORLDSTREAM_PGLITE_ISOLATION, else `process`). */
-  readonly isolation?: PgliteIsolation;
-}
-
-function isolationFromEnv(): PgliteIsolation {
-  let value: string | undefined;
-  try {
-    value = Deno.env.get("WORLDSTREAM_PGLITE_ISOLATION");
-  } catch {
-    // No env permission: the default.
-  }
-  return value === "worker" ? "worker" : "process";
-}
-
 function makePglite(dir: string, options: PgliteOptions = {}) {
   return Effect.gen(function* () {
     // Opening starts now and is not awaited: start-up work that needs no database goes on
@@ -166,191 +149,6 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
     });
   });
 }
-
-/** How PGlite's requests and answers travel: to a child process (default) or a Worker. */
-interface PgliteChannel {
-  post(request: PgliteRequest): void;
-  /** Stops the other side; resolves once it has gone. */
-  terminate(): Promise<void>;
-}
-
-/** Where PGlite runs (WORLDSTREAM_PGLITE_ISOLATION): `process` (default) or `worker`. */
-export type PgliteIsolation = "process" | "worker";
-
-const WORKER_URL = new URL("./pglite_worker.ts", import.meta.url);
-
-function workerChannel(
-  onAnswer: (answer: PgliteResponse) => void,
-  onFailure: (message: string) => void,
-): PgliteChannel {
-  const worker = new Worker(WORKER_URL, { type: "module" });
-  worker.onmessage = (event: MessageEvent<PgliteResponse>) => onAnswer(event.data);
-  worker.onerror = (event) => {
-    event.preventDefault();
-    onFailure(`PGlite's thread failed: ${event.message}`);
-  };
-  return {
-    post: (request) => worker.postMessage(request),
-    terminate: () => Promise.resolve(worker.terminate()),
-  };
-}
-
-/** `deno run` arguments for a PGlite helper process: `script` with `args`, this checkout's config. */
-function pgliteProcessArgs(script: URL, args: ReadonlyArray<string>, v8Flags?: string): string[] {
-  return [
-    "run",
-    "--quiet",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-sys",
-    ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
-    "--config",
-    fileURLToPath(new URL("../deno.json", import.meta.url)),
-    fileURLToPath(script),
-    ...args,
-  ];
-}
-
-function processChannel(
-  onAnswer: (answer: PgliteResponse) => void,
-  onFailure: (message: string) => void,
-): PgliteChannel {
-  const child = new Deno.Command(Deno.execPath(), {
-    // Its JavaScript is small: PGlite's memory is WebAssembly, outside V8's heap.
-    args: pgliteProcessArgs(
-      WORKER_URL,
-      ["--stdio"],
-      "--max-semi-space-size=1,--max-old-space-size=128",
-    ),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const input = child.stdin.getWriter();
-  let writing = Promise.resolve();
-  let ended = false;
-  const reading = (async () => {
-    try {
-      for await (const answer of frames(child.stdout)) onAnswer(answer as PgliteResponse);
-    } catch {
-      // Cut off: reported below.
-    }
-    const status = await child.status;
-    if (!ended) onFailure(`PGlite's process ended (exit code ${status.code})`);
-  })();
-  return {
-    post: (request) => {
-      const bytes = frame(request);
-      writing = writing.then(() => input.write(bytes)).catch(() => undefined);
-    },
-    terminate: async () => {
-      ended = true;
-      // Closing stdin asks it to close the database and exit; a child that hangs is killed.
-      await writing;
-      await input.close().catch(() => undefined);
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      }, 10_000);
-      await reading;
-      clearTimeout(timer);
-    },
-  };
-}
-
-/** A child process, or a Worker when this process may not start one. */
-function processOrWorker(
-  onAnswer: (answer: PgliteResponse) => void,
-  onFailure: (message: string) => void,
-): PgliteChannel {
-  try {
-    return processChannel(onAnswer, onFailure);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return workerChannel(onAnswer, onFailure);
-    }
-    throw e;
-  }
-}
-
-/** The owning side of stores/pglite_worker.ts: requests out, answers matched by id. */
-class PgliteThread {
-  private readonly channel: PgliteChannel;
-  private readonly pending = new Map<
-    number,
-    { resolve: (value: unknown) => void; reject: (e: Error) => void }
-  >();
-  private nextId = 1;
-  private opened: Promise<void> = Promise.resolve();
-
-  constructor(isolation: PgliteIsolation) {
-    const onAnswer = (answer: PgliteResponse) => {
-      const waiter = this.pending.get(answer.id);
-      if (waiter === undefined) return;
-      this.pending.delete(answer.id);
-      if (answer.ok) waiter.resolve(answer.value);
-      else waiter.reject(Object.assign(new Error(answer.message), { code: answer.code }));
-    };
-    const onFailure = (message: string) => {
-      const error = new Error(message);
-      for (const waiter of this.pending.values()) waiter.reject(error);
-      this.pending.clear();
-    };
-    this.channel = isolation === "worker"
-      ? workerChannel(onAnswer, onFailure)
-      : processOrWorker(onAnswer, onFailure);
-  }
-
-  open(dir: string, options: PgliteOptions): void {
-    this.opened = (async () => {
-      await Deno.mkdir(dir, { recursive: true });
-      await initPgliteApart(dir);
-      await this.send({
-        op: "open",
-        dir,
-        ...(options.sharedBuffers ? { sharedBuffers: options.sharedBuffers } : {}),
-        ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
-      });
-    })().catch((e) => {
-      throw fail("PG_UNAVAILABLE", `PGlite in ${dir} did not open: ${firstLine(e)}`);
-    });
-    // Failures reach callers through their own awaits of `opened`.
-    this.opened.catch(() => undefined);
-  }
-
-  /** Sends once the database is open. */
-  async request<T>(request: PgliteRequestBody): Promise<T> {
-    await this.opened;
-    return await this.send<T>(request);
-  }
-
-  async close(): Promise<void> {
-    try {
-      await this.opened;
-      await this.send({ op: "close" });
-    } catch {
-      // Nothing to close, or it failed: the thread goes either way.
-    } finally {
-      await this.channel.terminate();
-    }
-  }
-
-  private send<T>(request: PgliteRequestBody): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.channel.post({ ...request, id } as PgliteRequest);
-    });
-  }
-}
-
-type PgliteRequestBody = PgliteRequest extends infer R
-  ? R extends { readonly id: number } ? Omit<R, "id"> : never
-  : never;
 
 function makeServer(url: string, options: ServerOptions) {
   return Effect.gen(function* () {
@@ -604,6 +402,7 @@ const UNAVAILABLE_CODES = /^(E[A-Z]+|CONNECT_TIMEOUT|CONNECTION_\w+)$/;
 
 function pgError(e: unknown): WorldstreamError {
   if (e instanceof WorldstreamError) return e;
+  if (e instanceof PgliteUnavailable) return fail("PG_UNAVAILABLE", e.message);
   const code = errorCode(e);
   if (code === undefined) return fail("PG_QUERY_FAILED", `Postgres query failed: ${firstLine(e)}`);
   if (UNAVAILABLE_CODES.test(code) || (isSqlState(code) && UNAVAILABLE_STATES.test(code))) {
@@ -636,41 +435,4 @@ function firstLine(e: unknown): string {
 /** Reads `sql/postgres/queries/<name>.sql` (queries live in .sql files, loaded once per module). */
 export function pgQuery(name: string): string {
   return Deno.readTextFileSync(new URL(`../sql/postgres/queries/${name}.sql`, import.meta.url));
-}
-
-/**
- * Runs initdb for a PGlite folder that has no database yet in a short-lived process of its own.
- * In this process it would leave ~400 MB of WebAssembly memory (initdb and a second Postgres
- * instance) resident until V8 happened to collect it, and peak at ~850 MB; a process returns it
- * all when it exits. Without permission to start one, PGlite initialises the folder itself.
- */
-async function initPgliteApart(dir: string): Promise<void> {
-  try {
-    await Deno.stat(`${dir}/PG_VERSION`);
-    return;
-  } catch {
-    // No database yet.
-  }
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command(Deno.execPath(), {
-      args: pgliteProcessArgs(new URL(import.meta.url), [dir]),
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) return;
-    throw e;
-  }
-  if (!out.success) {
-    const text = new TextDecoder().decode(out.stderr).trim();
-    throw new Error(`initdb in a separate process failed: ${text || `exit code ${out.code}`}`);
-  }
-}
-
-// `deno run stores/postgres.ts DIR` initialises a PGlite folder (initPgliteApart's process).
-if (import.meta.main) {
-  const db = await PGlite.create(Deno.args[0]);
-  await db.close();
 }

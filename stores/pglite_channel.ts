@@ -1,0 +1,341 @@
+/**
+ * The owning side of PGlite's own thread or process (stores/pglite_worker.ts): the message
+ * protocol and its framing, the channel to a child process or a Worker, and PgliteThread, which
+ * sends requests and matches answers by id. Only stores/postgres.ts drives it.
+ *
+ * Kept apart from stores/postgres.ts so it loads without Effect, postgres.js or PGlite itself:
+ * a runtime can start PGlite's process (and open its folder) as its very first step, before its
+ * own modules have loaded.
+ */
+import { deserialize, serialize } from "node:v8";
+import { fileURLToPath } from "node:url";
+
+/** A request from the owning thread. */
+export type PgliteRequest =
+  | {
+    readonly id: number;
+    readonly op: "open";
+    readonly dir: string;
+    readonly sharedBuffers?: string;
+    readonly relaxedDurability?: boolean;
+  }
+  | {
+    readonly id: number;
+    readonly op: "query";
+    readonly text: string;
+    readonly params: ReadonlyArray<unknown>;
+    readonly tx?: number;
+  }
+  | { readonly id: number; readonly op: "exec"; readonly script: string; readonly tx?: number }
+  | { readonly id: number; readonly op: "begin" }
+  | { readonly id: number; readonly op: "commit" | "rollback"; readonly tx: number }
+  | { readonly id: number; readonly op: "close" };
+
+/** The answer to request `id`: a value, or the error's message. */
+export type PgliteResponse =
+  | { readonly id: number; readonly ok: true; readonly value: unknown }
+  | {
+    readonly id: number;
+    readonly ok: false;
+    readonly message: string;
+    /** The SQLSTATE, when Postgres raised it. */
+    readonly code?: string;
+  };
+
+/** One frame: a 4-byte little-endian length, then the value in V8's structured-clone format. */
+export function frame(value: unknown): Uint8Array {
+  const body = serialize(value);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length, true);
+  out.set(body, 4);
+  return out;
+}
+
+/**
+ * Reads frames from `stream` until it ends. Chunks are only joined once a whole frame has
+ * arrived, so a large frame arriving in many chunks is copied once, not once per chunk.
+ */
+export async function* frames(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  // Bytes needed before the next frame can be read: its header, then header and body.
+  let need = 4;
+  for await (const chunk of stream) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size < need) continue;
+    const data = parts.length === 1 ? parts[0] : join(parts, size);
+    let at = 0;
+    for (;;) {
+      if (data.length - at < 4) {
+        need = 4;
+        break;
+      }
+      const length = new DataView(data.buffer, data.byteOffset + at).getUint32(0, true);
+      if (data.length - at - 4 < length) {
+        need = 4 + length;
+        break;
+      }
+      yield deserialize(data.subarray(at + 4, at + 4 + length));
+      at += 4 + length;
+    }
+    parts.length = 0;
+    size = data.length - at;
+    if (size > 0) parts.push(data.slice(at));
+  }
+}
+
+function join(parts: ReadonlyArray<Uint8Array>, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Options of the embedded backend. */
+export interface PgliteOptions {
+  readonly relaxedDurability?: boolean;
+  /**
+   * Postgres `shared_buffers`, e.g. "16MB" (default PGlite's, 128MB). The pool is touched as
+   * PGlite starts and stays resident for the life of the process.
+   */
+  readonly sharedBuffers?: string;
+  /** Where PGlite runs (default WORLDSTREAM_PGLITE_ISOLATION, else `process`). */
+  readonly isolation?: PgliteIsolation;
+}
+
+/** PGlite's folder did not open (stores/postgres.ts reports it as PG_UNAVAILABLE). */
+export class PgliteUnavailable extends Error {}
+
+export function isolationFromEnv(): PgliteIsolation {
+  let value: string | undefined;
+  try {
+    value = Deno.env.get("WORLDSTREAM_PGLITE_ISOLATION");
+  } catch {
+    // No env permission: the default.
+  }
+  return value === "worker" ? "worker" : "process";
+}
+
+/** How PGlite's requests and answers travel: to a child process (default) or a Worker. */
+interface PgliteChannel {
+  post(request: PgliteRequest): void;
+  /** Stops the other side; resolves once it has gone. */
+  terminate(): Promise<void>;
+}
+
+/** Where PGlite runs (WORLDSTREAM_PGLITE_ISOLATION): `process` (default) or `worker`. */
+export type PgliteIsolation = "process" | "worker";
+
+const WORKER_URL = new URL("./pglite_worker.ts", import.meta.url);
+
+function workerChannel(
+  onAnswer: (answer: PgliteResponse) => void,
+  onFailure: (message: string) => void,
+): PgliteChannel {
+  const worker = new Worker(WORKER_URL, { type: "module" });
+  worker.onmessage = (event: MessageEvent<PgliteResponse>) => onAnswer(event.data);
+  worker.onerror = (event) => {
+    event.preventDefault();
+    onFailure(`PGlite's thread failed: ${event.message}`);
+  };
+  return {
+    post: (request) => worker.postMessage(request),
+    terminate: () => Promise.resolve(worker.terminate()),
+  };
+}
+
+/** `deno run` arguments for a PGlite helper process: `script` with `args`, this checkout's config. */
+function pgliteProcessArgs(script: URL, args: ReadonlyArray<string>, v8Flags?: string): string[] {
+  return [
+    "run",
+    "--quiet",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-sys",
+    ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
+    "--config",
+    fileURLToPath(new URL("../deno.json", import.meta.url)),
+    fileURLToPath(script),
+    ...args,
+  ];
+}
+
+function processChannel(
+  onAnswer: (answer: PgliteResponse) => void,
+  onFailure: (message: string) => void,
+): PgliteChannel {
+  const child = new Deno.Command(Deno.execPath(), {
+    // Its JavaScript is small: PGlite's memory is WebAssembly, outside V8's heap.
+    args: pgliteProcessArgs(
+      WORKER_URL,
+      ["--stdio"],
+      "--max-semi-space-size=1,--max-old-space-size=128",
+    ),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const input = child.stdin.getWriter();
+  let writing = Promise.resolve();
+  let ended = false;
+  const reading = (async () => {
+    try {
+      for await (const answer of frames(child.stdout)) onAnswer(answer as PgliteResponse);
+    } catch {
+      // Cut off: reported below.
+    }
+    const status = await child.status;
+    if (!ended) onFailure(`PGlite's process ended (exit code ${status.code})`);
+  })();
+  return {
+    post: (request) => {
+      const bytes = frame(request);
+      writing = writing.then(() => input.write(bytes)).catch(() => undefined);
+    },
+    terminate: async () => {
+      ended = true;
+      // Closing stdin asks it to close the database and exit; a child that hangs is killed.
+      await writing;
+      await input.close().catch(() => undefined);
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }, 10_000);
+      await reading;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A child process, or a Worker when this process may not start one. */
+function processOrWorker(
+  onAnswer: (answer: PgliteResponse) => void,
+  onFailure: (message: string) => void,
+): PgliteChannel {
+  try {
+    return processChannel(onAnswer, onFailure);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return workerChannel(onAnswer, onFailure);
+    }
+    throw e;
+  }
+}
+
+/** The owning side of stores/pglite_worker.ts: requests out, answers matched by id. */
+export class PgliteThread {
+  private readonly channel: PgliteChannel;
+  private readonly pending = new Map<
+    number,
+    { resolve: (value: unknown) => void; reject: (e: Error) => void }
+  >();
+  private nextId = 1;
+  private opened: Promise<void> = Promise.resolve();
+
+  constructor(isolation: PgliteIsolation) {
+    const onAnswer = (answer: PgliteResponse) => {
+      const waiter = this.pending.get(answer.id);
+      if (waiter === undefined) return;
+      this.pending.delete(answer.id);
+      if (answer.ok) waiter.resolve(answer.value);
+      else waiter.reject(Object.assign(new Error(answer.message), { code: answer.code }));
+    };
+    const onFailure = (message: string) => {
+      const error = new Error(message);
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    };
+    this.channel = isolation === "worker"
+      ? workerChannel(onAnswer, onFailure)
+      : processOrWorker(onAnswer, onFailure);
+  }
+
+  open(dir: string, options: PgliteOptions): void {
+    this.opened = (async () => {
+      await Deno.mkdir(dir, { recursive: true });
+      await initPgliteApart(dir);
+      await this.send({
+        op: "open",
+        dir,
+        ...(options.sharedBuffers ? { sharedBuffers: options.sharedBuffers } : {}),
+        ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
+      });
+    })().catch((e) => {
+      throw new PgliteUnavailable(`PGlite in ${dir} did not open: ${firstLine(e)}`);
+    });
+    // Failures reach callers through their own awaits of `opened`.
+    this.opened.catch(() => undefined);
+  }
+
+  /** Sends once the database is open. */
+  async request<T>(request: PgliteRequestBody): Promise<T> {
+    await this.opened;
+    return await this.send<T>(request);
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.opened;
+      await this.send({ op: "close" });
+    } catch {
+      // Nothing to close, or it failed: the thread goes either way.
+    } finally {
+      await this.channel.terminate();
+    }
+  }
+
+  private send<T>(request: PgliteRequestBody): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.channel.post({ ...request, id } as PgliteRequest);
+    });
+  }
+}
+
+type PgliteRequestBody = PgliteRequest extends infer R
+  ? R extends { readonly id: number } ? Omit<R, "id"> : never
+  : never;
+
+/**
+ * Runs initdb for a PGlite folder that has no database yet in a short-lived process of its own.
+ * In this process it would leave ~400 MB of WebAssembly memory (initdb and a second Postgres
+ * instance) resident until V8 happened to collect it, and peak at ~850 MB; a process returns it
+ * all when it exits. Without permission to start one, PGlite initialises the folder itself.
+ */
+async function initPgliteApart(dir: string): Promise<void> {
+  try {
+    await Deno.stat(`${dir}/PG_VERSION`);
+    return;
+  } catch {
+    // No database yet.
+  }
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(Deno.execPath(), {
+      args: pgliteProcessArgs(WORKER_URL, ["--initdb", dir]),
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) return;
+    throw e;
+  }
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr).trim();
+    throw new Error(`initdb in a separate process failed: ${text || `exit code ${out.code}`}`);
+  }
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
