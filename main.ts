@@ -2,39 +2,21 @@
  * worldstream: replays a materialized synthetic world as live, time-ordered traffic.
  * `worldstream <command> [flags]` — the commands are in cli/commands.ts. The last stdout line
  * of every command is its JSON result; logs are JSON lines on stderr.
+ *
+ * First, for the commands that run the streaming runtime, PGlite starts opening its folder
+ * (cli/early_start.ts); the rest of worldstream (cli/main.ts) loads beside it. Its specifier is
+ * built at run time on purpose: Deno fetches the whole module graph of a literal `import("…")`
+ * before main.ts runs at all (~0.25 s), and PGlite should not wait for that.
  */
-import { restoreAsyncHooks } from "./core/async_context_off.ts";
-import { Effect, Exit, Layer } from "effect";
-import { COMMANDS } from "./cli/commands.ts";
-import { JsonLogs } from "./core/logging.ts";
-import { DuckDb } from "./stores/duckdb.ts";
+import "./core/async_context_off.ts";
+import { startEarly } from "./cli/early_start.ts";
+import { closeEarlyPglite } from "./stores/pglite_channel.ts";
 
-restoreAsyncHooks();
-
-const [name, ...argv] = Deno.args;
-const command = name === undefined ? undefined : COMMANDS[name];
-if (command === undefined) {
-  console.error(`Usage: worldstream <${Object.keys(COMMANDS).join("|")}> [flags]`);
-  console.log(
-    JSON.stringify({ status: "FAILED", reason: "BAD_ARGS", message: `Unknown command ${name}` }),
-  );
-  Deno.exit(2);
-}
-
-const layers = Layer.mergeAll(DuckDb.layer(), JsonLogs);
-const exit = await Effect.runPromiseExit(command(argv).pipe(Effect.provide(layers)));
-if (Exit.isSuccess(exit)) {
-  console.log(JSON.stringify(exit.value.line));
-  Deno.exit(exit.value.ok ? 0 : 1);
-}
-const error = exit.cause.reasons.find((r) => r._tag === "Fail")?.error as
-  | { reason?: string; message?: string }
-  | undefined;
-const line = {
-  status: "FAILED",
-  reason: error?.reason ?? "INTERNAL_ERROR",
-  message: error?.message ?? String(exit.cause),
-};
-console.error(`worldstream ${name}: ${line.reason}: ${line.message}`);
-console.log(JSON.stringify(line));
-Deno.exit(1);
+startEarly(Deno.args);
+const { main }: typeof import("./cli/main.ts") = await import(
+  new URL("./cli/main.ts", import.meta.url).href
+);
+const code = await main(Deno.args);
+// A PGlite started early and never used closes its folder before the process goes.
+await closeEarlyPglite();
+Deno.exit(code);

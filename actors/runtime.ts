@@ -25,6 +25,7 @@ import { readyContext } from "../core/ready.ts";
 import { fail } from "../schemas/errors.ts";
 import { AuditLog } from "../stores/audit_log.ts";
 import { DuckDb } from "../stores/duckdb.ts";
+import { RUNTIME_PGLITE } from "../stores/pglite_channel.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "../stores/ready_ledger.ts";
@@ -55,10 +56,10 @@ export function postgresLayer(profile: Profile, options: { readonly lazy?: boole
   const db = profile.wiring.database;
   const base = db.backend === "server"
     ? Postgres.layerServer(db.url ?? "", { lazy: options.lazy === true })
-    // worldstream's own tables are small: PGlite's default 128 MB buffer pool would stay resident.
-    : Postgres.layerPglite(profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`, {
-      sharedBuffers: "16MB",
-    });
+    : Postgres.layerPglite(
+      profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`,
+      RUNTIME_PGLITE,
+    );
   if (options.lazy) return Layer.effect(Postgres, migratingOnFirstUse()).pipe(Layer.provide(base));
   return Layer.effectDiscard(migrate).pipe(Layer.provideMerge(base));
 }

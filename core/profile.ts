@@ -5,7 +5,6 @@
  */
 import { Effect, Result, Schema, SchemaIssue } from "effect";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import {
@@ -14,6 +13,7 @@ import {
   type ProfilePolicy,
   type ProfileWiring,
 } from "../schemas/profile.ts";
+import { profileSource } from "./profile_source.ts";
 import { type Env, interpolateTree, type InterpolationFailure } from "./profile_interpolate.ts";
 
 /** Absolute paths the profile resolves to. */
@@ -49,8 +49,6 @@ export interface Profile {
   readonly producerAllowlist: ReadonlyArray<string>;
 }
 
-const PROFILES_DIR = new URL("../profiles/", import.meta.url);
-const BARE_NAME = /^[A-Za-z0-9_-]+$/;
 const OWN_SECTIONS = ["profile_id", "policy", "wiring"] as const;
 
 /**
@@ -62,9 +60,7 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   env?: Env,
 ) {
   const vars = env ?? Deno.env.toObject();
-  const source = BARE_NAME.test(pathOrName)
-    ? fileURLToPath(new URL(`${pathOrName}.yaml`, PROFILES_DIR))
-    : resolve(pathOrName);
+  const source = profileSource(pathOrName);
   const file = displayPath(source);
 
   const text = yield* readText(source).pipe(

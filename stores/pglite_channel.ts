@@ -8,6 +8,7 @@
  * own modules have loaded.
  */
 import { deserialize, serialize } from "node:v8";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** A request from the owning thread. */
@@ -338,4 +339,64 @@ async function initPgliteApart(dir: string): Promise<void> {
 
 function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Started early
+
+/**
+ * A PGlite opened before anyone asked for it, waiting to be adopted. Opening a folder takes
+ * ~0.5 s (PGlite's process starting, its WebAssembly compiled, Postgres starting), and a runtime
+ * needs its database (the receipt chain head, where each output resumes) before it sends
+ * anything: main.ts starts it first, while its own modules load, so a restart after a crash is
+ * back to delivering about that much sooner.
+ */
+let early:
+  | { readonly dir: string; readonly key: string; readonly thread: PgliteThread }
+  | undefined;
+
+/** The options a runtime opens its PGlite with (actors/runtime.ts), known before it loads. */
+export const RUNTIME_PGLITE: PgliteOptions = {
+  // worldstream's own tables are small: PGlite's default 128 MB buffer pool would stay resident.
+  sharedBuffers: "16MB",
+};
+
+function earlyKey(options: PgliteOptions): string {
+  return JSON.stringify([
+    options.isolation ?? isolationFromEnv(),
+    options.sharedBuffers ?? null,
+    options.relaxedDurability === true,
+  ]);
+}
+
+/** Starts opening PGlite in `dir` now, for {@link adoptEarlyPglite} to take over. */
+export function startPgliteEarly(dir: string, options: PgliteOptions = {}): void {
+  if (early !== undefined) return;
+  const thread = new PgliteThread(options.isolation ?? isolationFromEnv());
+  thread.open(dir, options);
+  early = { dir: resolve(dir), key: earlyKey(options), thread };
+}
+
+/**
+ * The early PGlite when it was started for this `dir` with these `options` (the caller owns it
+ * from now on), else `undefined`. One started for this folder with other options is closed
+ * first, so the caller's own can take the folder's lock; one for another folder stays.
+ */
+export async function adoptEarlyPglite(
+  dir: string,
+  options: PgliteOptions = {},
+): Promise<PgliteThread | undefined> {
+  const started = early;
+  if (started === undefined || started.dir !== resolve(dir)) return undefined;
+  early = undefined;
+  if (started.key === earlyKey(options)) return started.thread;
+  await started.thread.close();
+  return undefined;
+}
+
+/** Closes an early PGlite nobody adopted (main.ts, before the process exits). */
+export async function closeEarlyPglite(): Promise<void> {
+  const started = early;
+  early = undefined;
+  await started?.thread.close();
 }

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { Effect } from "effect";
 import { fileURLToPath } from "node:url";
 import { Postgres } from "./postgres.ts";
-import { frame, frames } from "./pglite_channel.ts";
+import {
+  adoptEarlyPglite,
+  closeEarlyPglite,
+  frame,
+  frames,
+  RUNTIME_PGLITE,
+  startPgliteEarly,
+} from "./pglite_channel.ts";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
 const POSTGRES_TS = new URL("./postgres.ts", import.meta.url).href;
@@ -125,5 +132,52 @@ Deno.test("frames come back whole however the bytes are cut: one byte at a time,
     const got: unknown[] = [];
     for await (const value of frames(stream)) got.push(value);
     assert.deepEqual(got, values, `cut every ${cut} bytes`);
+  }
+});
+
+Deno.test("a PGlite started early is adopted by the layer for its folder, and left to others", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ws-pglite-early-" });
+  const other = await Deno.makeTempDir({ prefix: "ws-pglite-early-other-" });
+  try {
+    startPgliteEarly(dir, RUNTIME_PGLITE);
+    // Another folder (or another store's own PGlite) does not take it.
+    assert.equal(await adoptEarlyPglite(other, RUNTIME_PGLITE), undefined);
+    // The layer for its folder takes it over. Were a second PGlite started instead, it would wait
+    // for the folder's lock, held by the early one, and this query would never answer.
+    const rows = await Effect.runPromise(
+      Effect.gen(function* () {
+        const pg = yield* Postgres;
+        return yield* pg.query<{ ok: number }>("select 1 as ok");
+      }).pipe(
+        Effect.provide(Postgres.layerPglite(dir, RUNTIME_PGLITE)),
+        Effect.timeoutOrElse({
+          duration: "60 seconds",
+          orElse: () => Effect.die(new Error("the layer did not adopt the early PGlite")),
+        }),
+      ),
+    );
+    assert.deepEqual(rows, [{ ok: 1 }]);
+    // Adopted: nothing is left for main.ts to close.
+    assert.equal(await adoptEarlyPglite(dir, RUNTIME_PGLITE), undefined);
+
+    // Started for the folder with other options: closed, so the caller's own can lock it.
+    startPgliteEarly(dir, { sharedBuffers: "32MB" });
+    assert.equal(await adoptEarlyPglite(dir, RUNTIME_PGLITE), undefined);
+    const again = await Effect.runPromise(
+      Effect.gen(function* () {
+        const pg = yield* Postgres;
+        return yield* pg.query<{ ok: number }>("select 2 as ok");
+      }).pipe(Effect.provide(Postgres.layerPglite(dir, RUNTIME_PGLITE))),
+    );
+    assert.deepEqual(again, [{ ok: 2 }]);
+
+    // Never adopted: closed before the process exits.
+    startPgliteEarly(other, RUNTIME_PGLITE);
+    await closeEarlyPglite();
+    assert.equal(await adoptEarlyPglite(other, RUNTIME_PGLITE), undefined);
+  } finally {
+    await closeEarlyPglite();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(other, { recursive: true });
   }
 });

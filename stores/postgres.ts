@@ -12,6 +12,7 @@ import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
 import type { Cause } from "effect";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import {
+  adoptEarlyPglite,
   isolationFromEnv,
   type PgliteOptions,
   PgliteThread,
@@ -133,8 +134,11 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
   return Effect.gen(function* () {
     // Opening starts now and is not awaited: start-up work that needs no database goes on
     // beside it, and the first statement waits for it.
+    // A PGlite main.ts started for this folder is taken over as it is (possibly still opening).
     const thread = yield* Effect.acquireRelease(
-      Effect.sync(() => {
+      Effect.promise(async () => {
+        const early = await adoptEarlyPglite(dir, options);
+        if (early !== undefined) return early;
         const thread = new PgliteThread(options.isolation ?? isolationFromEnv());
         thread.open(dir, options);
         return thread;

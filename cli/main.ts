@@ -1,0 +1,42 @@
+/**
+ * The body of `worldstream <command> [flags]` (main.ts loads it once PGlite's early start is
+ * under way): runs the command and prints its JSON result as the last stdout line. Returns the
+ * exit code: 0 when the command succeeded, 1 when it did not, 2 for an unknown command.
+ */
+import { restoreAsyncHooks } from "../core/async_context_off.ts";
+import { Effect, Exit, Layer } from "effect";
+import { COMMANDS } from "./commands.ts";
+import { JsonLogs } from "../core/logging.ts";
+import { DuckDb } from "../stores/duckdb.ts";
+
+// `effect` has loaded by now (see core/async_context_off.ts).
+restoreAsyncHooks();
+
+export async function main(args: ReadonlyArray<string>): Promise<number> {
+  const [name, ...argv] = args;
+  const command = name === undefined ? undefined : COMMANDS[name];
+  if (command === undefined) {
+    console.error(`Usage: worldstream <${Object.keys(COMMANDS).join("|")}> [flags]`);
+    console.log(
+      JSON.stringify({ status: "FAILED", reason: "BAD_ARGS", message: `Unknown command ${name}` }),
+    );
+    return 2;
+  }
+  const layers = Layer.mergeAll(DuckDb.layer(), JsonLogs);
+  const exit = await Effect.runPromiseExit(command(argv).pipe(Effect.provide(layers)));
+  if (Exit.isSuccess(exit)) {
+    console.log(JSON.stringify(exit.value.line));
+    return exit.value.ok ? 0 : 1;
+  }
+  const error = exit.cause.reasons.find((r) => r._tag === "Fail")?.error as
+    | { reason?: string; message?: string }
+    | undefined;
+  const line = {
+    status: "FAILED",
+    reason: error?.reason ?? "INTERNAL_ERROR",
+    message: error?.message ?? String(exit.cause),
+  };
+  console.error(`worldstream ${name}: ${line.reason}: ${line.message}`);
+  console.log(JSON.stringify(line));
+  return 1;
+}
