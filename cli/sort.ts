@@ -3,11 +3,14 @@
  * The last stdout line is the result JSON; exit 0 only when status is OK.
  */
 import { Effect } from "effect";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type WorldOptions } from "../core/world.ts";
 import { progressBar } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";
+import { listFlag, parseFlags } from "./args.ts";
+import type { Command } from "./commands.ts";
 
 /** What to sort and how strictly. */
 export interface SortOptions extends WorldOptions {
@@ -68,3 +71,48 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
     ),
   );
 });
+
+/** `worldstream sort [--engine-run-root R] [--output-ids A,B] [--repair]`. */
+export const sortCommand: Command = (argv) =>
+  Effect.gen(function* () {
+    const flags = yield* parseFlags(argv, {
+      "engine-run-root": "string",
+      "output-ids": "string",
+      "scenario-id": "string",
+      profile: "string",
+      repair: "boolean",
+    });
+    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const root = flags["engine-run-root"] ?? profile.wiring.oracle_engine_run_root;
+    if (typeof root !== "string" || root === "") {
+      return yield* fail(
+        "ENGINE_ROOT_MISSING",
+        "Give --engine-run-root (or set ORACLE_ENGINE_RUN_ROOT)",
+      );
+    }
+    return yield* sortWith(profile, root, {
+      outputIds: listFlag(flags, "output-ids"),
+      scenarioId: flags["scenario-id"] as string | undefined,
+      repair: flags.repair === true,
+    });
+  });
+
+function sortWith(
+  profile: Profile,
+  root: string,
+  options: { outputIds?: ReadonlyArray<string>; scenarioId?: string; repair?: boolean },
+) {
+  const selected = selectOutputIds(profile);
+  const outputIds = options.outputIds ?? [...selected.traffic, ...selected.context];
+  const viewRoot = profile.wiring.oracle_stream_view_root;
+  return sortWorld({
+    engineRunRoot: resolve(root),
+    outputIds,
+    strict: profile.policy.strict_world,
+    requireGatePass: profile.policy.require_gate_pass,
+    scenarioId: options.scenarioId ?? profile.wiring.oracle_scenario_id,
+    interfacePackDir: profile.paths.interfacePack,
+    ...(viewRoot ? { streamViewRoot: resolve(viewRoot) } : {}),
+    repair: options.repair,
+  }).pipe(Effect.map((result) => ({ line: { ...result }, ok: result.status === "OK" })));
+}
