@@ -14,14 +14,15 @@ restoreAsyncHooks();
 
 export async function main(args: ReadonlyArray<string>): Promise<number> {
   const [name, ...argv] = args;
-  const command = name === undefined ? undefined : COMMANDS[name];
-  if (command === undefined) {
+  const load = name !== undefined && Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load === undefined) {
     console.error(`Usage: worldstream <${Object.keys(COMMANDS).join("|")}> [flags]`);
     console.log(
       JSON.stringify({ status: "FAILED", reason: "BAD_ARGS", message: `Unknown command ${name}` }),
     );
     return 2;
   }
+  const command = await load();
   const layers = Layer.mergeAll(DuckDb.layer(), JsonLogs);
   const exit = await Effect.runPromiseExit(command(argv).pipe(Effect.provide(layers)));
   if (Exit.isSuccess(exit)) {
