@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { Effect } from "effect";
+import { Effect, Fiber } from "effect";
 import { Postgres } from "./postgres.ts";
 import {
   loadMigrations,
   migrate,
   migrateFrom,
   migratingOnFirstUse,
+  MIGRATION_LOCK_KEY,
   type MigrationReport,
   MIGRATIONS_DIR,
 } from "./postgres_migrate.ts";
@@ -174,6 +175,54 @@ pgTest(
       );
       assert.equal((yield* recorded).length, files.length);
     }),
+);
+
+pgTest(
+  "a current database is seen as current without the runners' lock; a pending file still takes it",
+  (ctx) =>
+    Effect.gen(function* () {
+      yield* migrate;
+      const other = ctx.connectAgain!();
+      const pg = yield* Postgres;
+      // Another session holds the runners' lock (say, a runner stuck mid-migration).
+      yield* pg.session((session) =>
+        Effect.gen(function* () {
+          yield* session.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+          const waiting = session.query<{ n: number }>(
+            "select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted",
+          );
+          // Current: one read answers, so this returns instead of waiting for the lock.
+          const current = yield* Effect.forkChild(migrate.pipe(Effect.provide(other)));
+          const deadline = Date.now() + 20_000;
+          while (current.pollUnsafe() === undefined) {
+            if ((yield* waiting)[0].n > 0 || Date.now() > deadline) {
+              yield* session.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+              yield* Fiber.join(current);
+              throw new Error("a current database waited for the runners' lock");
+            }
+            yield* Effect.sleep("20 millis");
+          }
+          const report = yield* Fiber.join(current);
+          const files = yield* loadMigrations(MIGRATIONS_DIR);
+          assert.deepEqual(report, { applied: [], version: files.at(-1)!.version });
+          // A pending file goes the locked way: it waits for the lock, then applies.
+          const dir = yield* scratchMigrations;
+          yield* write(dir, "9001_extra.sql", "create table ws_extra_fast_path (id int)");
+          const runner = yield* Effect.forkChild(migrateFrom(dir).pipe(Effect.provide(other)));
+          const until = Date.now() + 20_000;
+          while ((yield* waiting)[0].n === 0) {
+            if (Date.now() > until) {
+              throw new Error("the runner never waited for the lock");
+            }
+            yield* Effect.sleep("20 millis");
+          }
+          yield* session.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+          const applied = yield* Fiber.join(runner);
+          assert.deepEqual(applied.applied, ["9001_extra"]);
+        })
+      );
+    }),
+  { only: "server" },
 );
 
 pgTest("log tables are append-only", () =>
