@@ -53,15 +53,19 @@ export function pushOne(endpoint: IgEndpoint, envelope: string): Effect.Effect<I
 
 /** `GET /v1/ops/health`: true when the IG answers 200. */
 export function igHealthy(endpoint: IgEndpoint): Effect.Effect<boolean> {
-  return Effect.promise(async () => {
+  // Interruptible, and no timer left behind once answered (as with every IG request here).
+  return Effect.promise(async (signal) => {
+    const deadline = timeoutSignal(signal, endpoint.timeoutMs);
     try {
       const res = await fetch(new URL("/v1/ops/health", endpoint.baseUrl), {
-        signal: AbortSignal.timeout(endpoint.timeoutMs),
+        signal: deadline.signal,
       });
       await res.body?.cancel();
       return res.ok;
     } catch {
       return false;
+    } finally {
+      deadline.clear();
     }
   });
 }
