@@ -5,6 +5,7 @@
  * (stores/pglite_channel.ts), and main.ts closes it otherwise. A head start only: nothing here
  * can fail a command.
  */
+import { parseArgs } from "node:util";
 import { peekPgliteDir } from "../core/profile_source.ts";
 import { RUNTIME_PGLITE, startPgliteEarly } from "../stores/pglite_channel.ts";
 
@@ -23,11 +24,13 @@ export function startEarly(args: ReadonlyArray<string>): void {
   }
 }
 
-/** The value of `--profile V` or `--profile=V`, as the command's own flag parser reads it. */
+/** `--profile`, read by the same parser as the command's own flags (cli/args.ts), leniently. */
 function profileFlag(argv: ReadonlyArray<string>): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--profile") return argv[i + 1];
-    if (argv[i].startsWith("--profile=")) return argv[i].slice("--profile=".length);
-  }
-  return undefined;
+  const { values } = parseArgs({
+    args: [...argv],
+    options: { profile: { type: "string" } },
+    strict: false,
+    allowPositionals: true,
+  });
+  return typeof values.profile === "string" ? values.profile : undefined;
 }
