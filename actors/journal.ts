@@ -38,6 +38,8 @@ export interface JournalOptions {
   readonly headWaitMs?: number;
   /** How long one read of the stored head may take before Postgres counts as down (3 000). */
   readonly headReadTimeoutMs?: number;
+  /** The profile's policy revision, stamped into every receipt (none: receipts carry none). */
+  readonly policyRev?: string;
 }
 
 /** Durable records + receipts, appended together. */
@@ -56,7 +58,11 @@ export class Journal extends Context.Service<Journal, {
       Effect.gen(function* () {
         const wal = yield* Wal;
         const head = yield* chainHead(options);
-        const chain = yield* makeReceiptChain(head, signer);
+        const chain = yield* makeReceiptChain(
+          head,
+          signer,
+          options.policyRev === undefined ? {} : { policyRev: options.policyRev },
+        );
         return Journal.of({
           append: (records, drafts = []) =>
             drafts.length === 0 ? wal.append(records).pipe(Effect.as([])) : chain.append(

@@ -137,6 +137,7 @@ export function durableLayer(profile: Profile, options: {
   const boot = bootstrapOptions(profile);
   const journalOptions = {
     drainedHeadFile: paths.drainedHead,
+    policyRev: profile.policy.policy_rev,
     ...(boot.mode === "backend" ? { headWaitMs: boot.timeoutMs } : {}),
   };
   const receipts = Layer.unwrap(

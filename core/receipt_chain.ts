@@ -96,6 +96,7 @@ export const sealReceipt = Effect.fn("sealReceipt")(function* (
     actor: d.actor,
     ...(d.run_key === undefined ? {} : { run_key: d.run_key }),
     ...(d.output_id === undefined ? {} : { output_id: d.output_id }),
+    ...(d.policy_rev === undefined ? {} : { policy_rev: d.policy_rev }),
     detail,
     degraded: d.degraded ?? false,
     created_at_utc: createdAt,
@@ -134,11 +135,22 @@ export interface ReceiptChain {
   ) => Effect.Effect<ReadonlyArray<Receipt>, E | WorldstreamError, R>;
 }
 
+/** How a {@link ReceiptChain} seals. */
+export interface ReceiptChainOptions {
+  /** Stamped into every draft that names no `policy_rev` of its own (the profile's revision). */
+  readonly policyRev?: string;
+}
+
 /** A chain continuing from `initial` (the last stored receipt's head, or {@link GENESIS}). */
 export const makeReceiptChain = Effect.fn("makeReceiptChain")(function* (
   initial: ChainHead,
   signer: ReceiptSigner,
+  options: ReceiptChainOptions = {},
 ) {
+  const stamp = (draft: ReceiptDraft): ReceiptDraft =>
+    options.policyRev === undefined || draft.policy_rev !== undefined
+      ? draft
+      : { ...draft, policy_rev: options.policyRev };
   const lock = yield* Semaphore.make(1);
   let head = initial;
   const chain: ReceiptChain = {
@@ -148,7 +160,7 @@ export const makeReceiptChain = Effect.fn("makeReceiptChain")(function* (
         const receipts: Array<Receipt> = [];
         let next = head;
         for (const draft of drafts) {
-          const sealed = yield* appendToChain(next, draft, signer);
+          const sealed = yield* appendToChain(next, stamp(draft), signer);
           receipts.push(sealed.receipt);
           next = sealed.head;
         }

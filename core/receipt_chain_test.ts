@@ -7,6 +7,7 @@ import { canonicalJson, sha256Hex } from "./hash.ts";
 import {
   type ChainVerdict,
   GENESIS,
+  headOf,
   makeReceiptChain,
   receiptHash,
   sealReceipt,
@@ -325,4 +326,39 @@ Deno.test("an in-memory chain moves its head only when the receipts were persist
   assert.deepEqual(result.head, { seq: 6, hash: result.stored[5].hash });
   assert.equal((await verify(result.stored)).ok, true);
   assert.equal(receiptHash(result.stored[5]), result.stored[5].hash);
+});
+
+Deno.test("a chain stamps its policy revision into every receipt, inside the signed hash", async () => {
+  // Two receipts sealed before policy_rev existed, then the chain goes on under a policy.
+  const old = await chainOf(2);
+  const stamped = await run(Effect.gen(function* () {
+    const chain = yield* makeReceiptChain(headOf(old[1]), hmacSigner, { policyRev: "local-v7" });
+    return yield* chain.append([draft(3), draft(4, { policy_rev: "operator-override-v1" })]);
+  }));
+  assert.equal("policy_rev" in old[0], false);
+  assert.equal(stamped[0].policy_rev, "local-v7");
+  // A draft that names its own revision keeps it.
+  assert.equal(stamped[1].policy_rev, "operator-override-v1");
+  const { hash: _h, signature: _s, ...body } = stamped[0];
+  assert.equal(stamped[0].hash, sha256Hex(canonicalJson(body)));
+
+  // Old and new receipts verify as one chain.
+  const chain = [...old, ...stamped];
+  assert.deepEqual(await verify(JSON.parse(JSON.stringify(chain))), {
+    ok: true,
+    count: 4,
+    head: headOf(stamped[1]),
+  });
+  // The revision is covered by the hash: changing or removing it is an edit.
+  assertBreak(await verify([...old, { ...stamped[0], policy_rev: "local-v8" }, stamped[1]]), {
+    index: 2,
+    receipt_id: stamped[0].receipt_id,
+    problem: "EDITED",
+  });
+  const { policy_rev: _p, ...stripped } = stamped[0];
+  assertBreak(await verify([...old, stripped, stamped[1]]), {
+    index: 2,
+    receipt_id: stamped[0].receipt_id,
+    problem: "EDITED",
+  });
 });

@@ -85,6 +85,11 @@ const contentFields = {
   actor: boundedString(1, 256),
   run_key: Schema.optionalKey(boundedString(1, 256)),
   output_id: Schema.optionalKey(boundedString(1, 256)),
+  /**
+   * The profile's `policy.policy_rev` the outcome was reached under. Inside the hashed and
+   * signed body; optional only so receipts sealed before it was stamped still verify.
+   */
+  policy_rev: Schema.optionalKey(boundedString(1, 256)),
   /** Kind-specific facts (for delivery see {@link DeliveryDetail}). */
   detail: JsonObject,
   /** True when the outcome was reached in a degraded mode (e.g. Postgres down, WAL buffering). */
@@ -115,6 +120,7 @@ export const ReceiptDraft = Schema.Struct({
   actor: contentFields.actor,
   run_key: contentFields.run_key,
   output_id: contentFields.output_id,
+  policy_rev: contentFields.policy_rev,
   detail: Schema.optionalKey(JsonObject),
   degraded: Schema.optionalKey(Schema.Boolean),
   /** Defaults to the Effect Clock's now when sealed. */
