@@ -1,9 +1,11 @@
 /**
  * Profile loading: reads a profile YAML (profiles/<name>.yaml or a path), interpolates `${VAR}`
  * in worldstream's sections, decodes them with the profile schema, resolves the refs and loads
- * the output id lists and the producer allowlist. Other components' sections are ignored.
+ * the output id lists and the producer allowlist. Every key must be one the schema names, at
+ * every level: an unknown one (a typo, another component's section, a setting of a later issue)
+ * fails PROFILE_INVALID naming the file and the key, instead of loading and doing nothing.
  */
-import { Effect, Result, Schema, SchemaIssue } from "effect";
+import { Effect, Result, Schema, type SchemaAST, SchemaIssue } from "effect";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { parse } from "yaml";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
@@ -26,11 +28,10 @@ export interface ProfilePaths {
   readonly producerAllowlist: string;
   readonly interfacePack: string;
   readonly runsRoot: string;
-  /** Set for a file control bus. */
-  readonly controlBusRoot: string | undefined;
+  /** The file control bus's folder. */
+  readonly controlBusRoot: string;
   /** Set for the PGlite backend. */
   readonly pgliteDir: string | undefined;
-  readonly licensePack: string | undefined;
 }
 
 /** A loaded profile: the decoded sections, the resolved paths and the lists they point at. */
@@ -49,7 +50,42 @@ export interface Profile {
   readonly producerAllowlist: ReadonlyArray<string>;
 }
 
-const OWN_SECTIONS = ["profile_id", "policy", "wiring"] as const;
+/** The keys a profile may hold: each key to the keys under it (undefined for a leaf). */
+type KeyTree = ReadonlyMap<string, KeyTree | undefined>;
+
+function keyTreeOf(ast: SchemaAST.AST): KeyTree | undefined {
+  if (ast._tag !== "Objects") return undefined;
+  return new Map(ast.propertySignatures.map((p) => [String(p.name), keyTreeOf(p.type)]));
+}
+
+const KEY_TREE: KeyTree = keyTreeOf(ProfileDocument.ast) ?? new Map();
+
+function leafPaths(tree: KeyTree, prefix: string): Array<string> {
+  return [...tree].flatMap(([key, sub]) => {
+    const path = prefix === "" ? key : `${prefix}.${key}`;
+    return sub === undefined ? [path] : leafPaths(sub, path);
+  });
+}
+
+/** Every setting a profile may hold, as dotted paths (`wiring.wsp_courier.batch_size`). */
+export const PROFILE_KEYS: ReadonlyArray<string> = leafPaths(KEY_TREE, "");
+
+/** The first key in `value` the schema does not name, and the keys allowed where it stands. */
+function firstUnknownKey(
+  value: unknown,
+  tree: KeyTree,
+  path = "",
+): { readonly path: string; readonly allowed: ReadonlyArray<string> } | undefined {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const here = path === "" ? key : `${path}.${key}`;
+    if (!tree.has(key)) return { path: here, allowed: [...tree.keys()] };
+    const sub = tree.get(key);
+    const deeper = sub === undefined ? undefined : firstUnknownKey(child, sub, here);
+    if (deeper !== undefined) return deeper;
+  }
+  return undefined;
+}
 
 /**
  * Loads a profile: a bare name like `local` means profiles/local.yaml in this repo; anything else
@@ -78,11 +114,16 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     return yield* scrubbed("PROFILE_INVALID", `${file}: Expected a mapping at the top level`);
   }
 
-  const own: Record<string, unknown> = {};
-  for (const key of OWN_SECTIONS) {
-    if (key in doc) own[key] = (doc as Record<string, unknown>)[key];
+  // Before interpolation, so an unknown section is named as such even when it uses variables
+  // that are not set, and before empty values are dropped, so `governance:` alone is refused too.
+  const unknown = firstUnknownKey(doc, KEY_TREE);
+  if (unknown !== undefined) {
+    return yield* scrubbed(
+      "PROFILE_INVALID",
+      `${file}: ${unknown.path}: Unknown key (expected one of: ${unknown.allowed.join(", ")})`,
+    );
   }
-  const interpolated = interpolateTree(own, vars);
+  const interpolated = interpolateTree(doc, vars);
   if (!interpolated.ok) return yield* interpolationError(file, interpolated.failure);
 
   const decoded = yield* decodeDocument(dropEmpty(interpolated.value), file);
@@ -98,15 +139,10 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     producerAllowlist: fromProfile(wiring.wsp_producer.allowlist_ref),
     interfacePack: fromProfile(wiring.interface_pack_ref),
     runsRoot: resolve(wiring.runs_root),
-    controlBusRoot: wiring.control_bus.kind === "file" && wiring.control_bus.root !== undefined
-      ? resolve(wiring.control_bus.root)
-      : undefined,
+    controlBusRoot: resolve(wiring.control_bus.root),
     pgliteDir: wiring.database.backend === "pglite" && wiring.database.pglite_dir !== undefined
       ? resolve(wiring.database.pglite_dir)
       : undefined,
-    licensePack: policy.license_pack_path === undefined
-      ? undefined
-      : resolve(policy.license_pack_path),
   };
 
   const traffic = yield* loadOutputIds(

@@ -15,11 +15,8 @@ const DEPLOYED_ENV = {
   WORLDSTREAM_RUNS_ROOT: "/var/lib/worldstream",
   IG_INGEST_URL: "https://ig.example.internal",
   IG_SERVICE_TOKEN: "token-123",
-  CONTROL_BUS_STREAM: "fp-control",
-  CONTROL_BUS_REGION: "eu-west-2",
+  CONTROL_BUS_ROOT: "/srv/fraud-platform/control_bus",
   DATABASE_URL: DSN,
-  WORLDSTREAM_LICENSE_PACK: "/etc/worldstream/license.json",
-  WORLDSTREAM_LICENSE_PUBLIC_KEY: "N8hXyQ0B2dS6b0wfbjr5SyYwXf8T3I4QjTg1mGSe4P0=",
 };
 
 async function load(
@@ -150,17 +147,12 @@ Deno.test("the local profile picks up environment overrides where it offers them
 Deno.test("the local_parity profile loads with the platform's parity variables", async () => {
   const profile = await loadOk("local_parity", {
     IG_INGEST_URL: "http://localhost:8081",
-    CONTROL_BUS_STREAM: "fp-control",
-    CONTROL_BUS_REGION: "us-east-1",
-    CONTROL_BUS_ENDPOINT_URL: "http://localhost:4566",
     DATABASE_URL: "postgres://postgres@localhost:5432/worldstream",
   });
   assert.equal(profile.policy.strict_world, false);
   assert.equal(profile.policy.privacy_tier, "local");
-  assert.equal(profile.wiring.control_bus.kind, "kinesis");
-  assert.equal(profile.wiring.control_bus.stream, "fp-control");
-  assert.equal(profile.wiring.control_bus.endpoint_url, "http://localhost:4566");
-  assert.equal(profile.paths.controlBusRoot, undefined);
+  assert.equal(profile.wiring.control_bus.kind, "file");
+  assert.equal(profile.paths.controlBusRoot, join(Deno.cwd(), "runs/fraud-platform/control_bus"));
   assert.equal(profile.wiring.database.backend, "server");
   assert.equal(profile.wiring.ig_auth?.token, "local-parity-wsp");
 });
@@ -172,11 +164,10 @@ for (const name of ["dev", "prod"]) {
     assert.equal(profile.policy.strict_world, true);
     assert.equal(profile.policy.stream_speedup, 1);
     assert.equal(profile.policy.privacy_tier, "full");
-    assert.equal(profile.paths.licensePack, "/etc/worldstream/license.json");
     assert.equal(profile.wiring.database.backend, "server");
     assert.equal(profile.wiring.database.url, DSN);
     assert.equal(profile.paths.pgliteDir, undefined);
-    assert.equal(profile.wiring.control_bus.endpoint_url, undefined);
+    assert.equal(profile.paths.controlBusRoot, "/srv/fraud-platform/control_bus");
     assert.equal(profile.wiring.ig_auth?.header, "X-IG-Service-Token");
     assert.equal(profile.paths.runsRoot, "/var/lib/worldstream");
   });
@@ -260,13 +251,55 @@ Deno.test("a malformed interpolation is refused with the field it is in", async 
   });
 });
 
-Deno.test("other components' sections are ignored, even with unset variables", async () => {
+Deno.test("an unknown top-level section is refused by name, even with unset variables", async () => {
   await withTempDir(async (dir) => {
     const profile = baseProfile();
-    edit(profile, "ieg", { wiring: { projection_db_dsn: "${IEG_PROJECTION_DSN}" } });
-    edit(profile, "ofp", { policy: { anything: [1, 2] } });
-    const loaded = await loadOk(await writeProfile(dir, profile), {});
-    assert.equal(loaded.profile_id, "test");
+    edit(profile, "governance", { policy: { approvals: "${GOVERNANCE_APPROVALS}" } });
+    const path = await writeProfile(dir, profile);
+    const error = await loadErr(path, {});
+    assert.equal(error.reason, "PROFILE_INVALID");
+    assert.equal(
+      error.message,
+      `${path}: governance: Unknown key (expected one of: profile_id, policy, wiring)`,
+    );
+  });
+});
+
+Deno.test("an unknown key with an empty value is refused, not dropped as absent", async () => {
+  await withTempDir(async (dir) => {
+    const path = await writeProfile(dir, `${stringify(baseProfile())}governance:\n`);
+    const error = await loadErr(path, {});
+    assert.equal(error.reason, "PROFILE_INVALID");
+    assert.match(error.message, /: governance: Unknown key/);
+
+    const nested = baseProfile();
+    edit(nested, "wiring.wsp_courier", { mode: "batch", linger_ms: "${WSP_LINGER_MS:-}" });
+    const nestedError = await loadErr(await writeProfile(dir, nested), {});
+    assert.equal(nestedError.reason, "PROFILE_INVALID");
+    assert.match(
+      nestedError.message,
+      /: wiring\.wsp_courier\.linger_ms: Unknown key \(expected one of: mode, batch_size/,
+    );
+  });
+});
+
+Deno.test("an unknown key deep inside wiring is refused with the keys allowed there", async () => {
+  await withTempDir(async (dir) => {
+    for (
+      const [path, allowed] of [
+        ["wiring.control_bus.stream", /kind, topic, root\)$/],
+        ["wiring.database.dsn", /backend, pglite_dir, url\)$/],
+        ["policy.license_pack_path", /stream_max_gap_seconds\)$/],
+      ] as const
+    ) {
+      const profile = baseProfile();
+      edit(profile, path, "x");
+      const file = await writeProfile(dir, profile);
+      const error = await loadErr(file, {});
+      assert.equal(error.reason, "PROFILE_INVALID");
+      assert.ok(error.message.startsWith(`${file}: ${path}: Unknown key`), error.message);
+      assert.match(error.message, allowed);
+    }
   });
 });
 
@@ -339,15 +372,26 @@ Deno.test("a missing required field is named", async () => {
 Deno.test("fields required by another field's value are named", async () => {
   await withTempDir(async (dir) => {
     const profile = baseProfile();
-    edit(profile, "wiring.control_bus", { kind: "kinesis", topic: "fp.bus.control.v1" });
-    let error = await loadErr(await writeProfile(dir, profile), {});
+    edit(profile, "wiring.database", { backend: "server" });
+    const error = await loadErr(await writeProfile(dir, profile), {});
     assert.equal(error.reason, "PROFILE_INVALID");
-    assert.match(error.message, /wiring\.control_bus\.stream: Required when kind is kinesis$/);
+    assert.match(error.message, /wiring\.database\.url: Required when backend is server$/);
+  });
+});
 
-    const licensed = baseProfile();
-    edit(licensed, "policy.privacy_tier", "full");
-    error = await loadErr(await writeProfile(dir, licensed), {});
-    assert.match(error.message, /policy\.license_pack_path: Required when privacy_tier is full$/);
+Deno.test("a control bus or privacy tier that is not implemented is refused", async () => {
+  await withTempDir(async (dir) => {
+    const kinesis = baseProfile();
+    edit(kinesis, "wiring.control_bus.kind", "kinesis");
+    let error = await loadErr(await writeProfile(dir, kinesis), {});
+    assert.equal(error.reason, "PROFILE_INVALID");
+    assert.match(error.message, /wiring\.control_bus\.kind: /);
+
+    const minimized = baseProfile();
+    edit(minimized, "policy.privacy_tier", "minimized");
+    error = await loadErr(await writeProfile(dir, minimized), {});
+    assert.equal(error.reason, "PROFILE_INVALID");
+    assert.match(error.message, /policy\.privacy_tier: /);
   });
 });
 

@@ -79,12 +79,17 @@ const Identifier = Schema.String.check(
   Schema.isPattern(ID, { expected: "an identifier of letters, digits and _ . : -" }),
 );
 
-/** How far data may leave the host (ARCHITECTURE section 6). */
-export const PrivacyTier = Schema.Literals(["local", "minimized", "full"]);
+/**
+ * How far data may leave the host (ARCHITECTURE section 6): `local` refuses a non-loopback IG,
+ * `full` sends whole rows anywhere. `minimized` and the license pack that tiers above `local`
+ * need come back with the governance work that enforces them.
+ */
+export const PrivacyTier = Schema.Literals(["local", "full"]);
 export type PrivacyTier = typeof PrivacyTier.Type;
 
 /** The `policy` section: what worldstream may stream and how. */
 export const ProfilePolicy = Schema.Struct({
+  /** The policy's revision, stamped into every receipt sealed under it. */
   policy_rev: Text,
   require_gate_pass: BooleanLike,
   /** Missing oracle pack manifest / seal fail the run (dev, prod) instead of being tolerated. */
@@ -97,41 +102,18 @@ export const ProfilePolicy = Schema.Struct({
   privacy_tier: PrivacyTier,
   /** Idle gaps in event time longer than this are compressed to it (seconds, after speedup). */
   stream_max_gap_seconds: Schema.optionalKey(numberAtLeast(0)),
-  /** License pack file (`ccp.license.v1`) required by tiers above `local`. */
-  license_pack_path: Schema.optionalKey(LocalPath),
-  /** Base64 Ed25519 public key that verifies the license pack. */
-  license_public_key: Schema.optionalKey(Text),
-}).check(
-  Schema.makeFilter((p) =>
-    p.privacy_tier === "local" ? undefined : [
-      ...(p.license_pack_path === undefined
-        ? [{ path: ["license_pack_path"], issue: requiredWhen("privacy_tier", p.privacy_tier) }]
-        : []),
-      ...(p.license_public_key === undefined
-        ? [{ path: ["license_public_key"], issue: requiredWhen("privacy_tier", p.privacy_tier) }]
-        : []),
-    ]
-  ),
-);
+});
 export type ProfilePolicy = typeof ProfilePolicy.Type;
 
-/** Where READY signals arrive: a folder (`<root>/<topic>/<message_id>.json`) or a Kinesis stream. */
+/**
+ * Where READY signals arrive: a folder (`<root>/<topic>/<message_id>.json`). A Kinesis bus
+ * (`kind: kinesis` with its stream, region and endpoint) comes back with its listener.
+ */
 export const ControlBusWiring = Schema.Struct({
-  kind: Schema.Literals(["file", "kinesis"]),
+  kind: Schema.Literals(["file"]),
   topic: Text,
-  root: Schema.optionalKey(LocalPath),
-  stream: Schema.optionalKey(Text),
-  region: Schema.optionalKey(Text),
-  endpoint_url: Schema.optionalKey(HttpUrl),
-}).check(
-  Schema.makeFilter((bus) =>
-    bus.kind === "file" && bus.root === undefined
-      ? { path: ["root"], issue: requiredWhen("kind", "file") }
-      : bus.kind === "kinesis" && bus.stream === undefined
-      ? { path: ["stream"], issue: requiredWhen("kind", "kinesis") }
-      : undefined
-  ),
-);
+  root: LocalPath,
+});
 export type ControlBusWiring = typeof ControlBusWiring.Type;
 
 /** Postgres: embedded PGlite in a folder, or a server reached by URL. */
@@ -185,7 +167,6 @@ export type IgAuthWiring = typeof IgAuthWiring.Type;
 export const CourierWiring = Schema.Struct({
   mode: Schema.Literals(["batch", "push"]),
   batch_size: Schema.optionalKey(numberAtLeast(1, { integer: true })),
-  linger_ms: Schema.optionalKey(numberAtLeast(0)),
   push_concurrency: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   max_in_flight_per_output: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   request_timeout_ms: Schema.optionalKey(numberAtLeast(1, { integer: true })),
@@ -231,7 +212,10 @@ export const ProfileWiring = Schema.Struct({
 });
 export type ProfileWiring = typeof ProfileWiring.Type;
 
-/** The worldstream sections of a profile file; other components' sections are not decoded. */
+/**
+ * A worldstream profile file. Closed at every level: core/profile.ts refuses any key this schema
+ * does not name (a typo, or a section another component or a later issue owns).
+ */
 export const ProfileDocument = Schema.Struct({
   profile_id: Identifier,
   policy: ProfilePolicy,
