@@ -9,7 +9,10 @@ export type FlagSpec = Readonly<Record<string, "string" | "boolean">>;
 /** Parsed flags by name (strings or booleans). */
 export type Flags = Readonly<Record<string, string | boolean | undefined>>;
 
-/** Parses `argv` against `spec`; unknown flags, missing values and positionals fail BAD_ARGS. */
+/**
+ * Parses `argv` against `spec`; unknown flags, missing values and positionals fail BAD_ARGS. An
+ * unknown flag's message lists the flags the command accepts.
+ */
 export function parseFlags(
   argv: ReadonlyArray<string>,
   spec: FlagSpec,
@@ -20,8 +23,17 @@ export function parseFlags(
       return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false })
         .values as Flags;
     },
-    catch: (e) => fail("BAD_ARGS", (e as Error).message.split("\n")[0]),
+    catch: (e) => fail("BAD_ARGS", problemOf(e as Error & { code?: string }, spec)),
   });
+}
+
+function problemOf(error: Error & { code?: string }, spec: FlagSpec): string {
+  const unknown = /^Unknown option '([^']+)'/.exec(error.message)?.[1];
+  if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && unknown !== undefined) {
+    const accepted = Object.keys(spec).map((name) => `--${name}`).join(", ");
+    return `Unknown flag ${unknown} (accepted: ${accepted || "none"}; --help shows what each does)`;
+  }
+  return error.message.split("\n")[0];
 }
 
 /** A required string flag. */

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { peekPgliteDir } from "../core/profile_source.ts";
+import { wantsHelp } from "./help.ts";
 import { RUNTIME_PGLITE, startPgliteEarly } from "../stores/pglite_channel.ts";
 
 /** The commands whose runtime opens the profile's PGlite first thing. */
@@ -15,7 +16,7 @@ const RUNTIME_COMMANDS = new Set(["run", "stream"]);
 /** Starts PGlite for `worldstream <args>` when that command will open it. */
 export function startEarly(args: ReadonlyArray<string>): void {
   const [command, ...argv] = args;
-  if (command === undefined || !RUNTIME_COMMANDS.has(command)) return;
+  if (command === undefined || !RUNTIME_COMMANDS.has(command) || wantsHelp(argv)) return;
   try {
     const dir = peekPgliteDir(profileFlag(argv) ?? "local", Deno.env.toObject());
     if (dir !== undefined) startPgliteEarly(dir, RUNTIME_PGLITE);

@@ -6,6 +6,7 @@
 import { restoreAsyncHooks } from "../core/async_context_off.ts";
 import { Effect, Exit, Layer } from "effect";
 import { COMMANDS } from "./commands.ts";
+import { commandList, commandUsage, HELP, wantsHelp } from "./help.ts";
 import { JsonLogs } from "../core/logging.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 
@@ -14,9 +15,25 @@ restoreAsyncHooks();
 
 export async function main(args: ReadonlyArray<string>): Promise<number> {
   const [name, ...argv] = args;
+  if (name === "--help" || name === "-h") {
+    console.log(commandList());
+    return 0;
+  }
+  const page = name !== undefined && Object.hasOwn(HELP, name) ? HELP[name] : undefined;
+  if (page !== undefined && wantsHelp(argv)) {
+    const [sub] = argv;
+    const subPage = sub !== undefined && page.subcommands !== undefined &&
+        Object.hasOwn(page.subcommands, sub)
+      ? page.subcommands[sub]
+      : undefined;
+    console.log(subPage ? commandUsage(`${name} ${sub}`, subPage) : commandUsage(name, page));
+    return 0;
+  }
   const load = name !== undefined && Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (load === undefined) {
-    console.error(`Usage: worldstream <${Object.keys(COMMANDS).join("|")}> [flags]`);
+    console.error(
+      `Usage: worldstream <${Object.keys(COMMANDS).join("|")}> [flags] (--help: what each does)`,
+    );
     console.log(
       JSON.stringify({ status: "FAILED", reason: "BAD_ARGS", message: `Unknown command ${name}` }),
     );
