@@ -246,6 +246,9 @@ function executeRun(
       platform_run_id: platformRunId,
       output_ids: outputIds.join(","),
       speedup: pacing.speedup,
+      // The pacing anchor, so a gate-side observer can tell when each event was due.
+      pacing_w0_ms: pacing.w0Ms,
+      pacing_t0_us: pacing.t0Us,
     }));
 
     // Operators without a terminal (and the bench) follow progress through these log lines.
