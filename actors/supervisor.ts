@@ -39,7 +39,7 @@ import { type DeadLetterBatch, type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
 import { RunConfig } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
-import { type EnvelopeSource, runStreamer } from "./streamer.ts";
+import { type EnvelopeSource, runGaps, runStreamer } from "./streamer.ts";
 
 /** Live progress of one output of the current run. */
 export interface OutputProgress {
@@ -268,6 +268,8 @@ function executeRun(
       t0Us: firsts.length ? Math.min(...firsts) : 0,
       ...(config.maxGapSeconds === undefined ? {} : { maxGapSeconds: config.maxGapSeconds }),
     };
+    // max_gap compresses the run's idle gaps, the same for every output (actors/run_gaps.ts).
+    const gaps = runGaps(pacing, plans.length);
     const globalLeft = request.max_events === undefined
       ? undefined
       : yield* Ref.make(request.max_events);
@@ -308,7 +310,7 @@ function executeRun(
         Effect.delay("5 seconds"),
       ),
     );
-    const results = yield* Effect.forEach(plans, (plan) =>
+    const results = yield* Effect.forEach(plans, (plan, index) =>
       Effect.gen(function* () {
         yield* checkpointer.register(scope, plan.outputId, plan.after);
         const lane = yield* openLane<ViewPosition>(config.courier, plan.outputId, {
@@ -335,6 +337,7 @@ function executeRun(
           batchSize: config.courier.batchSize,
           lane,
           stop,
+          ...(gaps ? { gaps: gaps.output(index) } : {}),
         }).pipe(
           Effect.flatMap((outcome) =>
             lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))
@@ -369,7 +372,11 @@ function executeRun(
             : {}),
           ...(failure ? { message: failure.message } : {}),
         } as OutputResult & { message?: string };
-      }).pipe(Effect.scoped), { concurrency: "unbounded" });
+      }).pipe(
+        Effect.scoped,
+        // An output that ends early (its lane failed to open) must not hold the others' pacing.
+        Effect.ensuring(Effect.sync(() => gaps?.output(index).end())),
+      ), { concurrency: "unbounded" });
 
     const elapsed = (yield* Clock.currentTimeMillis) - pacing.w0Ms;
     yield* checkpointer.flush.pipe(
