@@ -12,6 +12,7 @@
  */
 import { Clock, Effect, Option, Ref, Schedule } from "effect";
 import type { Profile } from "../core/profile.ts";
+import { supervised } from "../core/supervise.ts";
 import { fail } from "../schemas/errors.ts";
 import { type IgEndpoint, igHealthy } from "../stores/ig_client.ts";
 import { type DependencyHealth, Health } from "./health.ts";
@@ -93,7 +94,8 @@ export const bootstrap = Effect.fn("bootstrap")(function* (
   if (Option.isSome(health)) yield* health.value.markStarted;
   yield* logHealth(report, options.mode);
   const last = yield* Ref.make(summary(report));
-  yield* Effect.forkScoped(
+  yield* Effect.forkScoped(supervised(
+    "health",
     checkDependencies(profile, ig).pipe(
       Effect.tap(publish),
       Effect.flatMap((now) =>
@@ -106,7 +108,7 @@ export const bootstrap = Effect.fn("bootstrap")(function* (
       Effect.repeat(Schedule.spaced(`${options.pollIntervalMs} millis`)),
       Effect.delay(`${options.pollIntervalMs} millis`),
     ),
-  );
+  ));
   return report;
 });
 

@@ -12,8 +12,9 @@
  * message, so whether it was already streamed is unknowable; such a READY is deferred too
  * (READY_LEDGER_UNAVAILABLE) rather than risk streaming a world twice.
  */
-import { Clock, Context, Deferred, Effect, Layer, Schedule } from "effect";
+import { Cause, Clock, Context, Deferred, Effect, Layer, Schedule } from "effect";
 import { interpretReady, type ReadyContext, ReadyRejection } from "../core/ready.ts";
+import { describeCause, supervised } from "../core/supervise.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { StreamResult } from "../schemas/messages.ts";
 import { AuditLog, READY_AUDIT_KINDS } from "../stores/audit_log.ts";
@@ -180,6 +181,23 @@ export class ControlBus extends Context.Service<ControlBus, {
             });
           });
 
+        // A bug while handling one message settles that message FAILED INTERNAL_ERROR (so
+        // nobody waits on it forever) and the listener goes on to the next one.
+        const settleDefect = (messageId: string, defect: unknown) =>
+          Effect.gen(function* () {
+            const message = describeCause(Cause.die(defect));
+            yield* Effect.logError("ready_defect").pipe(
+              Effect.annotateLogs({ message_id: messageId, defect: message }),
+            );
+            yield* settle({ message_id: messageId, status: "FAILED", reason: "INTERNAL_ERROR" });
+          }).pipe(
+            Effect.catchCause((cause) =>
+              Effect.logError("READY could not be settled").pipe(
+                Effect.annotateLogs({ message_id: messageId, error: describeCause(cause) }),
+              )
+            ),
+          );
+
         const pollOnce = Effect.gen(function* () {
           const now = yield* Clock.currentTimeMillis;
           const skip = new Set(seen);
@@ -192,17 +210,18 @@ export class ControlBus extends Context.Service<ControlBus, {
               m.message_id,
               "text" in m ? m.text : undefined,
               "error" in m ? m.error : undefined,
-            );
+            ).pipe(Effect.catchDefect((defect) => settleDefect(m.message_id, defect)));
           }
           return messages.length;
         });
 
-        yield* Effect.forkScoped(
+        yield* Effect.forkScoped(supervised(
+          "control_bus",
           pollOnce.pipe(
             Effect.catch((e) => Effect.logError("control bus poll failed", e.message)),
             Effect.repeat(Schedule.spaced(`${options.pollIntervalMs ?? 500} millis`)),
           ),
-        );
+        ));
         return ControlBus.of({
           pollOnce,
           settled: (id) => Deferred.await(waiter(id)),

@@ -5,13 +5,15 @@
  * Pacing is anchored, never per-gap sleeping, so errors do not accumulate: with run start wall
  * time W0 and first event time T0 (shared by all outputs of a run so they stay aligned), event i
  * is due at W0 + (ts_i − T0) / speedup. speedup 0 means as fast as possible. `maxGapSeconds`
- * compresses idle gaps longer than that (wall seconds) for this output. Time comes from Effect
+ * compresses idle gaps longer than that (wall seconds): gaps of the run, where no output has an
+ * event, shared through {@link RunGaps} so the outputs stay aligned. Time comes from Effect
  * Clock, so tests run on TestClock.
  */
 import { Clock, Deferred, Effect, Ref } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { EmitBatch, Lane } from "./courier.ts";
+import { type OutputGaps, RunGaps } from "./run_gaps.ts";
 
 /** Waits up to this long are not interruptible by a stop request (it is seen right after). */
 const SHORT_WAIT_MS = 50;
@@ -41,6 +43,19 @@ export interface Pacing {
   readonly maxGapSeconds?: number;
 }
 
+/** max_gap in event time (µs), or Infinity when gaps are not compressed. */
+export function maxGapMicros(pacing: Pacing): number {
+  return pacing.speedup > 0 && pacing.maxGapSeconds !== undefined
+    ? pacing.maxGapSeconds * 1e6 * pacing.speedup
+    : Infinity;
+}
+
+/** The run's shared gaps for `outputs` outputs paced by `pacing` (none without max_gap). */
+export function runGaps(pacing: Pacing, outputs: number): RunGaps | undefined {
+  const maxGapUs = maxGapMicros(pacing);
+  return maxGapUs === Infinity ? undefined : new RunGaps(outputs, pacing.t0Us, maxGapUs);
+}
+
 /** Caps on what is sent. `global` is shared by all outputs of the run: events still allowed. */
 export interface Caps {
   readonly perOutput?: number;
@@ -56,112 +71,129 @@ export interface StreamerOutcome {
 }
 
 /** Streams one output until its view ends, a cap is reached or a stop is requested. */
-export const runStreamer = Effect.fn("runStreamer")(function* (options: {
-  readonly outputId: string;
-  readonly source: EnvelopeSource;
-  /** A chunk already read (the supervisor peeks first chunks to find T0). */
-  readonly first?: EnvelopeChunk;
-  readonly pacing: Pacing;
-  readonly caps: Caps;
-  readonly batchSize: number;
-  readonly lane: Lane<ViewPosition>;
-  readonly stop: Deferred.Deferred<void>;
-}): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
-  const { pacing, caps, lane, batchSize } = options;
-  const paced = pacing.speedup > 0;
-  const maxGapUs = paced && pacing.maxGapSeconds !== undefined
-    ? pacing.maxGapSeconds * 1e6 * pacing.speedup
-    : Infinity;
-  let shiftUs = 0;
-  let prevTs: number | undefined;
-  let read = 0;
-  let handedOver = 0;
-  let perOutputLeft = caps.perOutput ?? Infinity;
-  let group = emptyGroup();
-  // The lane's lateness histogram is one object for the lane's life: fetched once, not per flush.
-  const pacingStats = (yield* lane.stats).pacing;
+export const runStreamer = Effect.fn("runStreamer")(
+  function* (options: {
+    readonly outputId: string;
+    readonly source: EnvelopeSource;
+    /** A chunk already read (the supervisor peeks first chunks to find T0). */
+    readonly first?: EnvelopeChunk;
+    readonly pacing: Pacing;
+    readonly caps: Caps;
+    readonly batchSize: number;
+    readonly lane: Lane<ViewPosition>;
+    readonly stop: Deferred.Deferred<void>;
+    /**
+     * This output's side of the run's gaps (see {@link runGaps}), needed with max_gap when the
+     * run has several outputs; without it the output is paced as if it were alone.
+     */
+    readonly gaps?: OutputGaps;
+  }): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
+    const { pacing, caps, lane, batchSize } = options;
+    const paced = pacing.speedup > 0;
+    const maxGapUs = maxGapMicros(pacing);
+    const gaps = options.gaps ?? runGaps(pacing, 1)?.output(0);
+    let shiftUs = 0;
+    let prevTs = pacing.t0Us;
+    let read = 0;
+    let handedOver = 0;
+    let perOutputLeft = caps.perOutput ?? Infinity;
+    let group = emptyGroup();
+    // The lane's lateness histogram is one object for the lane's life: fetched once, not per flush.
+    const pacingStats = (yield* lane.stats).pacing;
 
-  /** Hands the group to the lane; false when the run-wide cap cut it (streaming must end). */
-  const flush = Effect.gen(function* () {
-    const size = group.envelopes.length;
-    if (size === 0) return true;
-    const n = caps.global === undefined ? size : yield* Ref.modify(caps.global, (left) => {
-      const granted = Math.min(left, size);
-      return [granted, left - granted];
-    });
-    const batch = n === size ? toBatch(group) : toBatch(group, n);
-    group = emptyGroup();
-    if (n > 0 && batch.dueMs.length > 0) {
-      const at = yield* Clock.currentTimeMillis;
-      for (const due of batch.dueMs) pacingStats.add(at - due);
-    }
-    if (n > 0) {
-      yield* lane.send(batch);
-      handedOver += n;
-    }
-    return n === size;
-  });
-  const outcome = (stoppedBy: StreamerOutcome["stoppedBy"]) =>
-    ({ outputId: options.outputId, read, handedOver, stoppedBy }) satisfies StreamerOutcome;
-
-  let chunk = options.first ?? (yield* options.source.next);
-  let now = yield* Clock.currentTimeMillis;
-  while (chunk !== undefined) {
-    for (let i = 0; i < chunk.envelopes.length; i++) {
-      if (perOutputLeft <= 0) {
-        yield* flush;
-        return outcome("cap");
+    /** Hands the group to the lane; false when the run-wide cap cut it (streaming must end). */
+    const flush = Effect.gen(function* () {
+      const size = group.envelopes.length;
+      if (size === 0) return true;
+      const n = caps.global === undefined ? size : yield* Ref.modify(caps.global, (left) => {
+        const granted = Math.min(left, size);
+        return [granted, left - granted];
+      });
+      const batch = n === size ? toBatch(group) : toBatch(group, n);
+      group = emptyGroup();
+      if (n > 0 && batch.dueMs.length > 0) {
+        const at = yield* Clock.currentTimeMillis;
+        for (const due of batch.dueMs) pacingStats.add(at - due);
       }
-      let dueMs = 0;
-      if (paced) {
-        const ts = chunk.tsMicros[i];
-        if (prevTs !== undefined && ts - prevTs > maxGapUs) shiftUs += ts - prevTs - maxGapUs;
-        prevTs = ts;
-        dueMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
-        if (dueMs > now + 0.5) {
-          // Not due yet: hand over what is due, then wait for this one (or a stop request).
-          if (!(yield* flush)) return outcome("cap");
-          now = yield* Clock.currentTimeMillis;
-          if (dueMs > now) {
-            // A short wait is slept out and the stop request checked after it; only a long one
-            // races the stop request (a race forks two fibers, thousands of times a second when
-            // the events are dense).
-            const stopped = dueMs - now <= SHORT_WAIT_MS
-              ? yield* Effect.sleep(`${dueMs - now} millis`).pipe(
-                Effect.andThen(Deferred.isDone(options.stop)),
-              )
-              : yield* Effect.raceFirst(
-                Effect.sleep(`${dueMs - now} millis`).pipe(Effect.as(false)),
-                Deferred.await(options.stop).pipe(Effect.as(true)),
-              );
-            if (stopped) return outcome("shutdown");
+      if (n > 0) {
+        yield* lane.send(batch);
+        handedOver += n;
+      }
+      return n === size;
+    });
+    const outcome = (stoppedBy: StreamerOutcome["stoppedBy"]) =>
+      ({ outputId: options.outputId, read, handedOver, stoppedBy }) satisfies StreamerOutcome;
+
+    let chunk = options.first ?? (yield* options.source.next);
+    if (chunk !== undefined) gaps?.read(chunk.tsMicros);
+    let now = yield* Clock.currentTimeMillis;
+    while (chunk !== undefined) {
+      for (let i = 0; i < chunk.envelopes.length; i++) {
+        if (perOutputLeft <= 0) {
+          yield* flush;
+          return outcome("cap");
+        }
+        let dueMs = 0;
+        if (paced) {
+          const ts = chunk.tsMicros[i];
+          // Only past a long gap of its own can the run's shift have grown (see run_gaps.ts).
+          // Finding out may wait for other outputs to read on: hand over what is due first.
+          if (ts - prevTs > maxGapUs) {
+            if (!(yield* flush)) return outcome("cap");
+            shiftUs += yield* gaps!.compression(prevTs, ts);
             now = yield* Clock.currentTimeMillis;
           }
+          prevTs = ts;
+          dueMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
+          if (dueMs > now + 0.5) {
+            // Not due yet: hand over what is due, then wait for this one (or a stop request).
+            if (!(yield* flush)) return outcome("cap");
+            now = yield* Clock.currentTimeMillis;
+            if (dueMs > now) {
+              // A short wait is slept out and the stop request checked after it; only a long one
+              // races the stop request (a race forks two fibers, thousands of times a second when
+              // the events are dense).
+              const stopped = dueMs - now <= SHORT_WAIT_MS
+                ? yield* Effect.sleep(`${dueMs - now} millis`).pipe(
+                  Effect.andThen(Deferred.isDone(options.stop)),
+                )
+                : yield* Effect.raceFirst(
+                  Effect.sleep(`${dueMs - now} millis`).pipe(Effect.as(false)),
+                  Deferred.await(options.stop).pipe(Effect.as(true)),
+                );
+              if (stopped) return outcome("shutdown");
+              now = yield* Clock.currentTimeMillis;
+            }
+          }
+        }
+        group.envelopes.push(chunk.envelopes[i]);
+        group.eventIds.push(chunk.eventIds[i]);
+        group.positions.push(chunk.positionAt(i));
+        if (paced) group.dueMs.push(dueMs);
+        read++;
+        perOutputLeft--;
+        if (group.envelopes.length >= batchSize) {
+          if (!(yield* flush)) return outcome("cap");
+          now = yield* Clock.currentTimeMillis;
         }
       }
-      group.envelopes.push(chunk.envelopes[i]);
-      group.eventIds.push(chunk.eventIds[i]);
-      group.positions.push(chunk.positionAt(i));
-      if (paced) group.dueMs.push(dueMs);
-      read++;
-      perOutputLeft--;
-      if (group.envelopes.length >= batchSize) {
-        if (!(yield* flush)) return outcome("cap");
-        now = yield* Clock.currentTimeMillis;
+      // What is in the group is due (or unpaced): hand it over before reading the next chunk.
+      if (!(yield* flush)) return outcome("cap");
+      if (yield* Deferred.isDone(options.stop)) {
+        yield* flush;
+        return outcome("shutdown");
       }
+      chunk = yield* options.source.next;
+      if (chunk !== undefined) gaps?.read(chunk.tsMicros);
+      now = yield* Clock.currentTimeMillis;
     }
-    // What is in the group is due (or unpaced): hand it over before reading the next chunk.
-    if (!(yield* flush)) return outcome("cap");
-    if (yield* Deferred.isDone(options.stop)) {
-      yield* flush;
-      return outcome("shutdown");
-    }
-    chunk = yield* options.source.next;
-    now = yield* Clock.currentTimeMillis;
-  }
-  yield* flush;
-  return outcome("end");
-});
+    yield* flush;
+    return outcome("end");
+    // However it ends, the other outputs must not wait on this one's reading again.
+  },
+  (effect, options) =>
+    options.gaps ? Effect.ensuring(effect, Effect.sync(options.gaps.end)) : effect,
+);
 
 interface Group {
   envelopes: string[];

@@ -4,7 +4,7 @@ import { TestClock } from "effect/testing";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { EmitBatch, Lane, LaneStats } from "./courier.ts";
 import { LatenessStats } from "./lateness.ts";
-import { type Caps, type EnvelopeSource, runStreamer } from "./streamer.ts";
+import { type Caps, type EnvelopeSource, runGaps, runStreamer } from "./streamer.ts";
 
 // These tests check the streamer's own logic (pacing, caps, stop) against a lane that records
 // what it is handed and when; the courier has its own tests against the reference gate.
@@ -333,4 +333,106 @@ Deno.test("a stop request ends an unpaced stream after the chunk in hand", async
   }));
   assert.equal(result.outcome.stoppedBy, "shutdown");
   assert.deepEqual(result.ids, ["e0", "e1", "e2", "e3"], "the first chunk only");
+});
+
+// ---------------------------------------------------------------------------------------------
+// max_gap across the outputs of a run
+
+/**
+ * Runs one streamer per output concurrently, sharing the run's gaps as the supervisor does,
+ * and returns each output's `[event id, hand-over time]` timeline.
+ */
+function pacedTogether(run: {
+  readonly outputs: ReadonlyArray<ReadonlyArray<number>>;
+  readonly speedup: number;
+  readonly maxGapSeconds: number;
+  readonly chunkSize?: number;
+}) {
+  return Effect.gen(function* () {
+    yield* TestClock.setTime(W0_MS);
+    const stop = yield* Deferred.make<void>();
+    const pacing = {
+      speedup: run.speedup,
+      w0Ms: W0_MS,
+      t0Us: T0_US + Math.min(...run.outputs.map((o) => o[0])),
+      maxGapSeconds: run.maxGapSeconds,
+    };
+    const gaps = runGaps(pacing, run.outputs.length)!;
+    const recorders = run.outputs.map(() => recordingLane());
+    const fibers = yield* Effect.forEach(
+      run.outputs,
+      (offsets, k) =>
+        Effect.forkChild(runStreamer({
+          outputId: `out${k}`,
+          source: source(offsets, `${"AB"[k]}`, run.chunkSize ?? 4),
+          pacing,
+          caps: {},
+          batchSize: 100,
+          lane: recorders[k].lane,
+          stop,
+          gaps: gaps.output(k),
+        })),
+    );
+    yield* TestClock.adjust("30 days");
+    for (const fiber of fibers) yield* Fiber.join(fiber);
+    return recorders.map((r) => r.timeline().map(([id, at]) => [id, at - W0_MS] as const));
+  });
+}
+
+Deno.test("max_gap compresses a gap once for the whole run: events at the same time in two outputs are due together", async () => {
+  // A idles from 10 s to 1000 s, B from 0 to 500 s and 500 s to 1000 s; the run is idle only
+  // from 10 s to 500 s and from 500 s to 1000 s. With max_gap 60 s (speedup 1) these shrink to
+  // 60 s each: 430 s and 440 s compressed, so event time 500 s is due at 70 s and 1000 s at
+  // 130 s, in both outputs. (Compressing each output's own gaps would send A's 1000 s event at
+  // 70 s and B's at 120 s.)
+  const [a, b] = await onTestClock(pacedTogether({
+    outputs: [[0, 10, 1_000].map((s) => s * SECOND_US), [0, 500, 1_000].map((s) => s * SECOND_US)],
+    speedup: 1,
+    maxGapSeconds: 60,
+  }));
+  assert.deepEqual(a, [["A0", 0], ["A1", 10_000], ["A2", 130_000]]);
+  assert.deepEqual(b, [["B0", 0], ["B1", 70_000], ["B2", 130_000]]);
+});
+
+Deno.test("max_gap leaves alone a gap of one output that another output's events fill", async () => {
+  // A has nothing between 0 and 1000 s, but B has an event every 100 s: the run's idle gaps are
+  // 100 s each, 40 s over max_gap, so ten of them shift 1000 s by 400 s, not by A's 940 s.
+  const bSeconds = Array.from({ length: 11 }, (_, i) => i * 100);
+  const [a, b] = await onTestClock(pacedTogether({
+    outputs: [[0, 1_000].map((s) => s * SECOND_US), bSeconds.map((s) => s * SECOND_US)],
+    speedup: 1,
+    maxGapSeconds: 60,
+    chunkSize: 2,
+  }));
+  assert.deepEqual(a, [["A0", 0], ["A1", 600_000]]);
+  assert.deepEqual(b, bSeconds.map((s, i) => [`B${i}`, s * 600]));
+});
+
+Deno.test("max_gap treats the time after an output's last event as idle for that output", async () => {
+  // A ends at 10 s; from then on only B counts. At speedup 10 max_gap 6 s is 60 s of event time.
+  const [a, b] = await onTestClock(pacedTogether({
+    outputs: [[0, 10].map((s) => s * SECOND_US), [5, 500, 1_000].map((s) => s * SECOND_US)],
+    speedup: 10,
+    maxGapSeconds: 6,
+    chunkSize: 1,
+  }));
+  assert.deepEqual(a, [["A0", 0], ["A1", 1_000]]);
+  // 10 s → 500 s: 430 s compressed; 500 s → 1000 s: 440 s compressed.
+  assert.deepEqual(b, [["B0", 500], ["B1", 7_000], ["B2", 13_000]]);
+});
+
+Deno.test("max_gap compresses nothing where two outputs take turns, over thousands of gaps", async () => {
+  // Each output alone idles 100 s between events (over max_gap), but together they have an
+  // event every 50 s: the run is never idle for longer than max_gap, so nothing shifts. Enough
+  // gaps that the run's record of them is trimmed along the way.
+  const n = 3_000;
+  const aSeconds = Array.from({ length: n }, (_, i) => i * 100);
+  const bSeconds = aSeconds.map((s) => s + 50);
+  const [a, b] = await onTestClock(pacedTogether({
+    outputs: [aSeconds.map((s) => s * SECOND_US), bSeconds.map((s) => s * SECOND_US)],
+    speedup: 100,
+    maxGapSeconds: 0.6,
+  }));
+  assert.deepEqual(a, aSeconds.map((s, i) => [`A${i}`, s * 10]));
+  assert.deepEqual(b, bSeconds.map((s, i) => [`B${i}`, s * 10]));
 });

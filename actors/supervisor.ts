@@ -8,8 +8,20 @@
  * resuming after its checkpoint in the run's scope. Runs are handled one at a time from a
  * bounded queue (the backpressure on whoever submits).
  */
-import { Cause, Clock, Context, Deferred, Effect, Layer, Queue, Ref, Schedule } from "effect";
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Effect,
+  Layer,
+  Option,
+  Queue,
+  Ref,
+  Schedule,
+} from "effect";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
+import { describeCause, supervised } from "../core/supervise.ts";
 import { selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
@@ -27,7 +39,7 @@ import { type DeadLetterBatch, type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
 import { RunConfig } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
-import { type EnvelopeSource, runStreamer } from "./streamer.ts";
+import { type EnvelopeSource, runGaps, runStreamer } from "./streamer.ts";
 
 /** Live progress of one output of the current run. */
 export interface OutputProgress {
@@ -41,6 +53,17 @@ export interface OutputProgress {
   readonly lateness: { count: number; p50_ms: number; p99_ms: number; max_ms: number };
 }
 
+/**
+ * Test-only fault injection: called with each run's request after its run_start receipt, just
+ * before its outputs stream. The default does nothing and no production code replaces it;
+ * actors/supervision_test.ts makes one run die of a defect through it, to prove that a bug
+ * ends that run (FAILED INTERNAL_ERROR, receipted) and not the service.
+ */
+export const RunFaultHook = Context.Reference<(request: RunRequested) => Effect.Effect<void>>(
+  "worldstream/actors/RunFaultHook",
+  { defaultValue: () => () => Effect.void },
+);
+
 /** The run supervisor. */
 export class Supervisor extends Context.Service<Supervisor, {
   /** Queues a run and waits for its result (never fails: refusals are FAILED results). */
@@ -51,6 +74,7 @@ export class Supervisor extends Context.Service<Supervisor, {
   static readonly layer = Layer.effect(
     Supervisor,
     Effect.gen(function* () {
+      const faultHook = yield* RunFaultHook;
       const context = yield* Effect.context<
         RunConfig | Checkpointer | Journal | Shutdown | DuckDb | Postgres | Wal
       >();
@@ -61,15 +85,29 @@ export class Supervisor extends Context.Service<Supervisor, {
         16,
       );
       const live = yield* Ref.make<ReadonlyMap<string, Effect.Effect<OutputProgress>>>(new Map());
+      // One run at a time. Whatever ends a run, its caller gets an answer: a defect that got
+      // past executeRun's own handling still answers FAILED INTERNAL_ERROR, and the loop itself
+      // is restarted should it ever die.
+      const serveOne = Effect.gen(function* () {
+        const [request, reply] = yield* Queue.take(queue);
+        yield* executeRun(request, live, faultHook).pipe(
+          Effect.provideContext(context),
+          Effect.ensuring(Ref.set(live, new Map())),
+          Effect.onExit((exit) =>
+            exit._tag === "Success"
+              ? Deferred.succeed(reply, exit.value)
+              : Cause.hasInterrupts(exit.cause)
+              ? Deferred.interrupt(reply)
+              : Deferred.succeed(reply, internalError(request, exit.cause))
+          ),
+          Effect.catchDefect(() => Effect.void),
+        );
+      });
       yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.gen(function* () {
-            const [request, reply] = yield* Queue.take(queue);
-            const result = yield* executeRun(request, live).pipe(Effect.provideContext(context));
-            yield* Ref.set(live, new Map());
-            yield* Deferred.succeed(reply, result);
-          }),
-        ).pipe(Effect.catchIf(Cause.isDone, () => Effect.void)),
+        supervised(
+          "supervisor",
+          Effect.forever(serveOne).pipe(Effect.catchIf(Cause.isDone, () => Effect.void)),
+        ),
       );
       return Supervisor.of({
         submit: (request) =>
@@ -99,6 +137,7 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 function executeRun(
   request: RunRequested,
   live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
+  faultHook: (request: RunRequested) => Effect.Effect<void> = () => Effect.void,
 ) {
   const base = {
     emitted: 0,
@@ -107,6 +146,9 @@ function executeRun(
     scenario_id: request.scenario_id ?? null,
     platform_run_id: request.platform_run_id ?? null,
   };
+  // Set once the run has its checkpoint scope: from then on a defect still ends it with a
+  // run_end receipt.
+  let keyed: { runKey: string; actor: string; platformRunId: string } | undefined;
   return Effect.scoped(Effect.gen(function* () {
     const config = yield* RunConfig;
     const { profile } = config;
@@ -159,6 +201,7 @@ function executeRun(
     // back before streaming starts instead of staying with the process for the whole run.
     const viewRoot = config.streamViewRoot(world.engineRunRoot);
     const scope = packKey(world, platformRunId, scenarioRunId);
+    keyed = { runKey: scope, actor: producer, platformRunId };
     const duck = yield* DuckDb;
     const plans = [];
     for (const output of outputs) {
@@ -225,6 +268,8 @@ function executeRun(
       t0Us: firsts.length ? Math.min(...firsts) : 0,
       ...(config.maxGapSeconds === undefined ? {} : { maxGapSeconds: config.maxGapSeconds }),
     };
+    // max_gap compresses the run's idle gaps, the same for every output (actors/run_gaps.ts).
+    const gaps = runGaps(pacing, plans.length);
     const globalLeft = request.max_events === undefined
       ? undefined
       : yield* Ref.make(request.max_events);
@@ -241,6 +286,7 @@ function executeRun(
       ...(request.message_id ? { message_id: request.message_id } : {}),
     });
 
+    yield* faultHook(request);
     yield* Effect.logInfo("stream_start").pipe(Effect.annotateLogs({
       run_key: scope,
       platform_run_id: platformRunId,
@@ -267,7 +313,7 @@ function executeRun(
         Effect.delay("5 seconds"),
       ),
     );
-    const results = yield* Effect.forEach(plans, (plan) =>
+    const results = yield* Effect.forEach(plans, (plan, index) =>
       Effect.gen(function* () {
         yield* checkpointer.register(scope, plan.outputId, plan.after);
         const lane = yield* openLane<ViewPosition>(config.courier, plan.outputId, {
@@ -294,6 +340,7 @@ function executeRun(
           batchSize: config.courier.batchSize,
           lane,
           stop,
+          ...(gaps ? { gaps: gaps.output(index) } : {}),
         }).pipe(
           Effect.flatMap((outcome) =>
             lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))
@@ -328,7 +375,11 @@ function executeRun(
             : {}),
           ...(failure ? { message: failure.message } : {}),
         } as OutputResult & { message?: string };
-      }).pipe(Effect.scoped), { concurrency: "unbounded" });
+      }).pipe(
+        Effect.scoped,
+        // An output that ends early (its lane failed to open) must not hold the others' pacing.
+        Effect.ensuring(Effect.sync(() => gaps?.output(index).end())),
+      ), { concurrency: "unbounded" });
 
     const elapsed = (yield* Clock.currentTimeMillis) - pacing.w0Ms;
     yield* checkpointer.flush.pipe(
@@ -366,7 +417,58 @@ function executeRun(
         message: e.message,
       })
     ),
+    // A bug (an exception where none was expected) ends this run, not the service: FAILED
+    // INTERNAL_ERROR with the defect's message, receipted like any other run end.
+    Effect.catchDefect((defect) =>
+      Effect.gen(function* () {
+        const message = describeCause(Cause.die(defect));
+        const emitted = yield* Ref.get(live).pipe(
+          Effect.flatMap((m) => Effect.all([...m.values()])),
+          Effect.map((outputs) => outputs.reduce((n, o) => n + o.emitted, 0)),
+        );
+        yield* Effect.logError("run_defect").pipe(Effect.annotateLogs({
+          platform_run_id: base.platform_run_id,
+          ...(keyed ? { run_key: keyed.runKey } : {}),
+          defect: message,
+        }));
+        if (keyed) {
+          yield* runReceipt(yield* Journal, "run_end", keyed.runKey, keyed.actor, {
+            platform_run_id: keyed.platformRunId,
+            status: "FAILED",
+            emitted,
+            reason: "INTERNAL_ERROR",
+            message,
+          }, "soft_block").pipe(
+            Effect.catchCause((cause) =>
+              Effect.logError("run_end receipt failed").pipe(
+                Effect.annotateLogs({ error: describeCause(cause) }),
+              )
+            ),
+          );
+        }
+        return internalError(request, Cause.die(defect), { ...base, emitted });
+      })
+    ),
   );
+}
+
+/** The FAILED INTERNAL_ERROR result of a run that a defect ended. */
+function internalError(
+  request: RunRequested,
+  cause: Cause.Cause<unknown>,
+  base: Partial<StreamResult> = {},
+): StreamResult {
+  return {
+    emitted: 0,
+    output_ids: request.output_ids ? [...request.output_ids] : [],
+    engine_run_root: request.engine_run_root ?? null,
+    scenario_id: request.scenario_id ?? null,
+    platform_run_id: request.platform_run_id ?? null,
+    ...base,
+    status: "FAILED",
+    reason: "INTERNAL_ERROR",
+    message: describeCause(cause),
+  };
 }
 
 function runReceipt(
@@ -453,9 +555,6 @@ function progressOf(outputId: string, total: number, s: LaneStats): OutputProgre
 }
 
 function errorOf(cause: Cause.Cause<unknown>): WorldstreamError {
-  const failure = cause.reasons.find((r) => r._tag === "Fail");
-  const error = failure?._tag === "Fail" ? failure.error : undefined;
-  return error instanceof WorldstreamError
-    ? error
-    : fail("INTERNAL_ERROR", Cause.pretty(cause).split("\n")[0]);
+  const error = Option.getOrUndefined(Cause.findErrorOption(cause));
+  return error instanceof WorldstreamError ? error : fail("INTERNAL_ERROR", describeCause(cause));
 }

@@ -22,6 +22,7 @@
  * same database later are not seen by this one.
  */
 import { Clock, Context, Duration, Effect, Layer, Schedule, Semaphore } from "effect";
+import { supervised } from "../core/supervise.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { replaceFileDurably, writeAll } from "./durable_file.ts";
 import { READY_STATUSES, readyRecordId, type ReadyStatus } from "./ledger_ids.ts";
@@ -307,14 +308,17 @@ const make = (options: ReadyLedgerOptions) =>
     const trySeed = Effect.suspend(() => seeded ? Effect.void : Effect.ignore(seed));
 
     if (!seeded) {
-      yield* Effect.forkScoped(seed.pipe(
-        Effect.retry({
-          schedule: Schedule.min([
-            Schedule.exponential(Duration.millis(500)),
-            Schedule.spaced(Duration.seconds(30)),
-          ]),
-        }),
-        Effect.ignore,
+      yield* Effect.forkScoped(supervised(
+        "ready_ledger_seed",
+        seed.pipe(
+          Effect.retry({
+            schedule: Schedule.min([
+              Schedule.exponential(Duration.millis(500)),
+              Schedule.spaced(Duration.seconds(30)),
+            ]),
+          }),
+          Effect.ignore,
+        ),
       ));
     }
 

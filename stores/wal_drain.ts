@@ -11,6 +11,7 @@
  * line, while Postgres is unreachable).
  */
 import { Context, Duration, Effect, Layer, Schedule } from "effect";
+import { supervised } from "../core/supervise.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { Receipt } from "../schemas/receipt.ts";
 import { loadCheckpoint } from "./checkpoints.ts";
@@ -134,12 +135,13 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
         ),
       )
     );
-    yield* Effect.forkScoped(
+    yield* Effect.forkScoped(supervised(
+      "wal_drain",
       drainNow.pipe(
         Effect.retry(backoff),
         Effect.repeat(Schedule.spaced(Duration.millis(intervalMs))),
       ),
-    );
+    ));
 
     return WalDrain.of({ drainNow, status: Effect.sync(() => status) });
   });
