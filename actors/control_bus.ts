@@ -77,7 +77,13 @@ export class ControlBus extends Context.Service<ControlBus, {
               ...(s.reason ? { reason: s.reason } : {}),
               ...(s.result?.platform_run_id ? { platform_run_id: s.result.platform_run_id } : {}),
               ...(s.result
-                ? { detail: { emitted: s.result.emitted, output_ids: s.result.output_ids } }
+                ? {
+                  detail: {
+                    emitted: s.result.emitted,
+                    output_ids: s.result.output_ids,
+                    ...(s.result.dead_lettered ? { dead_lettered: s.result.dead_lettered } : {}),
+                  },
+                }
                 : {}),
             });
             if (s.status !== "DEFERRED_DOWNSTREAM_NOT_READY") {

@@ -368,6 +368,7 @@ function executeRun(
           admitted: stats.admitted,
           duplicate: stats.duplicate,
           quarantined: stats.quarantined,
+          dead_lettered: stats.deadLettered,
           resumed_from_seq: plan.after ? plan.after.seq : null,
           reason: failure?.reason ?? null,
           ...(pacing.speedup > 0
@@ -386,24 +387,36 @@ function executeRun(
       Effect.catch((e) => Effect.logWarning("checkpoint flush failed", e.message)),
     );
     const emitted = results.reduce((n, r) => n + r.emitted, 0);
+    const deadLettered = results.reduce((n, r) => n + r.dead_lettered, 0);
     const failed = results.find((r) => r.status !== "STREAMED");
+    // Every event handled, but some only as dead letters (`dead_letter_policy: continue`):
+    // not a clean STREAMED, so the result, the READY ledger and the exit code say so.
+    const status = failed ? "FAILED" : deadLettered > 0 ? "STREAMED_WITH_DEAD_LETTERS" : "STREAMED";
+    const reason = failed
+      ? (failed.reason ?? "STOPPED_BY_OPERATOR")
+      : deadLettered > 0
+      ? "DEAD_LETTERED"
+      : null;
     yield* runReceipt(journal, "run_end", scope, producer, {
       platform_run_id: platformRunId,
-      status: failed ? "FAILED" : "STREAMED",
+      status,
       emitted,
-      reason: failed ? (failed.reason ?? "STOPPED_BY_OPERATOR") : null,
+      dead_lettered: deadLettered,
+      reason,
       outputs: results.map((r) => ({
         output_id: r.output_id,
         status: r.status,
         emitted: r.emitted,
+        dead_lettered: r.dead_lettered,
       })),
-    }, failed ? "soft_block" : "pass");
+    }, status === "STREAMED" ? "pass" : "soft_block");
     const outputsOut = results.map(({ message: _m, ...r }) => r);
     return {
       ...base,
-      status: failed ? "FAILED" : "STREAMED",
+      status,
       emitted,
-      reason: failed ? (failed.reason ?? "STOPPED_BY_OPERATOR") : null,
+      dead_lettered: deadLettered,
+      reason,
       ...(failed?.message ? { message: failed.message } : {}),
       outputs: outputsOut,
       elapsed_ms: elapsed,

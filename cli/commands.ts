@@ -10,7 +10,19 @@ import type { DuckDb } from "../stores/duckdb.ts";
 export interface Outcome {
   readonly line: Record<string, unknown>;
   readonly ok: boolean;
+  /** The exit code when it is not 0 (ok) or 1 (not ok): see EXIT_CODES. */
+  readonly code?: number;
 }
+
+/** Exit codes beyond 0 (success) and 1 (failure), documented in the README. */
+export const EXIT_CODES = {
+  /** Unknown command. */
+  usage: 2,
+  /** A run handled every event, but some only as dead letters (STREAMED_WITH_DEAD_LETTERS). */
+  deadLetters: 3,
+  /** `stream` stopped by SIGINT/SIGTERM before the end (STOPPED_BY_OPERATOR): 128 + SIGINT. */
+  stopped: 130,
+} as const;
 
 export type Command = (
   argv: ReadonlyArray<string>,

@@ -5,7 +5,7 @@
  */
 import { restoreAsyncHooks } from "../core/async_context_off.ts";
 import { Effect, Exit, Layer } from "effect";
-import { COMMANDS } from "./commands.ts";
+import { COMMANDS, EXIT_CODES } from "./commands.ts";
 import { commandList, commandUsage, HELP, wantsHelp } from "./help.ts";
 import { JsonLogs } from "../core/logging.ts";
 import { DuckDb } from "../stores/duckdb.ts";
@@ -37,14 +37,14 @@ export async function main(args: ReadonlyArray<string>): Promise<number> {
     console.log(
       JSON.stringify({ status: "FAILED", reason: "BAD_ARGS", message: `Unknown command ${name}` }),
     );
-    return 2;
+    return EXIT_CODES.usage;
   }
   const command = await load();
   const layers = Layer.mergeAll(DuckDb.layer(), JsonLogs);
   const exit = await Effect.runPromiseExit(command(argv).pipe(Effect.provide(layers)));
   if (Exit.isSuccess(exit)) {
     console.log(JSON.stringify(exit.value.line));
-    return exit.value.ok ? 0 : 1;
+    return exit.value.code ?? (exit.value.ok ? 0 : 1);
   }
   const error = exit.cause.reasons.find((r) => r._tag === "Fail")?.error as
     | { reason?: string; message?: string }

@@ -1,15 +1,26 @@
 /**
- * `worldstream run [--once] [--profile P]`: the whole runtime on a profile. With the local
- * profile and nothing set up it uses embedded defaults: PGlite, the file control bus, the demo
- * world (generated on first use) and the reference IG started in process on loopback. It
- * publishes a READY for that world, streams it with a live display, prints a summary and keeps
- * serving the control bus until Ctrl-C (`--once`: exits after the run, status as exit code).
+ * `worldstream run [--once] [--profile P] [--engine-run-root DIR]`: the service. It serves the
+ * control bus (every READY on it is checked and streamed by the supervisor) until SIGINT/SIGTERM,
+ * then drains and exits 0, as a container expects.
+ *
+ * What it publishes itself, by case:
+ * - `--engine-run-root DIR` (any profile): DIR must hold a world (`gen-world` makes one); it is
+ *   checked first (ENGINE_ROOT_MISSING, RUN_RECEIPT_UNREADABLE, … otherwise) and a READY is
+ *   published for it. Nothing is ever generated into DIR.
+ * - the `local` profile with no world given (neither the flag nor `oracle_engine_run_root`): the
+ *   demo world under the runs root (generated on first use) and its READY, streamed paced so that
+ *   its five days take about 30 s, with the reference IG started in process on loopback.
+ * - `local` with the profile's `oracle_engine_run_root`: a READY for that world.
+ * - any other profile with no `--engine-run-root`: nothing; it only serves the bus.
+ *
+ * `--once` exits after the run of its own READY, with that run's status as the exit code (0
+ * STREAMED or SKIPPED_DUPLICATE, 3 with dead letters, 1 otherwise); it needs a world.
  *
  * `--admin-port P` (or the profile's `wiring.admin.port`) serves `/healthz` and `/readyz` on
  * 127.0.0.1:P for the runtime's whole life, from before the start-up checks (readiness says
  * `down` until they pass) to shutdown.
  */
-import { Deferred, Effect } from "effect";
+import { Deferred, Effect, Schedule } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { healthApp } from "../api/health.ts";
@@ -20,11 +31,14 @@ import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { runtimeLayer } from "../actors/runtime.ts";
 import { Shutdown } from "../actors/shutdown.ts";
+import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
+import { resolveWorld } from "../core/world.ts";
 import { fail } from "../schemas/errors.ts";
 import { parseFlags } from "./args.ts";
+import { EXIT_CODES, type Outcome } from "./commands.ts";
 import { publishReady } from "./publish_ready.ts";
 import { withProgressDisplay } from "./stream.ts";
 
@@ -57,14 +71,26 @@ export function runCommand(argv: ReadonlyArray<string>) {
       return yield* fail("BAD_ARGS", `--speedup must be a number >= 0, got ${flags.speedup}`);
     }
     const profile = yield* loadProfile(String(flags.profile ?? "local"));
-    const ownRoot = typeof flags["engine-run-root"] === "string"
+    const given = typeof flags["engine-run-root"] === "string"
       ? flags["engine-run-root"]
-      : profile.wiring.oracle_engine_run_root;
-    const root = ownRoot ?? join(profile.paths.runsRoot, "demo_world");
-    const speedup = speedupFlag ?? (ownRoot === undefined ? DEMO_SPEEDUP : undefined);
-    const world = yield* genWorld({ out: root, events: DEMO_EVENTS }).pipe(
-      Effect.provide(DuckDb.layer()),
-    );
+      : profile.profile_id === "local"
+      ? profile.wiring.oracle_engine_run_root
+      : undefined;
+    const demo = given === undefined && profile.profile_id === "local";
+    if (flags.once && given === undefined && !demo) {
+      return yield* fail(
+        "BAD_ARGS",
+        `--once needs a world to run on the ${profile.profile_id} profile: give --engine-run-root`,
+      );
+    }
+    const speedup = speedupFlag ?? (demo ? DEMO_SPEEDUP : undefined);
+    // The world to publish a READY for, checked before anything starts.
+    const world = demo
+      ? yield* genWorld({ out: join(profile.paths.runsRoot, "demo_world"), events: DEMO_EVENTS })
+        .pipe(Effect.provide(DuckDb.layer()), Effect.map((w) => w.engine_run_root))
+      : given === undefined
+      ? undefined
+      : yield* existingWorld(given, profile);
     const adminPort = adminFlag ?? profile.wiring.admin?.port;
     return yield* Effect.scoped(Effect.gen(function* () {
       const health = yield* Health.make;
@@ -88,9 +114,13 @@ export function runCommand(argv: ReadonlyArray<string>) {
         runConfigOf(profile, igUrl ? { igUrl } : {}).courier.endpoint,
         bootstrapOptions(profile),
       ).pipe(Effect.provideService(Health, health));
-      const published = yield* publishReady({ engineRunRoot: world.engine_run_root, profile });
-      yield* Effect.logInfo("READY published").pipe(Effect.annotateLogs({ ...published }));
-      const settled = yield* awaitRun(profile, published.message_id).pipe(
+      const published = world === undefined
+        ? undefined
+        : yield* publishReady({ engineRunRoot: world, profile });
+      if (published) {
+        yield* Effect.logInfo("READY published").pipe(Effect.annotateLogs({ ...published }));
+      }
+      return yield* serve(profile, published?.message_id).pipe(
         Effect.provide(runtimeLayer(profile, {
           ...(igUrl ? { igUrl } : {}),
           ...(speedup === undefined ? {} : { speedup }),
@@ -99,29 +129,92 @@ export function runCommand(argv: ReadonlyArray<string>) {
           health,
         })),
       );
-      return settled;
-    })).pipe(
-      Effect.map((s) => ({
-        line: summaryLine(s),
-        ok: s.status === "STREAMED" || s.status === "SKIPPED_DUPLICATE",
-      })),
-    );
+    }));
 
-    function awaitRun(p: Profile, messageId: string) {
+    /**
+     * Waits for the run of its own READY (if any), then (without `--once`) serves until a stop.
+     * A stop while that run is in flight ends it (STOPPED_BY_OPERATOR, resumed by the next
+     * start) and is still a clean exit: the service was asked to go.
+     */
+    function serve(p: Profile, messageId: string | undefined) {
       return Effect.gen(function* () {
         const bus = yield* ControlBus;
-        const settled = yield* withProgressDisplay(bus.settled(messageId));
+        const { stop } = yield* Shutdown;
+        let settled: ReadySettlement | undefined;
+        if (messageId !== undefined) {
+          const own = bus.settled(messageId);
+          settled = yield* withProgressDisplay(Effect.raceFirst(
+            own,
+            // A stop before the run settles: the run ends stopped within moments (or never
+            // started, e.g. deferred while the IG is down); either way the service goes.
+            Deferred.await(stop).pipe(
+              Effect.andThen(own.pipe(Effect.timeoutOption("10 seconds"))),
+              Effect.map((o) => o._tag === "Some" ? o.value : undefined),
+            ),
+          ));
+          if (settled && !flags.once) console.log(JSON.stringify(summaryLine(settled)));
+        }
         if (!flags.once) {
-          console.log(JSON.stringify(summaryLine(settled)));
-          yield* Effect.logInfo("serving the control bus until Ctrl-C").pipe(
+          yield* Effect.logInfo("serving the control bus until SIGINT/SIGTERM").pipe(
             Effect.annotateLogs({ profile: p.profile_id }),
           );
-          yield* Deferred.await((yield* Shutdown).stop);
+          yield* Deferred.await(stop);
         }
-        return settled;
+        const stopped = yield* Deferred.isDone(stop);
+        if (stopped) yield* drained;
+        return outcome(settled, stopped);
       });
     }
   });
+}
+
+/**
+ * Waits (at most 10 s) until a run the bus started has wound down after a stop: its streamers
+ * stop reading and its lanes deliver what they hold, so the checkpoint covers all of it. Closing
+ * the runtime under it would cut those deliveries off, to be sent again by the next start.
+ */
+const drained = Effect.gen(function* () {
+  const supervisor = yield* Supervisor;
+  yield* supervisor.progress.pipe(
+    Effect.repeat({ schedule: Schedule.spaced("50 millis"), until: (p) => p.length === 0 }),
+    Effect.timeoutOption("10 seconds"),
+  );
+});
+
+/** `run`'s result line and exit code (see the file comment). */
+function outcome(settled: ReadySettlement | undefined, stopped: boolean): Outcome {
+  const line = settled
+    ? summaryLine(settled)
+    : { status: stopped ? "STOPPED" : "SERVED", ready_status: null, reason: null };
+  if (stopped) return { line: { ...line, stopped_by: "signal" }, ok: true };
+  const status = settled?.result?.status ?? settled?.status;
+  if (status === "STREAMED" || status === "SKIPPED_DUPLICATE") return { line, ok: true };
+  if (status === "STREAMED_WITH_DEAD_LETTERS") {
+    return { line, ok: false, code: EXIT_CODES.deadLetters };
+  }
+  return { line, ok: false };
+}
+
+/**
+ * The world at `root`, which must already be one: `run` publishes a READY for it and never
+ * generates into it. Fails with the world check's reason code (ENGINE_ROOT_MISSING,
+ * RUN_RECEIPT_UNREADABLE, …), its message saying how to make one.
+ */
+function existingWorld(root: string, profile: Profile) {
+  return resolveWorld(root, {
+    strict: profile.policy.strict_world,
+    requireGatePass: profile.policy.require_gate_pass,
+    interfacePackDir: profile.paths.interfacePack,
+    ...(profile.wiring.oracle_scenario_id ? { scenarioId: profile.wiring.oracle_scenario_id } : {}),
+  }).pipe(
+    Effect.mapError((e) =>
+      fail(
+        e.reason,
+        `${e.message} (run publishes a READY for an existing world; make one with gen-world --out DIR)`,
+      )
+    ),
+    Effect.map((w) => w.engineRunRoot),
+  );
 }
 
 function summaryLine(s: ReadySettlement): Record<string, unknown> {

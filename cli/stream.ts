@@ -1,6 +1,7 @@
 /**
  * `worldstream stream`: one run of one world into the IG, without the control bus. Builds missing
- * stream views first. The last stdout line is the StreamResult JSON; exit 0 only on STREAMED.
+ * stream views first. The last stdout line is the StreamResult JSON; exit 0 only on STREAMED
+ * (see {@link streamOutcome} for the others).
  */
 import { Clock, Effect, Fiber, Schedule } from "effect";
 import { platformRunIdAt } from "../core/platform_ids.ts";
@@ -13,6 +14,7 @@ import { runConfigOf } from "../actors/run_config.ts";
 import { coreLayer } from "../actors/runtime.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { type Flags, listFlag, parseFlags } from "./args.ts";
+import { EXIT_CODES } from "./commands.ts";
 
 /** Parses `stream` flags into a run request and runs it on the profile's runtime. */
 export function streamCommand(argv: ReadonlyArray<string>) {
@@ -39,8 +41,22 @@ export function streamCommand(argv: ReadonlyArray<string>) {
         Effect.provide(coreLayer(profile, { ...(igUrl ? { igUrl } : {}), signals: true })),
       ),
     );
-    return { line: { ...result }, ok: result.status === "STREAMED" };
+    return { line: { ...result }, ...streamOutcome(result) };
   });
+}
+
+/**
+ * A job's exit status: 0 only for a clean STREAMED; a stop by SIGINT/SIGTERM is 130 (what a
+ * shell reports for Ctrl-C, so a script sees an interruption, not a broken world; resume by
+ * running the same command); dead letters 3; any other failure 1.
+ */
+export function streamOutcome(result: StreamResult): { ok: boolean; code?: number } {
+  if (result.status === "STREAMED") return { ok: true };
+  if (result.status === "STREAMED_WITH_DEAD_LETTERS") {
+    return { ok: false, code: EXIT_CODES.deadLetters };
+  }
+  if (result.reason === "STOPPED_BY_OPERATOR") return { ok: false, code: EXIT_CODES.stopped };
+  return { ok: false };
 }
 
 /** Submits a run and shows per-output progress on a terminal while it runs. */

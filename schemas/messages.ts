@@ -35,6 +35,8 @@ export const OutputResult = Schema.Struct({
   admitted: Schema.Number,
   duplicate: Schema.Number,
   quarantined: Schema.Number,
+  /** Envelopes stored as dead letters (the output went on past them only under `continue`). */
+  dead_lettered: Schema.Number,
   resumed_from_seq: Schema.NullOr(Schema.Number),
   reason: Schema.NullOr(Schema.String),
   /** Pacing lateness (hand-over to the courier − due) in ms, when paced. */
@@ -44,10 +46,16 @@ export const OutputResult = Schema.Struct({
 });
 export type OutputResult = typeof OutputResult.Type;
 
-/** The platform's StreamResult, plus the platform run id and per-output detail. */
+/**
+ * The platform's StreamResult, plus the platform run id and per-output detail. Beyond the
+ * platform's STREAMED|FAILED: STREAMED_WITH_DEAD_LETTERS, every event handled but some only as
+ * dead letters (reason DEAD_LETTERED; `dead-letters retry` re-posts them).
+ */
 export const StreamResult = Schema.Struct({
-  status: Schema.Literals(["STREAMED", "FAILED"]),
+  status: Schema.Literals(["STREAMED", "STREAMED_WITH_DEAD_LETTERS", "FAILED"]),
   emitted: Schema.Number,
+  /** Envelopes of this run stored as dead letters (absent when the run never streamed). */
+  dead_lettered: Schema.optionalKey(Schema.Number),
   reason: Schema.NullOr(Schema.String),
   message: Schema.optionalKey(Schema.String),
   output_ids: Schema.Array(Schema.String),

@@ -5,9 +5,13 @@
  */
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 
-/** Every status a READY consumer records (CONTRACTS.md). */
+/**
+ * Every status a READY consumer records (CONTRACTS.md), plus STREAMED_WITH_DEAD_LETTERS: done,
+ * but some events of the run are dead letters (`dead-letters list` shows them).
+ */
 export const READY_STATUSES = [
   "STREAMED",
+  "STREAMED_WITH_DEAD_LETTERS",
   "FAILED",
   "SKIPPED_DUPLICATE",
   "SKIPPED_OUT_OF_SCOPE",

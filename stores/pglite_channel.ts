@@ -240,6 +240,8 @@ export class PgliteThread {
   >();
   private nextId = 1;
   private opened: Promise<void> = Promise.resolve();
+  /** Set once PGlite's process or thread has gone: nothing will answer again. */
+  private failed: PgliteUnavailable | undefined;
 
   constructor(isolation: PgliteIsolation) {
     const onAnswer = (answer: PgliteResponse) => {
@@ -250,7 +252,10 @@ export class PgliteThread {
       else waiter.reject(Object.assign(new Error(answer.message), { code: answer.code }));
     };
     const onFailure = (message: string) => {
-      const error = new Error(message);
+      // From now on every request fails at once: a dead process answers nothing, and a caller
+      // waiting on it (a drain, a checkpoint read, close on shutdown) would wait forever.
+      const error = new PgliteUnavailable(message);
+      this.failed = error;
       for (const waiter of this.pending.values()) waiter.reject(error);
       this.pending.clear();
     };
@@ -285,7 +290,7 @@ export class PgliteThread {
   async close(): Promise<void> {
     try {
       await this.opened;
-      await this.send({ op: "close" });
+      if (this.failed === undefined) await this.send({ op: "close" });
     } catch {
       // Nothing to close, or it failed: the thread goes either way.
     } finally {
@@ -294,6 +299,7 @@ export class PgliteThread {
   }
 
   private send<T>(request: PgliteRequestBody): Promise<T> {
+    if (this.failed !== undefined) return Promise.reject(this.failed);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });

@@ -181,3 +181,57 @@ Deno.test("a PGlite started early is adopted by the layer for its folder, and le
     await Deno.remove(other, { recursive: true });
   }
 });
+
+/** The pids whose parent is `pid` (Linux; children of any of its threads). */
+function processesUnder(pid: number): number[] {
+  const found: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      // Field 4 (ppid) follows the command name, which is in parentheses and may hold spaces.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) found.push(Number(entry.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
+}
+
+Deno.test({
+  name:
+    "once PGlite's process has died, statements fail PG_UNAVAILABLE at once and closing does not wait for it",
+  ignore: !haveProc,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ws-pglite-dead-" });
+    let killedAt = 0;
+    const outcome = await Effect.runPromise(
+      Effect.scoped(Effect.gen(function* () {
+        const pg = yield* Postgres;
+        yield* pg.query("select 1");
+        const children = processesUnder(Deno.pid);
+        assert.equal(children.length, 1, "PGlite runs in one child process");
+        // What Ctrl-C does to the whole process group: the child goes too.
+        Deno.kill(children[0], "SIGINT");
+        killedAt = performance.now();
+        yield* Effect.promise(() => until("PGlite's process to end", () => !alive(children[0])));
+        const failures = [];
+        for (let i = 0; i < 3; i++) failures.push(yield* Effect.flip(pg.query("select 1")));
+        return failures;
+      })).pipe(
+        Effect.provide(Postgres.layerPglite(dir, { isolation: "process" })),
+        // initdb on a busy machine takes a while; a wait on the dead process would be forever.
+        Effect.timeoutOrElse({
+          duration: "120 seconds",
+          orElse: () => Effect.die(new Error("a statement or the close waited on a dead PGlite")),
+        }),
+      ),
+    );
+    const ms = performance.now() - killedAt;
+    assert.deepEqual(outcome.map((e) => e.reason), Array(3).fill("PG_UNAVAILABLE"));
+    assert.match(outcome[0].message, /PGlite's process ended/);
+    assert.ok(ms < 5000, `from the kill to closed took ${Math.round(ms)} ms`);
+    await Deno.remove(dir, { recursive: true });
+  },
+});

@@ -34,8 +34,17 @@ export { READY_STATUSES, readyRecordId, type ReadyStatus } from "./ledger_ids.ts
 /** Statuses after which a message is never attempted again. */
 export const SETTLED_STATUSES: ReadonlySet<ReadyStatus> = new Set([
   "STREAMED",
+  // Every event handled: its dead letters are retried with `dead-letters retry`, not by
+  // streaming the world again.
+  "STREAMED_WITH_DEAD_LETTERS",
   "SKIPPED_DUPLICATE",
   "SKIPPED_OUT_OF_SCOPE",
+]);
+
+/** Statuses that mean the world was streamed to its end (a redelivery is a duplicate). */
+const STREAMED_STATUSES: ReadonlySet<ReadyStatus> = new Set([
+  "STREAMED",
+  "STREAMED_WITH_DEAD_LETTERS",
 ]);
 
 /** True when a message whose latest decision is `status` must not be attempted again. */
@@ -169,7 +178,7 @@ function summaryOfRow(messageId: string, row: Row): Summary {
   return {
     message_id: messageId,
     attempts: row.attempt,
-    streamed: row.status === "STREAMED",
+    streamed: STREAMED_STATUSES.has(row.status),
     latest: row,
   };
 }

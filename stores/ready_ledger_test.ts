@@ -288,6 +288,36 @@ pgTest(
     }),
 );
 
+pgTest(
+  "a run that streamed with dead letters is settled and streamed, not a clean STREAMED, also when seeded from Postgres",
+  () =>
+    Effect.gen(function* () {
+      yield* migrate;
+      const before = yield* tempDir;
+      yield* ledgerAt(before, (ledger, drain) =>
+        Effect.gen(function* () {
+          yield* ledger.record({
+            message_id: MESSAGE,
+            status: "STREAMED_WITH_DEAD_LETTERS",
+            reason: "DEAD_LETTERED",
+            detail: { emitted: 190, dead_lettered: 10 },
+            at: T0,
+          });
+          assert.equal(isSettled("STREAMED_WITH_DEAD_LETTERS"), true, "not streamed again");
+          assert.equal(yield* ledger.isStreamed(MESSAGE), true, "a redelivery is a duplicate");
+          yield* drain;
+        }));
+      const fresh = yield* tempDir;
+      yield* ledgerAt(fresh, (ledger) =>
+        Effect.gen(function* () {
+          assert.equal(yield* ledger.isStreamed(MESSAGE), true);
+          const latest = yield* ledger.latest(MESSAGE);
+          assert.equal(latest?.status, "STREAMED_WITH_DEAD_LETTERS");
+          assert.equal(latest?.reason, "DEAD_LETTERED");
+        }));
+    }),
+);
+
 // ---------------------------------------------------------------------------------------------
 // Postgres unreachable
 

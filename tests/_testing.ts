@@ -189,6 +189,11 @@ export interface Worldstream {
   readonly exited: (timeoutMs: number) => Effect.Effect<Exited>;
   /** Sends `signal` and waits for the exit. */
   readonly kill: (signal: Deno.Signal) => Effect.Effect<Exited>;
+  /**
+   * Sends `signal` to its whole process group, as Ctrl-C in a terminal does (PGlite's child
+   * too), without waiting. Only for a process started with `ownGroup`.
+   */
+  readonly signalGroup: (signal: Deno.Signal) => void;
 }
 
 // Variables that steer worldstream: the test names each one it wants, and none leak in from the
@@ -203,16 +208,29 @@ export function processEnv(vars: Readonly<Record<string, string>>): Record<strin
 
 /**
  * Starts `deno run -A main.ts <args>` in `cwd`; when the scope closes it is SIGKILLed if still
- * running, and always waited for.
+ * running, and always waited for. `ownGroup`: in a process group of its own (`setsid`, which
+ * execs in place, so the pid is the group's id), for tests that signal the group.
  */
 export function spawnWorldstream(
   args: ReadonlyArray<string>,
-  options: { readonly env: Record<string, string>; readonly cwd: string },
+  options: {
+    readonly env: Record<string, string>;
+    readonly cwd: string;
+    readonly ownGroup?: boolean;
+  },
 ): Effect.Effect<Worldstream, never, Scope.Scope> {
   return Effect.acquireRelease(
     Effect.sync(() => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--config", join(REPO, "deno.json"), join(REPO, "main.ts"), ...args],
+      const deno = [
+        "run",
+        "-A",
+        "--config",
+        join(REPO, "deno.json"),
+        join(REPO, "main.ts"),
+        ...args,
+      ];
+      const child = new Deno.Command(options.ownGroup ? "setsid" : Deno.execPath(), {
+        args: options.ownGroup ? [Deno.execPath(), ...deno] : deno,
         cwd: options.cwd,
         env: options.env,
         clearEnv: true,
@@ -249,9 +267,22 @@ export function spawnWorldstream(
         }
         return done;
       };
-      return { child, done, kill, exitedYet: () => exited };
+      const signalGroup = (signal: Deno.Signal) => {
+        if (!options.ownGroup) throw new Error("signalGroup needs a process started with ownGroup");
+        try {
+          Deno.kill(-child.pid, signal);
+        } catch {
+          // The group is gone.
+        }
+      };
+      return { child, done, kill, signalGroup, exitedYet: () => exited };
     }),
-    (p) => Effect.promise(() => p.kill("SIGKILL")),
+    (p) =>
+      Effect.promise(() => {
+        // Leave nothing of the group behind (its PGlite child) when the test ends early.
+        if (options.ownGroup && !p.exitedYet()) p.signalGroup("SIGKILL");
+        return p.kill("SIGKILL");
+      }),
   ).pipe(Effect.map((p): Worldstream => ({
     pid: p.child.pid,
     exitedYet: p.exitedYet,
@@ -266,6 +297,7 @@ export function spawnWorldstream(
         }),
       ),
     kill: (signal) => Effect.promise(() => p.kill(signal)),
+    signalGroup: p.signalGroup,
   })));
 }
 

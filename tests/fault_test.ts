@@ -85,6 +85,8 @@ function streamArgs(
 interface StreamResultLine {
   readonly status: string;
   readonly emitted: number;
+  readonly reason: string | null;
+  readonly dead_lettered?: number;
   readonly outputs: ReadonlyArray<{ output_id: string; status: string; emitted: number }>;
 }
 
@@ -178,9 +180,11 @@ for (const [i, failStatus] of [503, 429].entries()) {
           cwd: dir,
         }).pipe(Effect.flatMap((ws) => ws.exited(90_000))),
       );
-      assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr)}`);
+      // Dead letters passed over are not a clean run: its own status and exit code 3.
+      assert.equal(exited.code, 3, `${exited.stdout}\n${tail(exited.stderr)}`);
       const result = exited.result as unknown as StreamResultLine;
-      assert.equal(result.status, "STREAMED");
+      assert.equal(result.status, "STREAMED_WITH_DEAD_LETTERS");
+      assert.equal(result.reason, "DEAD_LETTERED");
       const retries = logLines(exited.stderr, "IG push failed; retrying").length;
       assert.ok(retries > 0, "the faults made the runtime retry");
 
@@ -266,6 +270,10 @@ for (const [i, failStatus] of [503, 429].entries()) {
       }
       assert.ok(deadTotal > 0, "two attempts against a 25% failure rate dead-letter something");
       assert.equal(result.emitted + deadTotal, TOTAL, "delivered + dead-lettered == the world");
+      assert.equal(result.dead_lettered, deadTotal, "the result counts the dead letters");
+      const runEnd = recorded.receipts.find((r) => r.kind === "run_end")?.body.detail;
+      assert.equal(runEnd?.status, "STREAMED_WITH_DEAD_LETTERS", "the run_end receipt says so");
+      assert.equal(runEnd?.dead_lettered, deadTotal);
 
       console.log(
         `faults ${failStatus}: ${TOTAL} events, ${counts.admitted} admitted, ${deadTotal} ` +
