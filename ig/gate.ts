@@ -57,6 +57,7 @@ import {
   type RunCounts,
   type StoredAdmission,
 } from "./store.ts";
+import type { IgReason } from "./reasons.ts";
 
 /** The gate's answer to one attempt. */
 export interface Outcome {
@@ -64,7 +65,7 @@ export interface Outcome {
   /** The envelope's event id, when it had a string one. */
   readonly eventId: string | undefined;
   /** The reason code of a quarantine. */
-  readonly reason: string | undefined;
+  readonly reason: IgReason | undefined;
   /** What was wrong, naming the field (`payload.amount: Expected number`). */
   readonly detail: string | undefined;
   readonly receiptRef: string;
@@ -107,7 +108,7 @@ export interface Refused {
   readonly kind: "refused";
   readonly envelope: RawEnvelope;
   readonly eventClass: string | undefined;
-  readonly reason: string;
+  readonly reason: IgReason;
   readonly detail: string;
 }
 
@@ -174,11 +175,11 @@ export function makeChecker(policy: IgPolicy): (raw: unknown) => Checked {
   const hashPayload = makePayloadHasher();
   return (raw) => {
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-      return refuse({}, undefined, "SCHEMA_INVALID", "Expected an envelope object");
+      return refuse({}, undefined, "ENVELOPE_INVALID", "Expected an envelope object");
     }
     const envelope = raw as RawEnvelope;
     const problem = validateEnvelope(envelope);
-    if (problem !== undefined) return refuse(envelope, undefined, "SCHEMA_INVALID", problem);
+    if (problem !== undefined) return refuse(envelope, undefined, "ENVELOPE_INVALID", problem);
     return checkValid(policy, envelope, hashPayload);
   };
 }
@@ -274,7 +275,7 @@ function checkValid(
       : rule.checkPayload(envelope.payload);
     if (problem !== undefined) {
       const detail = `${formatPath(["payload", ...problem.path])}: ${problem.message}`;
-      return refuse(envelope, rule.eventClass, "PAYLOAD_SCHEMA_INVALID", detail);
+      return refuse(envelope, rule.eventClass, "SCHEMA_FAIL", detail);
     }
   }
   const eventId = envelope.event_id as string;
@@ -293,7 +294,7 @@ function checkValid(
 function refuse(
   envelope: RawEnvelope,
   eventClass: string | undefined,
-  reason: string,
+  reason: IgReason,
   detail: string,
 ): Refused {
   return { kind: "refused", envelope, eventClass, reason, detail };
@@ -559,7 +560,7 @@ function quarantine(
   issuer: Issuer,
   envelope: RawEnvelope,
   eventClass: string | undefined,
-  reason: string,
+  reason: IgReason,
   detail: string,
   receivedAtUtc: string,
   ids: { readonly dedupeKey?: string; readonly payloadHash?: string } = {},

@@ -8,6 +8,7 @@
  */
 import { Effect, Schema, SchemaIssue } from "effect";
 import { fail, WorldstreamError } from "./errors.ts";
+import type { ReasonCode } from "./reasons.ts";
 
 const PARSE_OPTIONS = { onExcessProperty: "error", reportInput: true } as const;
 const MAX_PROBLEM_CHARS = 240;
@@ -31,7 +32,7 @@ const formatter = SchemaIssue.makeFormatterStandardSchemaV1({
  */
 export function decodeWith<S extends Schema.Decoder<unknown>>(
   schema: S,
-  reason: string,
+  reason: ReasonCode,
   what: string,
 ): (input: unknown) => Effect.Effect<S["Type"], WorldstreamError> {
   const decode = Schema.decodeUnknownEffect(schema);
@@ -44,7 +45,7 @@ export function decodeWith<S extends Schema.Decoder<unknown>>(
 /** Like {@link decodeWith} for raw JSON text; malformed JSON fails with the same reason. */
 export function decodeJsonText<S extends Schema.Decoder<unknown>>(
   schema: S,
-  reason: string,
+  reason: ReasonCode,
   what: string,
 ): (text: string) => Effect.Effect<S["Type"], WorldstreamError> {
   const decode = decodeWith(schema, reason, what);

@@ -222,7 +222,7 @@ for (const outputId of [EVENTS, ARRIVALS]) {
 
   Deno.test(`${outputId}: every envelope decodes as a canonical event envelope with the run's pins`, async () => {
     const { read } = await both(outputId);
-    const decode = decodeWith(CanonicalEventEnvelope, "ENVELOPE_INVALID", "envelope");
+    const decode = decodeWith(CanonicalEventEnvelope, "PINS_INVALID", "envelope");
     for (const text of read.envelopes) {
       const envelope = await Effect.runPromise(decode(JSON.parse(text)));
       assert.equal(envelope.event_type, outputId);
