@@ -507,9 +507,9 @@ function decideBatch(store: IgStore["Service"], issuer: Issuer) {
             }
             const prior = storedOf(c.dedupeKey);
             if (prior === undefined) {
-              return yield* fail(
-                "IG_STORE_INCONSISTENT",
-                `Dedupe key ${c.dedupeKey} was neither inserted nor found`,
+              // The insert and the lookup share one transaction: this is a bug, not an input.
+              return yield* Effect.die(
+                new Error(`Dedupe key ${c.dedupeKey} was neither inserted nor found`),
               );
             }
             const admitted = firstOf.get(c.dedupeKey) === i && inserted.has(c.dedupeKey);

@@ -14,7 +14,6 @@ export const REASONS = {
   // Command line and configuration
   BAD_ARGS: "A flag or argument is missing, unknown or malformed",
   BAD_ENV: "An environment variable holds a value that cannot be used",
-  CONFIG_INVALID: "A connection setting (DSN, port, URL) cannot be used",
   PROFILE_UNREADABLE: "The profile file cannot be read or parsed",
   PROFILE_INVALID: "The profile does not match its schema (names the file and the key)",
   PROFILE_ENV_MISSING: "A ${VAR} in the profile has no value and no default",
@@ -50,8 +49,7 @@ export const REASONS = {
   TS_UTC_NULL: "A row has no ts_utc",
   TS_UTC_INVALID: "A ts_utc value cannot be read as a time",
   OUT_DIR_NOT_EMPTY: "gen-world was asked to write into a folder that is not empty",
-  WORLD_WRITE_FAILED: "gen-world could not write the world",
-  WRITE_FAILED: "A file could not be written",
+  WRITE_FAILED: "A file or folder could not be written (names the path)",
   // Stream views
   STREAM_VIEW_MISSING: "An output has no stream view (run sort first, or let stream build it)",
   STREAM_VIEW_ID_MISMATCH: "The stream view was built for another world or scenario",
@@ -61,11 +59,11 @@ export const REASONS = {
   STREAM_RECEIPT_MISMATCH: "An existing view's receipt does not match the world's sources",
   STREAM_SORT_STATS_MISMATCH: "The sorted view's stats differ from the source's",
   // Envelopes
-  PRIMARY_KEY_MISSING: "A row lacks a catalogue primary key column",
-  PRIMARY_KEY_INVALID: "A primary key value is null or malformed",
+  PRIMARY_KEY_MISSING: "A view lacks a catalogue primary key column, or a row has a null key value",
+  PRIMARY_KEY_INVALID: "A catalogue primary key column name is not a plain column name",
   PRIMARY_KEY_TYPE_UNSUPPORTED: "A primary key column has a type event ids cannot be built from",
   PINS_INVALID: "An envelope pin (world key, run ids, producer) is malformed",
-  PAYLOAD_COLUMN_INVALID: "A payload column has a type the envelope cannot carry",
+  PAYLOAD_COLUMN_INVALID: "A view column's name is not a plain column name",
   PAYLOAD_COLUMN_UNDECLARED: "A row has a column its closed row schema does not declare",
   // Control bus and READY
   CONTROL_BUS_UNSUPPORTED: "The profile's control bus kind is not supported",
@@ -89,7 +87,6 @@ export const REASONS = {
   READY_LEDGER_IO_FAILED: "The READY ledger file could not be read or written",
   READY_LEDGER_UNAVAILABLE: "The READY ledger's history is unknown while Postgres is down",
   // Policy
-  PRODUCER_ID_MISSING: "The profile names no producer_id",
   PRODUCER_NOT_ALLOWED: "The producer is not in the allowlist",
   PRIVACY_TIER_LOCAL: "Privacy tier local refuses a gate that is not on loopback",
   // Delivery to the gate
@@ -98,14 +95,12 @@ export const REASONS = {
   IG_PUSH_RETRY_EXHAUSTED: "A request still failed after the last retry",
   IG_ANSWER_UNEXPECTED: "The gate answered in a shape worldstream does not know",
   IG_QUARANTINED: "The gate quarantined a dead letter on retry",
-  DEAD_LETTER_INVALID: "A stored dead letter does not match its schema",
+  DEAD_LETTER_INVALID: "A stored dead letter does not match its schema (e.g. an unknown status)",
   DEAD_LETTER_NOT_FOUND: "No dead letter has that id",
-  DEAD_LETTER_NOT_OPEN: "The dead letter is already closed",
   DEAD_LETTERS_STILL_OPEN: "Some selected dead letters are still open after the retry",
   STOPPED_BY_OPERATOR: "The run was stopped by a signal or an operator before it finished",
   INTERNAL_ERROR: "A defect (a bug): the run failed, the runtime kept serving",
   // Durable state
-  WAL_OPTIONS_INVALID: "WAL options are out of range",
   WAL_LOCKED: "Another process holds this runs root's WAL",
   WAL_IO_FAILED: "The WAL could not be read, written or synced",
   WAL_CORRUPT: "A WAL record before the tail fails its CRC",
@@ -123,7 +118,6 @@ export const REASONS = {
   // Receipts
   RECEIPT_KEY_MISSING: "No receipt signing key in the environment",
   RECEIPT_KEY_INVALID: "The receipt signing key is malformed",
-  RECEIPT_SIGN_FAILED: "A receipt could not be signed",
   RECEIPT_INVALID: "A receipt does not match its schema",
   RECEIPT_CONFLICT: "A receipt id was stored twice with different content",
   RECEIPT_CHAIN_FORK: "Two receipts claim the same predecessor",
@@ -131,9 +125,7 @@ export const REASONS = {
   ADMIN_LISTEN_FAILED: "The admin API could not listen on its port",
   IG_LISTEN_FAILED: "The reference gate could not listen on its port",
   IG_POLICY_INVALID: "A reference gate policy file does not match its schema",
-  IG_SQL_MISSING: "A reference gate SQL file is missing",
   IG_STOPPING: "The reference gate is shutting down",
-  IG_STORE_INCONSISTENT: "The reference gate's store disagrees with itself",
   BATCH_TOO_LARGE: "A batch holds more envelopes than the gate takes",
 } as const satisfies Record<string, string>;
 
