@@ -68,7 +68,8 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-function describe(what: string, issue: SchemaIssue.Issue): string {
+/** The first problem of `issue` as one line, `what: field.path: problem` (as decodeWith says it). */
+export function describe(what: string, issue: SchemaIssue.Issue): string {
   const first = formatter(issue).issues[0];
   const problem = truncate(oneLine(first?.message ?? "Invalid value"));
   const path = first?.path ? formatPath(first.path.map(pathKey)) : "";
