@@ -324,8 +324,13 @@ function makeGate(options: GateOptions) {
     const maxCoalesce = options.maxCoalesce ?? 1_000;
     const queue = yield* Queue.bounded<Pending>(maxCoalesce * 4);
     const stopping = Exit.fail(fail("IG_STOPPING", "The gate is shutting down"));
+    // Pushes not yet taken by a writer, queued or still waiting for room in the queue: the
+    // gate answers each of them when it stops.
+    const waiting = new Set<Pending>();
+    let stopped = false;
     const drain = Effect.gen(function* () {
       const taken = yield* Queue.takeBetween(queue, 1, maxCoalesce);
+      taken.forEach((p) => waiting.delete(p));
       const exit = yield* Effect.exit(decide(taken.map((p) => p.checked))).pipe(
         // Pushes being decided when the gate stops are answered, not left waiting.
         Effect.onInterrupt(() =>
@@ -344,10 +349,15 @@ function makeGate(options: GateOptions) {
     // them as it does across gates); PGlite runs one transaction at a time anyway.
     const writers = options.writers ?? (store.backend === "server" ? 4 : 1);
     for (let i = 0; i < writers; i++) yield* Effect.forkScoped(Effect.forever(drain));
+    // Clearing the queue alone is not enough: pushes suspended on a full queue would move into
+    // the freed room and wait there forever. Shutting it down resumes them too.
     yield* Effect.addFinalizer(() =>
-      Queue.clear(queue).pipe(
-        Effect.map((left) => left.forEach((p) => Deferred.doneUnsafe(p.deferred, stopping))),
-      )
+      Effect.gen(function* () {
+        stopped = true;
+        yield* Queue.shutdown(queue);
+        waiting.forEach((p) => Deferred.doneUnsafe(p.deferred, stopping));
+        waiting.clear();
+      })
     );
 
     const eventClasses = [...new Set([...policy.rules.values()].map((r) => r.eventClass))];
@@ -380,8 +390,11 @@ function makeGate(options: GateOptions) {
       backend: store.backend,
       push: (raw) =>
         Effect.gen(function* () {
+          if (stopped) return yield* fail("IG_STOPPING", "The gate is shutting down");
           const deferred = yield* Deferred.make<Outcome, WorldstreamError>();
-          yield* Queue.offer(queue, { checked: check(raw), deferred });
+          const pending = { checked: check(raw), deferred };
+          waiting.add(pending);
+          if (!(yield* Queue.offer(queue, pending))) Deferred.doneUnsafe(deferred, stopping);
           return yield* Deferred.await(deferred);
         }),
       admitBatch: (raws) =>
