@@ -1,9 +1,32 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { REASON_CODES } from "./reasons.ts";
+import { IG_REASONS } from "../ig/reasons.ts";
 import { MARKERS, reasonTable } from "../scripts/reason_table.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const SKIP = new Set(["node_modules", ".git", "runs", "fixtures"]);
+
+async function testSources(dir: string, out: Array<[string, string]> = []) {
+  for await (const entry of Deno.readDir(dir)) {
+    if (SKIP.has(entry.name)) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await testSources(path, out);
+    else if (entry.name.endsWith("_test.ts") && entry.name !== "reasons_test.ts") {
+      out.push([relative(ROOT, path), await Deno.readTextFile(path)]);
+    }
+  }
+  return out;
+}
+
+Deno.test("every reason code in the registry is asserted by some test", async () => {
+  const sources = await testSources(ROOT);
+  const untested = [...REASON_CODES, ...Object.keys(IG_REASONS)].filter((code) =>
+    !sources.some(([, text]) => text.includes(`"${code}"`))
+  );
+  assert.deepEqual(untested, [], "codes no test triggers: test them or remove them");
+});
 
 /** The (code, meaning) rows of the README's reason tables, whatever their column padding. */
 function tableRows(markdown: string) {
