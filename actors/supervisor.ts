@@ -184,7 +184,6 @@ function executeRun(
     for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
 
     const producer = profile.wiring.wsp_producer.producer_id;
-    if (!producer) return yield* fail("PRODUCER_ID_MISSING", "The profile names no producer_id");
     if (!profile.producerAllowlist.includes(producer)) {
       return yield* fail("PRODUCER_NOT_ALLOWED", `Producer ${producer} is not in the allowlist`);
     }

@@ -131,12 +131,7 @@ export const retryDeadLetters = Effect.fn("retryDeadLetters")(function* (
       return yield* fail("DEAD_LETTER_NOT_FOUND", `No dead letter has id ${selection.id}`);
     }
     if (letter.status === "CLOSED") tally.alreadyClosed++;
-    else if (letter.status !== "OPEN") {
-      return yield* fail(
-        "DEAD_LETTER_NOT_OPEN",
-        `Dead letter ${selection.id} is ${letter.status}; only OPEN ones are retried`,
-      );
-    } else yield* retryBatch([letter]);
+    else yield* retryBatch([letter]);
   } else {
     let afterSeq = 0;
     let left = selection.limit ?? Number.POSITIVE_INFINITY;

@@ -35,9 +35,8 @@ export const parseIgArgs = (
 ): Effect.Effect<StartIgOptions, WorldstreamError> =>
   Effect.gen(function* () {
     const flags = yield* parseFlags(argv, FLAGS);
-    const envKey = yield* Config.option(Config.Redacted("IG_API_KEY")).pipe(
-      Effect.mapError((e) => fail("CONFIG_INVALID", `IG_API_KEY is unreadable: ${e.message}`)),
-    );
+    // Any text is a valid string setting: a failure here is the environment itself failing.
+    const envKey = yield* Config.option(Config.Redacted("IG_API_KEY")).pipe(Effect.orDie);
     const apiKey = str(flags, "api-key") ??
       (Option.isSome(envKey) ? Redacted.value(envKey.value) || undefined : undefined);
     const faults: FaultOptions = {

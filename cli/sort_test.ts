@@ -255,6 +255,18 @@ Deno.test("an output whose parts hold zero rows fails OUTPUT_EMPTY", async () =>
   await assertNothingWritten(root, TRAFFIC);
 });
 
+Deno.test("parts with their own filename column fail STREAM_SORT_STATS_MISMATCH, not a view with wrong provenance", async () => {
+  // A source column named `filename` hides DuckDB's provenance column of that name: the raw
+  // stats hash the column's values, the view the part names, so the two disagree.
+  const root = await freshWorld();
+  for (const part of await partsOf(root, TRAFFIC)) {
+    await rewritePart(part, "*, 'engine.parquet' AS filename");
+  }
+  const result = await sortFails(root, [TRAFFIC], "STREAM_SORT_STATS_MISMATCH");
+  assert.match(result.message ?? "", new RegExp(`^Output ${TRAFFIC}: .* in hash_sum, hash_sum2$`));
+  await assertNothingWritten(root, TRAFFIC);
+});
+
 // ---------------------------------------------------------------------------------------------
 // The CLI, as a subprocess
 

@@ -4,6 +4,7 @@
  */
 import { Effect, Schema } from "effect";
 import { parse } from "yaml";
+import { describe } from "../schemas/decode.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import { sha256Hex } from "./hash.ts";
 
@@ -160,7 +161,7 @@ function decodeYaml<S extends Schema.Top>(schema: S, text: string, what: string)
     Effect.mapError((e) =>
       e instanceof WorldstreamError
         ? e
-        : fail("INTERFACE_PACK_INVALID", `${what} is invalid: ${String(e).split("\n")[0]}`)
+        : fail("INTERFACE_PACK_INVALID", describe(`${what} is invalid`, e.issue))
     ),
   ) as Effect.Effect<S["Type"], WorldstreamError, S["DecodingServices"]>;
 }

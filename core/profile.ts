@@ -9,6 +9,7 @@ import { Effect, Result, Schema, type SchemaAST, SchemaIssue } from "effect";
 import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { parse } from "yaml";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
+import type { ReasonCode } from "../schemas/reasons.ts";
 import {
   OutputIdsFile,
   ProfileDocument,
@@ -219,7 +220,7 @@ function scrubCredentials(text: string): string {
   return text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s/@"']+@/g, "$1***@");
 }
 
-function scrubbed(reason: string, message: string): WorldstreamError {
+function scrubbed(reason: ReasonCode, message: string): WorldstreamError {
   return fail(reason, scrubCredentials(message));
 }
 
@@ -343,7 +344,7 @@ function errorText(e: unknown): string {
 function parseYaml(
   text: string,
   file: string,
-  reason: string,
+  reason: ReasonCode,
 ): Effect.Effect<unknown, WorldstreamError> {
   return Effect.try({
     try: () => parse(text, { logLevel: "error" }) as unknown,

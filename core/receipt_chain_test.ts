@@ -311,7 +311,7 @@ Deno.test("an in-memory chain moves its head only when the receipts were persist
       Effect.sync(() => void stored.push(...receipts));
     yield* chain.append([draft(1), draft(2)], persist);
     const refused = yield* Effect.flip(
-      chain.append([draft(3)], () => Effect.fail(fail("WAL_FULL", "The WAL is full"))),
+      chain.append([draft(3)], () => Effect.fail(fail("WAL_QUOTA_EXCEEDED", "The WAL is full"))),
     );
     // Concurrent appenders still make one chain.
     yield* Effect.forEach(
@@ -321,7 +321,7 @@ Deno.test("an in-memory chain moves its head only when the receipts were persist
     );
     return { stored, refused, head: yield* chain.head };
   }));
-  assert.equal(result.refused.reason, "WAL_FULL");
+  assert.equal(result.refused.reason, "WAL_QUOTA_EXCEEDED");
   assert.deepEqual(result.stored.map((r) => r.seq), [1, 2, 3, 4, 5, 6]);
   assert.deepEqual(result.head, { seq: 6, hash: result.stored[5].hash });
   assert.equal((await verify(result.stored)).ok, true);

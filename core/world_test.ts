@@ -82,7 +82,9 @@ async function resolve(
   outputId?: string,
 ): Promise<Result.Result<World, WorldstreamError>> {
   const world = resolveWorld(root, options).pipe(
-    Effect.tap((w) => outputId === undefined ? Effect.void : resolveOutput(w, outputId)),
+    Effect.tap((w): Effect.Effect<unknown, WorldstreamError> =>
+      outputId === undefined ? Effect.void : resolveOutput(w, outputId)
+    ),
   );
   return await Effect.runPromise(Effect.result(world));
 }

@@ -79,10 +79,10 @@ appTest(
     Effect.gen(function* () {
       const cases: ReadonlyArray<[unknown, string, string]> = [
         [envelopeWithout(1, "run_id"), "PINS_MISSING", "Missing pins: run_id"],
-        [envelope(2, { seed: "42" }), "SCHEMA_INVALID", 'seed: Expected number, got "42"'],
+        [envelope(2, { seed: "42" }), "ENVELOPE_INVALID", 'seed: Expected number, got "42"'],
         [
           envelope(3, { payload: { ...payload(3), extra: true } }),
-          "PAYLOAD_SCHEMA_INVALID",
+          "SCHEMA_FAIL",
           "payload.extra: Unexpected key (the format does not allow extra keys)",
         ],
         [
@@ -90,7 +90,7 @@ appTest(
           "SCHEMA_POLICY_MISSING",
           "event_type: nope has no schema policy",
         ],
-        ["just a string", "SCHEMA_INVALID", "Expected an envelope object"],
+        ["just a string", "ENVELOPE_INVALID", "Expected an envelope object"],
       ];
       for (const [body, reason, detail] of cases) {
         const answer = yield* push(app, body);

@@ -57,6 +57,7 @@ import {
   type RunCounts,
   type StoredAdmission,
 } from "./store.ts";
+import type { IgReason } from "./reasons.ts";
 
 /** The gate's answer to one attempt. */
 export interface Outcome {
@@ -64,7 +65,7 @@ export interface Outcome {
   /** The envelope's event id, when it had a string one. */
   readonly eventId: string | undefined;
   /** The reason code of a quarantine. */
-  readonly reason: string | undefined;
+  readonly reason: IgReason | undefined;
   /** What was wrong, naming the field (`payload.amount: Expected number`). */
   readonly detail: string | undefined;
   readonly receiptRef: string;
@@ -107,7 +108,7 @@ export interface Refused {
   readonly kind: "refused";
   readonly envelope: RawEnvelope;
   readonly eventClass: string | undefined;
-  readonly reason: string;
+  readonly reason: IgReason;
   readonly detail: string;
 }
 
@@ -174,11 +175,11 @@ export function makeChecker(policy: IgPolicy): (raw: unknown) => Checked {
   const hashPayload = makePayloadHasher();
   return (raw) => {
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-      return refuse({}, undefined, "SCHEMA_INVALID", "Expected an envelope object");
+      return refuse({}, undefined, "ENVELOPE_INVALID", "Expected an envelope object");
     }
     const envelope = raw as RawEnvelope;
     const problem = validateEnvelope(envelope);
-    if (problem !== undefined) return refuse(envelope, undefined, "SCHEMA_INVALID", problem);
+    if (problem !== undefined) return refuse(envelope, undefined, "ENVELOPE_INVALID", problem);
     return checkValid(policy, envelope, hashPayload);
   };
 }
@@ -274,7 +275,7 @@ function checkValid(
       : rule.checkPayload(envelope.payload);
     if (problem !== undefined) {
       const detail = `${formatPath(["payload", ...problem.path])}: ${problem.message}`;
-      return refuse(envelope, rule.eventClass, "PAYLOAD_SCHEMA_INVALID", detail);
+      return refuse(envelope, rule.eventClass, "SCHEMA_FAIL", detail);
     }
   }
   const eventId = envelope.event_id as string;
@@ -293,7 +294,7 @@ function checkValid(
 function refuse(
   envelope: RawEnvelope,
   eventClass: string | undefined,
-  reason: string,
+  reason: IgReason,
   detail: string,
 ): Refused {
   return { kind: "refused", envelope, eventClass, reason, detail };
@@ -323,8 +324,13 @@ function makeGate(options: GateOptions) {
     const maxCoalesce = options.maxCoalesce ?? 1_000;
     const queue = yield* Queue.bounded<Pending>(maxCoalesce * 4);
     const stopping = Exit.fail(fail("IG_STOPPING", "The gate is shutting down"));
+    // Pushes not yet taken by a writer, queued or still waiting for room in the queue: the
+    // gate answers each of them when it stops.
+    const waiting = new Set<Pending>();
+    let stopped = false;
     const drain = Effect.gen(function* () {
       const taken = yield* Queue.takeBetween(queue, 1, maxCoalesce);
+      taken.forEach((p) => waiting.delete(p));
       const exit = yield* Effect.exit(decide(taken.map((p) => p.checked))).pipe(
         // Pushes being decided when the gate stops are answered, not left waiting.
         Effect.onInterrupt(() =>
@@ -343,10 +349,15 @@ function makeGate(options: GateOptions) {
     // them as it does across gates); PGlite runs one transaction at a time anyway.
     const writers = options.writers ?? (store.backend === "server" ? 4 : 1);
     for (let i = 0; i < writers; i++) yield* Effect.forkScoped(Effect.forever(drain));
+    // Clearing the queue alone is not enough: pushes suspended on a full queue would move into
+    // the freed room and wait there forever. Shutting it down resumes them too.
     yield* Effect.addFinalizer(() =>
-      Queue.clear(queue).pipe(
-        Effect.map((left) => left.forEach((p) => Deferred.doneUnsafe(p.deferred, stopping))),
-      )
+      Effect.gen(function* () {
+        stopped = true;
+        yield* Queue.shutdown(queue);
+        waiting.forEach((p) => Deferred.doneUnsafe(p.deferred, stopping));
+        waiting.clear();
+      })
     );
 
     const eventClasses = [...new Set([...policy.rules.values()].map((r) => r.eventClass))];
@@ -379,8 +390,11 @@ function makeGate(options: GateOptions) {
       backend: store.backend,
       push: (raw) =>
         Effect.gen(function* () {
+          if (stopped) return yield* fail("IG_STOPPING", "The gate is shutting down");
           const deferred = yield* Deferred.make<Outcome, WorldstreamError>();
-          yield* Queue.offer(queue, { checked: check(raw), deferred });
+          const pending = { checked: check(raw), deferred };
+          waiting.add(pending);
+          if (!(yield* Queue.offer(queue, pending))) Deferred.doneUnsafe(deferred, stopping);
           return yield* Deferred.await(deferred);
         }),
       admitBatch: (raws) =>
@@ -506,9 +520,9 @@ function decideBatch(store: IgStore["Service"], issuer: Issuer) {
             }
             const prior = storedOf(c.dedupeKey);
             if (prior === undefined) {
-              return yield* fail(
-                "IG_STORE_INCONSISTENT",
-                `Dedupe key ${c.dedupeKey} was neither inserted nor found`,
+              // The insert and the lookup share one transaction: this is a bug, not an input.
+              return yield* Effect.die(
+                new Error(`Dedupe key ${c.dedupeKey} was neither inserted nor found`),
               );
             }
             const admitted = firstOf.get(c.dedupeKey) === i && inserted.has(c.dedupeKey);
@@ -559,7 +573,7 @@ function quarantine(
   issuer: Issuer,
   envelope: RawEnvelope,
   eventClass: string | undefined,
-  reason: string,
+  reason: IgReason,
   detail: string,
   receivedAtUtc: string,
   ids: { readonly dedupeKey?: string; readonly payloadHash?: string } = {},

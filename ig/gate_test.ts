@@ -82,7 +82,7 @@ gateTest(
       const empty = yield* gate.push(envelope(2, { scenario_id: "" }));
       assert.equal(
         empty.reason,
-        "SCHEMA_INVALID",
+        "ENVELOPE_INVALID",
         "an empty scenario id breaks the envelope first",
       );
     }),
@@ -93,14 +93,14 @@ gateTest(
   (gate) =>
     Effect.gen(function* () {
       const badTime = yield* gate.push(envelope(1, { ts_utc: "2026-01-01T00:00:00Z" }));
-      assert.equal(badTime.reason, "SCHEMA_INVALID");
+      assert.equal(badTime.reason, "ENVELOPE_INVALID");
       assert.match(badTime.detail!, /^ts_utc: /);
       const extra = yield* gate.push(envelope(2, { colour: "red" }));
       assert.equal(extra.detail, "colour: Unexpected key (the format does not allow extra keys)");
       const noId = yield* gate.push(envelopeWithout(3, "event_id"));
       assert.equal(noId.detail, "event_id: Missing required key");
       const notObject = yield* gate.push([1, 2]);
-      assert.equal(notObject.reason, "SCHEMA_INVALID");
+      assert.equal(notObject.reason, "ENVELOPE_INVALID");
       assert.equal(notObject.eventId, undefined);
       // The same value passes in one envelope and fails in another: nothing sticks between them.
       assert.equal((yield* gate.push(envelope(4))).decision, "ADMIT");
@@ -128,7 +128,7 @@ gateTest(
           ? envelopeWithout(i, "payload")
           : envelope(i, { payload: body });
         const outcome = yield* gate.push(raw);
-        assert.equal(outcome.reason, "PAYLOAD_SCHEMA_INVALID", detail);
+        assert.equal(outcome.reason, "SCHEMA_FAIL", detail);
         assert.equal(outcome.detail, detail);
       }
       // An open row (arrival events) takes extra fields.
@@ -195,7 +195,7 @@ gateTest(
         "DUPLICATE",
         "QUARANTINE:PAYLOAD_HASH_MISMATCH",
         "DUPLICATE",
-        "QUARANTINE:SCHEMA_INVALID",
+        "QUARANTINE:ENVELOPE_INVALID",
         "DUPLICATE",
       ]);
       const offsets = outcomes.slice(0, 2).map((o) => Number(o.receipt().eb_ref!.offset));

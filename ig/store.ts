@@ -306,10 +306,9 @@ const loadQueries: Effect.Effect<Queries, WorldstreamError> = Effect.gen(functio
   const out: Record<string, string> = {};
   for (const [key, name] of Object.entries(QUERY_NAMES)) {
     const url = new URL(`queries/${name}.sql`, IG_MIGRATIONS_DIR);
-    out[key] = yield* Effect.tryPromise({
-      try: () => Deno.readTextFile(url),
-      catch: (e) => fail("IG_SQL_MISSING", `Cannot read ${url.pathname}: ${(e as Error).message}`),
-    });
+    // The queries ship with the code: a missing one is a broken install (a defect), as for
+    // worldstream's own SQL files.
+    out[key] = yield* Effect.promise(() => Deno.readTextFile(url));
   }
   return out as Queries;
 });

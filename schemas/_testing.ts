@@ -50,19 +50,21 @@ export function withoutKey(doc: unknown, path: string | Path): unknown {
 
 /** Decodes as a boundary would; returns the value, or throws with the failure message. */
 export function accepted<S extends Schema.Decoder<unknown>>(schema: S, input: unknown): S["Type"] {
-  const exit = Effect.runSyncExit(decodeWith(schema, "TEST_INVALID", "input")(input));
+  const exit = Effect.runSyncExit(decodeWith(schema, "PROFILE_INVALID", "input")(input));
   if (Exit.isSuccess(exit)) return exit.value;
   throw new Error(`Expected the input to be accepted: ${rejection(schema, input)}`);
 }
 
 /** Decodes as a boundary would and returns the failure message; throws if it was accepted. */
 export function rejection<S extends Schema.Decoder<unknown>>(schema: S, input: unknown): string {
-  const exit = Effect.runSyncExit(Effect.flip(decodeWith(schema, "TEST_INVALID", "input")(input)));
+  const exit = Effect.runSyncExit(
+    Effect.flip(decodeWith(schema, "PROFILE_INVALID", "input")(input)),
+  );
   if (Exit.isSuccess(exit)) return exit.value.message;
   throw new Error(`Expected the input to be rejected: ${JSON.stringify(input)}`);
 }
 
 /** True when the schema accepts the input (with excess keys rejected, as at a boundary). */
 export function isAccepted<S extends Schema.Decoder<unknown>>(schema: S, input: unknown): boolean {
-  return Exit.isSuccess(Effect.runSyncExit(decodeWith(schema, "TEST_INVALID", "input")(input)));
+  return Exit.isSuccess(Effect.runSyncExit(decodeWith(schema, "PROFILE_INVALID", "input")(input)));
 }

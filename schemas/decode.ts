@@ -8,6 +8,7 @@
  */
 import { Effect, Schema, SchemaIssue } from "effect";
 import { fail, WorldstreamError } from "./errors.ts";
+import type { ReasonCode } from "./reasons.ts";
 
 const PARSE_OPTIONS = { onExcessProperty: "error", reportInput: true } as const;
 const MAX_PROBLEM_CHARS = 240;
@@ -31,7 +32,7 @@ const formatter = SchemaIssue.makeFormatterStandardSchemaV1({
  */
 export function decodeWith<S extends Schema.Decoder<unknown>>(
   schema: S,
-  reason: string,
+  reason: ReasonCode,
   what: string,
 ): (input: unknown) => Effect.Effect<S["Type"], WorldstreamError> {
   const decode = Schema.decodeUnknownEffect(schema);
@@ -44,7 +45,7 @@ export function decodeWith<S extends Schema.Decoder<unknown>>(
 /** Like {@link decodeWith} for raw JSON text; malformed JSON fails with the same reason. */
 export function decodeJsonText<S extends Schema.Decoder<unknown>>(
   schema: S,
-  reason: string,
+  reason: ReasonCode,
   what: string,
 ): (text: string) => Effect.Effect<S["Type"], WorldstreamError> {
   const decode = decodeWith(schema, reason, what);
@@ -67,7 +68,8 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-function describe(what: string, issue: SchemaIssue.Issue): string {
+/** The first problem of `issue` as one line, `what: field.path: problem` (as decodeWith says it). */
+export function describe(what: string, issue: SchemaIssue.Issue): string {
   const first = formatter(issue).issues[0];
   const problem = truncate(oneLine(first?.message ?? "Invalid value"));
   const path = first?.path ? formatPath(first.path.map(pathKey)) : "";

@@ -33,7 +33,7 @@ Deno.test("a failure names the source, the field path and the problem on one lin
 Deno.test("array positions appear in the field path", () => {
   const facts = fixture("worldstream/run_facts_view.json");
   const error = failureOf(
-    decodeWith(RunFactsView, "FACTS_INVALID", "facts.json")(
+    decodeWith(RunFactsView, "FACTS_VIEW_INVALID", "facts.json")(
       withValue(facts, "locators.0.path", ""),
     ),
   );
@@ -45,7 +45,7 @@ Deno.test("array positions appear in the field path", () => {
 
 Deno.test("an extra key on a closed object is rejected at its path", () => {
   const error = failureOf(
-    decodeWith(OraclePackManifest, "X", "m.json")(
+    decodeWith(OraclePackManifest, "PACK_MANIFEST_INVALID", "m.json")(
       withValue(manifest, "world_key.colour", "blue"),
     ),
   );
@@ -56,7 +56,9 @@ Deno.test("an extra key on a closed object is rejected at its path", () => {
 });
 
 Deno.test("a missing required key is named", () => {
-  const error = failureOf(decodeWith(OraclePackManifest, "X", "m.json")({ version: "v0" }));
+  const error = failureOf(
+    decodeWith(OraclePackManifest, "PACK_MANIFEST_INVALID", "m.json")({ version: "v0" }),
+  );
   assert.equal(error.message, "m.json: oracle_pack_id: Missing required key");
 });
 
@@ -71,13 +73,13 @@ Deno.test("open formats keep the keys they do not list", () => {
 });
 
 Deno.test("a non-object input is reported without a field path", () => {
-  const error = failureOf(decodeWith(OraclePackManifest, "X", "m.json")([]));
+  const error = failureOf(decodeWith(OraclePackManifest, "PACK_MANIFEST_INVALID", "m.json")([]));
   assert.equal(error.message, "m.json: Expected object, got []");
 });
 
 Deno.test("long offending values are cut so the message stays short", () => {
   const error = failureOf(
-    decodeWith(OraclePackManifest, "X", "m.json")(
+    decodeWith(OraclePackManifest, "PACK_MANIFEST_INVALID", "m.json")(
       withValue(manifest, "catalogue_digest", "x".repeat(5000)),
     ),
   );
@@ -100,7 +102,7 @@ Deno.test("malformed JSON text fails with the same reason code", () => {
 });
 
 Deno.test("valid JSON with a bad field fails like decodeWith does", () => {
-  const decode = decodeJsonText(Schema.Struct({ n: Schema.Number }), "BAD", "n.json");
+  const decode = decodeJsonText(Schema.Struct({ n: Schema.Number }), "BAD_ARGS", "n.json");
   assert.equal(failureOf(decode('{"n": "1"}')).message, `n.json: n: Expected number, got "1"`);
 });
 

@@ -471,7 +471,7 @@ function mkdirs(path: string) {
 }
 
 function ioError(what: string, path: string, e: unknown): WorldstreamError {
-  return fail("WORLD_WRITE_FAILED", `Cannot ${what} ${path}: ${(e as Error).message}`);
+  return fail("WRITE_FAILED", `Cannot ${what} ${path}: ${(e as Error).message}`);
 }
 
 if (import.meta.main) {

@@ -418,6 +418,19 @@ Deno.test("gen-world refuses a folder that holds something else", async () => {
   }
 });
 
+Deno.test("gen-world into a folder under a file fails WRITE_FAILED naming the path", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "gen_world_test_" });
+  try {
+    await Deno.writeTextFile(join(dir, "file"), "mine");
+    const out = join(dir, "file", "world");
+    const e = await failureOf(genWorld({ out, events: 10 }));
+    assert.equal(e.reason, "WRITE_FAILED");
+    assert.match(e.message, new RegExp(`^Cannot read ${out}: Not a directory`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("gen-world makes a tiny world with exactly the requested events", async () => {
   const { out, result } = await generate({ events: 7, parts: 4 });
   try {

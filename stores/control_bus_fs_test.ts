@@ -124,3 +124,11 @@ Deno.test("republishing a message id replaces its file whole", () =>
     assert.equal(JSON.parse(only.text).published_at_utc, "2026-01-01T00:00:09.000000Z");
     assert.deepEqual([...Deno.readDirSync(join(root, TOPIC))].map((e) => e.name), ["m1.json"]);
   }));
+
+Deno.test("a topic path that is a file, not a folder, fails CONTROL_BUS_UNREADABLE naming it", () =>
+  withBus(async (root) => {
+    await Deno.writeTextFile(join(root, TOPIC), "not a folder");
+    const e = await failure(poll(root, TOPIC, new Set()));
+    assert.equal(e.reason, "CONTROL_BUS_UNREADABLE");
+    assert.match(e.message, new RegExp(`^Cannot list control bus folder ${join(root, TOPIC)}: `));
+  }));

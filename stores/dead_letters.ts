@@ -38,7 +38,8 @@ export const DeadLetter = Schema.Struct({
   retries: NonNegativeInt,
   last_status: Schema.NullOr(NonNegativeInt),
   reason: Schema.String,
-  status: Schema.String,
+  /** Another status in the table (written by hand or by a later version) is DEAD_LETTER_INVALID. */
+  status: Schema.Literals(DEAD_LETTER_STATUSES),
   at: Schema.Date,
   last_retry_at: Schema.NullOr(Schema.Date),
   closed_at: Schema.NullOr(Schema.Date),

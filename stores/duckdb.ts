@@ -108,14 +108,18 @@ export class DuckDb extends Context.Service<DuckDb, {
     Layer.effect(
       DuckDb,
       Effect.gen(function* () {
+        const settings = {
+          ...(options.threads ? { threads: String(options.threads) } : {}),
+          ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
+          ...(options.tempDirectory ? { temp_directory: options.tempDirectory } : {}),
+        };
         const instance = yield* Effect.acquireRelease(
-          tryDuck("open", () =>
+          // DuckDB says only "Failed to set config" for a bad setting, so the message names them.
+          tryDuck(`open with ${JSON.stringify(settings)}`, () =>
             DuckDBInstance.create(":memory:", {
               autoload_known_extensions: "false",
               autoinstall_known_extensions: "false",
-              ...(options.threads ? { threads: String(options.threads) } : {}),
-              ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
-              ...(options.tempDirectory ? { temp_directory: options.tempDirectory } : {}),
+              ...settings,
             })),
           (db) => Effect.sync(() => db.closeSync()),
         );

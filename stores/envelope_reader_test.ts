@@ -222,7 +222,7 @@ for (const outputId of [EVENTS, ARRIVALS]) {
 
   Deno.test(`${outputId}: every envelope decodes as a canonical event envelope with the run's pins`, async () => {
     const { read } = await both(outputId);
-    const decode = decodeWith(CanonicalEventEnvelope, "ENVELOPE_INVALID", "envelope");
+    const decode = decodeWith(CanonicalEventEnvelope, "PINS_INVALID", "envelope");
     for (const text of read.envelopes) {
       const envelope = await Effect.runPromise(decode(JSON.parse(text)));
       assert.equal(envelope.event_type, outputId);
@@ -308,6 +308,32 @@ Deno.test("a view column the row schema does not declare is refused unless the s
   assert.equal(failureOf(refused).reason, "PAYLOAD_COLUMN_UNDECLARED");
   const allowed = await run(readEnvelopes(EVENTS, { dir, undeclaredColumns: true, limit: 2 }));
   assert.equal(JSON.parse(allowed.envelopes[0]).payload.extra_column, 1);
+});
+
+Deno.test("a catalogue primary key that is not a plain column name fails PRIMARY_KEY_INVALID before a query is sent", async () => {
+  for (const key of ['flow_id" OR 1=1 --', "Flow Id", "../flow_id"]) {
+    const exit = await runExit(readEnvelopes(EVENTS, { primaryKey: ["seed", key] }));
+    assert.equal(failureOf(exit).reason, "PRIMARY_KEY_INVALID", key);
+    assert.match(failureOf(exit).message ?? "", /is not a plain column name/, key);
+  }
+});
+
+Deno.test("a primary key column whose text form may differ from the platform's fails PRIMARY_KEY_TYPE_UNSUPPORTED", async () => {
+  const dir = await alteredView(
+    "decimal-key",
+    EVENTS,
+    "SELECT * REPLACE (CAST(flow_id AS DECIMAL(18, 3)) AS flow_id) FROM src",
+  );
+  const exit = await runExit(readEnvelopes(EVENTS, { dir }));
+  assert.equal(failureOf(exit).reason, "PRIMARY_KEY_TYPE_UNSUPPORTED");
+  assert.match(failureOf(exit).message ?? "", /primary key column flow_id is DECIMAL\(18,3\)/);
+});
+
+Deno.test("a view column whose name is not a plain name fails PAYLOAD_COLUMN_INVALID, even where extra columns are allowed", async () => {
+  const dir = await alteredView("odd-column", EVENTS, 'SELECT *, 1 AS "Odd Column" FROM src');
+  const exit = await runExit(readEnvelopes(EVENTS, { dir, undeclaredColumns: true }));
+  assert.equal(failureOf(exit).reason, "PAYLOAD_COLUMN_INVALID");
+  assert.match(failureOf(exit).message ?? "", /has a column "Odd Column" that is not a plain name/);
 });
 
 Deno.test("malformed pins fail with PINS_INVALID naming the field, before the view is touched", async () => {

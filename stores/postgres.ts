@@ -90,7 +90,8 @@ export class Postgres extends Context.Service<
   static readonly layerFromEnv = (defaultDir: string) =>
     Layer.unwrap(
       Config.option(Config.Redacted("DATABASE_URL")).pipe(
-        Effect.mapError((e) => fail("CONFIG_INVALID", `DATABASE_URL is unreadable: ${e.message}`)),
+        // Any text is a valid string setting: a failure here is the environment itself failing.
+        Effect.orDie,
         Effect.map((url) =>
           Option.isSome(url) && Redacted.value(url.value) !== ""
             ? Postgres.layerServer(Redacted.value(url.value))

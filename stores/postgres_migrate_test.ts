@@ -268,7 +268,7 @@ pgTest("the foundation schema takes the rows later stores write", () =>
     yield* pg.query(
       "insert into ws_dead_letters (record_id, run_key, output_id, event_id, envelope, attempts, " +
         "last_status, reason, at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-      ["d1", "run-1", "out-a", "e1", { event_id: "e1" }, 5, 503, "IG_RETRIES_EXHAUSTED", at],
+      ["d1", "run-1", "out-a", "e1", { event_id: "e1" }, 5, 503, "IG_PUSH_RETRY_EXHAUSTED", at],
     );
     yield* pg.query(
       "insert into ws_approvals (approval_id, capability, principal, request, created_at) " +

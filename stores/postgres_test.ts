@@ -110,10 +110,10 @@ pgTest(
       const error = yield* failure(pg.transaction((tx) =>
         Effect.gen(function* () {
           yield* tx.query("insert into items values ($1, $2)", [1, "one"]);
-          return yield* fail("BODY_GAVE_UP", "Changed my mind");
+          return yield* fail("INTERNAL_ERROR", "Changed my mind");
         })
       ));
-      assert.equal(error.reason, "BODY_GAVE_UP");
+      assert.equal(error.reason, "INTERNAL_ERROR");
       assert.equal(yield* countItems(), 0);
     }),
 );

@@ -114,12 +114,12 @@ Deno.test("the view's manifest and receipt follow the platform's format and agre
   const source = await sourceOf(root);
   const { view_dir } = await run(build(source));
   const manifest = await Effect.runPromise(
-    decodeJsonText(StreamViewManifest, "X", "manifest")(
+    decodeJsonText(StreamViewManifest, "STREAM_VIEW_MISSING", "manifest")(
       await Deno.readTextFile(join(view_dir, "_stream_view_manifest.json")),
     ),
   );
   const receipt = await Effect.runPromise(
-    decodeJsonText(StreamSortReceipt, "X", "receipt")(
+    decodeJsonText(StreamSortReceipt, "STREAM_RECEIPT_MISMATCH", "receipt")(
       await Deno.readTextFile(join(view_dir, "_stream_sort_receipt.json")),
     ),
   );

@@ -186,7 +186,8 @@ function make(options: WalOptions) {
   return Effect.gen(function* () {
     const config = { ...DEFAULTS, ...options };
     if (config.lingerMs < 0 || config.lingerMs > 2) {
-      return yield* fail("WAL_OPTIONS_INVALID", `lingerMs must be 0..2, got ${config.lingerMs}`);
+      // Options come from code, never from input: a bad one is a bug.
+      return yield* Effect.die(new RangeError(`lingerMs must be 0..2, got ${config.lingerMs}`));
     }
     const dir = config.dir.replace(/\/+$/, "");
     const path = (name: string) => `${dir}/${name}`;

@@ -446,7 +446,7 @@ function mixedRecords(): Array<WalRecord> {
       envelope: { event_id: "e1" },
       attempts: 5,
       last_status: 503,
-      reason: "IG_RETRIES_EXHAUSTED",
+      reason: "IG_PUSH_RETRY_EXHAUSTED",
     }, at),
     walRecord("ready_ledger", { message_id: "m1", status: "STREAMED", attempt: 1 }, at),
     audit(1),

@@ -1,0 +1,139 @@
+/**
+ * Every reason code worldstream fails with, in one place, each with a one-line meaning. The
+ * compiler checks every `fail(...)` and every branch on `error.reason` against this list, so a
+ * misspelt code does not compile; the README's table of codes is generated from it
+ * (`deno run -A scripts/reason_table.ts`) and a test fails when a code here is asserted by no test.
+ *
+ * The reference gate's quarantine reasons are the platform gate's names and live apart, in
+ * `ig/reasons.ts`: they are answers on the wire, not failures of worldstream.
+ */
+import { Schema } from "effect";
+
+/** Each reason code and what it means, grouped by where it arises. */
+export const REASONS = {
+  // Command line and configuration
+  BAD_ARGS: "A flag or argument is missing, unknown or malformed",
+  BAD_ENV: "An environment variable holds a value that cannot be used",
+  PROFILE_UNREADABLE: "The profile file cannot be read or parsed",
+  PROFILE_INVALID: "The profile does not match its schema (names the file and the key)",
+  PROFILE_ENV_MISSING: "A ${VAR} in the profile has no value and no default",
+  PROFILE_REF_MISSING: "A file the profile refers to does not exist",
+  PROFILE_REF_INVALID: "A file the profile refers to does not match its schema",
+  PRODUCER_ALLOWLIST_MISSING: "The producer allowlist file named by the profile is missing",
+  PRODUCER_ALLOWLIST_UNREADABLE: "The producer allowlist file cannot be read",
+  PRODUCER_ALLOWLIST_EMPTY: "The producer allowlist lists no producer",
+  INTERFACE_PACK_UNREADABLE:
+    "A file of the interface pack (catalogue, gates, row schemas) cannot be read",
+  INTERFACE_PACK_INVALID: "A file of the interface pack does not match its schema",
+  BENCH_DURABILITY_REFUSED: "The bench-only durability switch was set outside the local profile",
+  // The world on disk
+  ENGINE_ROOT_MISSING: "No engine run root was given, or it does not exist",
+  ENGINE_ROOT_INVALID: "The engine run root is not a folder worldstream can read",
+  PATH_ESCAPES_ROOT: "A path resolves outside the root it must stay in",
+  ORACLE_READ_FAILED: "A file of the world could not be read",
+  RUN_RECEIPT_UNREADABLE: "The world's run_receipt.json is missing or invalid",
+  SCENARIO_ID_MISSING: "No scenario id was given and the world does not name exactly one",
+  WORLD_KEY_INVALID: "A world key field (fingerprint, parameter hash, seed) is malformed",
+  WORLD_KEY_MISSING: "The world's receipt lacks a world key field",
+  WORLD_KEY_MISMATCH: "The world on disk is not the one the request or pack names",
+  PACK_MANIFEST_MISSING: "A strict profile found no oracle pack manifest",
+  PACK_MANIFEST_INVALID: "The oracle pack manifest is malformed or does not match the world",
+  PACK_NOT_SEALED: "A strict profile found the oracle pack unsealed",
+  GATE_PASS_MISSING: "A gate the output requires has no _passed.flag",
+  OUTPUT_ID_INVALID: "An output id is not in the catalogue",
+  NO_TRAFFIC_OUTPUTS: "No output is selected for streaming",
+  OUTPUT_PARTS_MISSING: "An output has no parquet parts",
+  OUTPUT_EMPTY: "An output's parts hold no rows",
+  PARQUET_UNREADABLE: "A parquet part cannot be read",
+  ROW_SCHEMA_MISSING: "The interface pack has no row schema for an output",
+  TS_UTC_NULL: "A row has no ts_utc",
+  TS_UTC_INVALID: "A ts_utc value cannot be read as a time",
+  OUT_DIR_NOT_EMPTY: "gen-world was asked to write into a folder that is not empty",
+  WRITE_FAILED: "A file or folder could not be written (names the path)",
+  // Stream views
+  STREAM_VIEW_MISSING: "An output has no stream view (run sort first, or let stream build it)",
+  STREAM_VIEW_ID_MISMATCH: "The stream view was built for another world or scenario",
+  STREAM_VIEW_OUTPUT_MISMATCH: "The stream view belongs to another output",
+  STREAM_VIEW_EMPTY: "The stream view holds no rows",
+  STREAM_VIEW_PARTIAL_EXISTS: "View parts exist without a sort receipt (use --repair)",
+  STREAM_RECEIPT_MISMATCH: "An existing view's receipt does not match the world's sources",
+  STREAM_SORT_STATS_MISMATCH: "The sorted view's stats differ from the source's",
+  // Envelopes
+  PRIMARY_KEY_MISSING: "A view lacks a catalogue primary key column, or a row has a null key value",
+  PRIMARY_KEY_INVALID: "A catalogue primary key column name is not a plain column name",
+  PRIMARY_KEY_TYPE_UNSUPPORTED: "A primary key column has a type event ids cannot be built from",
+  PINS_INVALID: "An envelope pin (world key, run ids, producer) is malformed",
+  PAYLOAD_COLUMN_INVALID: "A view column's name is not a plain column name",
+  PAYLOAD_COLUMN_UNDECLARED: "A row has a column its closed row schema does not declare",
+  // Control bus and READY
+  CONTROL_BUS_UNSUPPORTED: "The profile's control bus kind is not supported",
+  CONTROL_BUS_UNREADABLE: "The control bus folder cannot be read",
+  CONTROL_BUS_NAME_INVALID: "A control bus file name is not <message_id>.json",
+  CONTROL_BUS_TOPIC_MISMATCH: "A control bus message is filed under another topic",
+  CONTROL_MESSAGE_UNREADABLE: "A control bus message cannot be read",
+  CONTROL_ENVELOPE_INVALID: "A control bus envelope does not match its schema",
+  READY_INVALID: "A READY payload does not match run_ready_signal",
+  READY_MESSAGE_ID_MISMATCH: "A READY's message id is not the one its content derives",
+  KIND_OUT_OF_SCOPE: "The message is not a READY",
+  TOPIC_OUT_OF_SCOPE: "The message is on a topic this worldstream does not serve",
+  PLATFORM_RUN_OUT_OF_SCOPE: "The READY is for a platform run this worldstream does not serve",
+  FACTS_VIEW_MISSING: "The run facts the READY points at do not exist",
+  FACTS_VIEW_REF_INVALID: "The READY's run facts reference is malformed or escapes its root",
+  FACTS_VIEW_INVALID: "The run facts do not match run_facts_view",
+  PLATFORM_RUN_ID_MISMATCH: "READY and run facts name different platform runs",
+  PLATFORM_RUN_ID_MISSING: "The run has no platform_run_id",
+  SCENARIO_RUN_ID_MISMATCH: "READY and run facts name different scenario runs",
+  READY_LEDGER_INVALID: "A READY ledger entry is malformed",
+  READY_LEDGER_IO_FAILED: "The READY ledger file could not be read or written",
+  READY_LEDGER_UNAVAILABLE: "The READY ledger's history is unknown while Postgres is down",
+  // Policy
+  PRODUCER_NOT_ALLOWED: "The producer is not in the allowlist",
+  PRIVACY_TIER_LOCAL: "Privacy tier local refuses a gate that is not on loopback",
+  // Delivery to the gate
+  IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
+  IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",
+  IG_PUSH_RETRY_EXHAUSTED: "A request still failed after the last retry",
+  IG_ANSWER_UNEXPECTED: "The gate answered in a shape worldstream does not know",
+  IG_QUARANTINED: "The gate quarantined a dead letter on retry",
+  DEAD_LETTER_INVALID: "A stored dead letter does not match its schema (e.g. an unknown status)",
+  DEAD_LETTER_NOT_FOUND: "No dead letter has that id",
+  DEAD_LETTERS_STILL_OPEN: "Some selected dead letters are still open after the retry",
+  STOPPED_BY_OPERATOR: "The run was stopped by a signal or an operator before it finished",
+  INTERNAL_ERROR: "A defect (a bug): the run failed, the runtime kept serving",
+  // Durable state
+  WAL_LOCKED: "Another process holds this runs root's WAL",
+  WAL_IO_FAILED: "The WAL could not be read, written or synced",
+  WAL_CORRUPT: "A WAL record before the tail fails its CRC",
+  WAL_RECORD_INVALID: "A WAL record does not match its schema",
+  WAL_QUOTA_EXCEEDED: "The WAL reached its disk quota",
+  WAL_CLOSED: "The WAL was used after it closed",
+  DRAINED_HEAD_INVALID: "The drained-head file is malformed",
+  PG_UNAVAILABLE: "Postgres did not answer",
+  PG_QUERY_FAILED: "Postgres refused a statement",
+  MIGRATION_FAILED: "A migration failed and was rolled back",
+  MIGRATION_CHECKSUM_MISMATCH: "An applied migration's file was changed afterwards",
+  BOOTSTRAP_TIMEOUT: "A dependency was not healthy within the bootstrap timeout",
+  DUCKDB_ERROR: "DuckDB refused a query",
+  AUDIT_KIND_INVALID: "An audit event has an unknown kind",
+  // Receipts
+  RECEIPT_KEY_MISSING: "No receipt signing key in the environment",
+  RECEIPT_KEY_INVALID: "The receipt signing key is malformed",
+  RECEIPT_INVALID: "A receipt does not match its schema",
+  RECEIPT_CONFLICT: "A receipt id was stored twice with different content",
+  RECEIPT_CHAIN_FORK: "Two receipts claim the same predecessor",
+  // The reference gate and the admin API
+  ADMIN_LISTEN_FAILED: "The admin API could not listen on its port",
+  IG_LISTEN_FAILED: "The reference gate could not listen on its port",
+  IG_POLICY_INVALID: "A reference gate policy file does not match its schema",
+  IG_STOPPING: "The reference gate is shutting down",
+  BATCH_TOO_LARGE: "A batch holds more envelopes than the gate takes",
+} as const satisfies Record<string, string>;
+
+/** A reason code. */
+export type ReasonCode = keyof typeof REASONS;
+
+/** Every reason code, in the order of {@link REASONS}. */
+export const REASON_CODES = Object.keys(REASONS) as ReadonlyArray<ReasonCode>;
+
+/** The Schema of a reason code: a literal union of {@link REASON_CODES}. */
+export const ReasonCode = Schema.Literals(REASON_CODES);
