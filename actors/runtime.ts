@@ -196,20 +196,11 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
 /** The whole runtime: the core plus the control bus listener. */
 export function runtimeLayer(profile: Profile, options: RuntimeOptions = {}) {
   const core = coreLayer(profile, options);
-  const bus = profile.wiring.control_bus;
-  const root = profile.paths.controlBusRoot;
-  const listener = bus.kind === "file" && root
-    ? ControlBus.layer({
-      root,
-      topic: bus.topic,
-      context: readyContext(profile),
-      ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
-    })
-    : Layer.effect(
-      ControlBus,
-      Effect.fail(
-        fail("CONTROL_BUS_UNSUPPORTED", `Control bus kind ${bus.kind} is not available yet`),
-      ),
-    );
+  const listener = ControlBus.layer({
+    root: profile.paths.controlBusRoot,
+    topic: profile.wiring.control_bus.topic,
+    context: readyContext(profile),
+    ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+  });
   return listener.pipe(Layer.provideMerge(core));
 }

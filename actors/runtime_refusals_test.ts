@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { Effect, Layer, Logger, type Scope } from "effect";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { CONTROL_BUS_TOPIC } from "../schemas/control_bus.ts";
-import { WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested } from "../schemas/messages.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
@@ -122,23 +121,6 @@ test(
     assert.equal(result.reason, "ROW_SCHEMA_MISSING");
     assert.match(result.message ?? "", new RegExp(`no row schema for ${TRAFFIC}`));
     assert.equal(result.emitted, 0);
-  }),
-);
-
-test(
-  "a profile whose control bus is Kinesis fails CONTROL_BUS_UNSUPPORTED when the runtime starts",
-  Effect.gen(function* () {
-    const { profile } = yield* site((p) => ({
-      ...p,
-      wiring: {
-        ...p.wiring,
-        control_bus: { kind: "kinesis", topic: CONTROL_BUS_TOPIC, stream: "fp-control" },
-      },
-    }));
-    const e = yield* Effect.flip(Layer.build(runtimeLayer(profile, { igUrl: IG_URL })));
-    assert.ok(e instanceof WorldstreamError, `Expected a WorldstreamError, got ${e}`);
-    assert.equal(e.reason, "CONTROL_BUS_UNSUPPORTED");
-    assert.match(e.message, /kinesis/);
   }),
 );
 

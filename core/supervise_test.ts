@@ -100,7 +100,7 @@ Deno.test("a cause is described by its defect's first line, else its error's mes
   const died = Effect.runSync(Effect.exit(Effect.die(new Error("first\nsecond"))));
   assert.equal(died._tag, "Failure");
   if (died._tag === "Failure") assert.equal(describeCause(died.cause), "first");
-  const failed = Effect.runSync(Effect.exit(Effect.fail(fail("X", "Typed"))));
+  const failed = Effect.runSync(Effect.exit(Effect.fail(fail("BAD_ARGS", "Typed"))));
   if (failed._tag === "Failure") assert.equal(describeCause(failed.cause), "Typed");
   const odd = Effect.runSync(Effect.exit(Effect.die("a string")));
   if (odd._tag === "Failure") assert.equal(describeCause(odd.cause), "a string");

@@ -66,7 +66,6 @@ export const REASONS = {
   PAYLOAD_COLUMN_INVALID: "A view column's name is not a plain column name",
   PAYLOAD_COLUMN_UNDECLARED: "A row has a column its closed row schema does not declare",
   // Control bus and READY
-  CONTROL_BUS_UNSUPPORTED: "The profile's control bus kind is not supported",
   CONTROL_BUS_UNREADABLE: "The control bus folder cannot be read",
   CONTROL_BUS_NAME_INVALID: "A control bus file name is not <message_id>.json",
   CONTROL_BUS_TOPIC_MISMATCH: "A control bus message is filed under another topic",
@@ -98,6 +97,8 @@ export const REASONS = {
   DEAD_LETTER_INVALID: "A stored dead letter does not match its schema (e.g. an unknown status)",
   DEAD_LETTER_NOT_FOUND: "No dead letter has that id",
   DEAD_LETTERS_STILL_OPEN: "Some selected dead letters are still open after the retry",
+  DEAD_LETTERED:
+    "The run went on past dead letters (dead_letter_policy: continue): STREAMED_WITH_DEAD_LETTERS",
   STOPPED_BY_OPERATOR: "The run was stopped by a signal or an operator before it finished",
   INTERNAL_ERROR: "A defect (a bug): the run failed, the runtime kept serving",
   // Durable state
