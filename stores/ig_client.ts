@@ -147,7 +147,7 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
   const batches = yield* Ref.make(options.mode !== "push");
   const schedule = retrySchedule(options).pipe(
     Schedule.tap(({ input, attempt, output }) =>
-      Effect.logWarning("IG request failed; retrying").pipe(Effect.annotateLogs({
+      Effect.logWarning("IG push failed; retrying").pipe(Effect.annotateLogs({
         status: input.status,
         attempt,
         delay_ms: Math.round(Duration.toMillis(output)),

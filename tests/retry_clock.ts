@@ -1,7 +1,7 @@
 /**
  * Retry tests on Effect's TestClock: the effect under test talks to a real gate over HTTP while
  * its retry waits sleep on a TestClock that moves only when told — by exactly the wait the retry
- * policy chose and logged ("IG request failed; retrying", `delay_ms`). No wall-clock sleep decides
+ * policy chose and logged ("IG push failed; retrying", `delay_ms`). No wall-clock sleep decides
  * anything; live time only bounds how long we poll for the next log line.
  */
 import { Effect, Exit, Fiber, Logger } from "effect";
@@ -18,7 +18,7 @@ export interface RetryClockRun<A, E> {
   readonly logs: ReadonlyArray<Record<string, unknown>>;
 }
 
-const RETRYING = "IG request failed; retrying";
+const RETRYING = "IG push failed; retrying";
 
 /** Runs `effect` on a fresh TestClock, advancing it by each logged retry wait. */
 export function onRetryClock<A, E, R>(
