@@ -5,25 +5,15 @@
  * Each output gets a lane: a bounded queue (the backpressure on its streamer) drained by one
  * fiber. Batches waiting in the queue are merged up to `batchSize`, so a slow IG gets fewer,
  * larger requests. By default one request is in flight per lane, which keeps each output in time
- * order at the gate; `maxInFlight > 1` trades that order for throughput and is opt-in. Retries
- * cover 408/429/5xx, timeouts and resets with exponential backoff and full jitter (honouring a
- * capped `Retry-After`); any other 4xx is terminal (`IG_PUSH_REJECTED`), and so is running out of
- * attempts (`IG_PUSH_RETRY_EXHAUSTED`).
+ * order at the gate; `maxInFlight > 1` trades that order for throughput and is opt-in. Requests go
+ * through the `IgClient` service, which picks the wire mode and retries 408/429/5xx, timeouts and
+ * resets by the one retry policy (`core/ig_retry.ts`); any other 4xx is terminal
+ * (`IG_PUSH_REJECTED`), and so is running out of attempts (`IG_PUSH_RETRY_EXHAUSTED`).
  */
-import {
-  Cause,
-  Clock,
-  Deferred,
-  Effect,
-  Fiber,
-  Queue,
-  Random,
-  Ref,
-  type Scope,
-  Semaphore,
-} from "effect";
+import { Cause, Clock, Deferred, Effect, Fiber, Queue, Ref, type Scope, Semaphore } from "effect";
+import { RETRY_DEFAULTS } from "../core/ig_retry.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { type IgAnswer, type IgEndpoint, postBatch, pushOne } from "../stores/ig_client.ts";
+import { IgClient, type IgClientOptions } from "../stores/ig_client.ts";
 import { LatenessStats } from "./lateness.ts";
 
 /** Envelopes a streamer hands over, in view order, with the position of the last one. */
@@ -36,17 +26,10 @@ export interface EmitBatch<P = unknown> {
   readonly last: P;
 }
 
-/** How the courier talks to the IG. */
-export interface CourierOptions {
-  readonly endpoint: IgEndpoint;
-  readonly mode: "batch" | "push";
+/** How the courier talks to the IG (the gate's client is built from the same options). */
+export interface CourierOptions extends IgClientOptions {
   readonly batchSize: number;
-  readonly pushConcurrency: number;
   readonly maxInFlight: number;
-  readonly maxAttempts: number;
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
-  readonly retryAfterCapMs: number;
   /**
    * Envelopes a lane holds (queued or in flight) before its streamer waits: the backpressure,
    * counted in events so a paced stream's many small hand-overs can absorb a burst while one
@@ -64,14 +47,11 @@ export interface CourierOptions {
 
 /** Defaults matching the platform's WSP retry settings. */
 export const COURIER_DEFAULTS: Omit<CourierOptions, "endpoint"> = {
-  mode: "batch",
+  ...RETRY_DEFAULTS,
+  mode: "auto",
   batchSize: 500,
   pushConcurrency: 1,
   maxInFlight: 1,
-  maxAttempts: 5,
-  baseDelayMs: 250,
-  maxDelayMs: 5000,
-  retryAfterCapMs: 5000,
   bufferEvents: 8192,
   deadLetterPolicy: "stop",
   maxDeadLetters: 0,
@@ -129,12 +109,16 @@ export interface Lane<P> {
   readonly stats: Effect.Effect<LaneStats>;
 }
 
-/** Opens a lane; `onDelivered` is called in order with each acknowledged batch. */
+/**
+ * Opens a lane to the gate of the `IgClient` service; `onDelivered` is called in order with each
+ * acknowledged batch.
+ */
 export const openLane = Effect.fn("openLane")(function* <P>(
   options: CourierOptions,
   outputId: string,
   hooks: LaneHooks<P> | ((batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>),
-): Effect.fn.Return<Lane<P>, never, Scope.Scope> {
+): Effect.fn.Return<Lane<P>, never, Scope.Scope | IgClient> {
+  const client = yield* IgClient;
   const { onDelivered, onDeadLetter } = typeof hooks === "function"
     ? { onDelivered: hooks, onDeadLetter: undefined }
     : hooks;
@@ -192,32 +176,27 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       ),
     );
 
+  const onRequest = (attempt: number) =>
+    Ref.update(counters, (c) => ({
+      ...c,
+      requests: c.requests + 1,
+      retries: c.retries + (attempt > 1 ? 1 : 0),
+    }));
+
   const attempt = (batch: EmitBatch<P>) =>
     Effect.gen(function* () {
       const sentAt = yield* Clock.currentTimeMillis;
       for (const due of batch.dueMs) lateness.add(sentAt - due);
-      const decisions = options.mode === "batch"
-        ? yield* withRetries(
-          options,
-          outputId,
-          counters,
-          (env) => postBatch(options.endpoint, env),
-          batch.envelopes,
-          batch.eventIds,
-        )
-        : yield* Effect.forEach(
-          batch.envelopes,
-          (env, i) =>
-            withRetries(
-              options,
-              outputId,
-              counters,
-              (e) => pushOne(options.endpoint, e[0]),
-              [env],
-              [batch.eventIds[i]],
-            ),
-          { concurrency: options.pushConcurrency },
-        ).pipe(Effect.map((all) => all.flat()));
+      const { decisions } = yield* client.send(batch.envelopes, onRequest).pipe(
+        Effect.annotateLogs({ output_id: outputId }),
+        Effect.mapError((e) =>
+          new DeliveryFailed(
+            fail(e.reason, `${outputId}: ${e.message} for events ${batch.eventIds[e.index]}…`),
+            e.requests,
+            e.answer.status,
+          )
+        ),
+      );
       yield* Ref.update(counters, (c) => ({
         ...c,
         emitted: c.emitted + decisions.length,
@@ -332,76 +311,4 @@ function merge<P>(batches: ReadonlyArray<EmitBatch<P>>, max: number): Array<Emit
   }
   if (cur !== undefined) out.push(cur);
   return out;
-}
-
-type Counters = Ref.Ref<
-  {
-    emitted: number;
-    admitted: number;
-    duplicate: number;
-    quarantined: number;
-    requests: number;
-    retries: number;
-    deadLettered: number;
-  }
->;
-
-/** Sends until an answer is final: delivered (decisions), rejected or out of attempts. */
-function withRetries(
-  options: CourierOptions,
-  outputId: string,
-  counters: Counters,
-  send: (envelopes: ReadonlyArray<string>) => Effect.Effect<IgAnswer>,
-  envelopes: ReadonlyArray<string>,
-  eventIds: ReadonlyArray<string>,
-): Effect.Effect<ReadonlyArray<string>, DeliveryFailed> {
-  return Effect.gen(function* () {
-    for (let attempt = 1;; attempt++) {
-      yield* Ref.update(
-        counters,
-        (c) => ({ ...c, requests: c.requests + 1, retries: c.retries + (attempt > 1 ? 1 : 0) }),
-      );
-      const answer = yield* send(envelopes);
-      if (answer.status === 200 && answer.decisions) return answer.decisions;
-      const what = `${outputId}: IG answered ${answer.status || "no response"}${
-        answer.error ? ` (${answer.error})` : ""
-      } for events ${eventIds[0]}…`;
-      if (!isRetryable(answer.status)) {
-        return yield* Effect.fail(
-          new DeliveryFailed(fail("IG_PUSH_REJECTED", what), attempt, answer.status),
-        );
-      }
-      if (attempt >= options.maxAttempts) {
-        return yield* Effect.fail(
-          new DeliveryFailed(
-            fail("IG_PUSH_RETRY_EXHAUSTED", `${what} after ${attempt} attempts`),
-            attempt,
-            answer.status,
-          ),
-        );
-      }
-      yield* Effect.logWarning("IG push failed; retrying").pipe(
-        Effect.annotateLogs({ output_id: outputId, status: answer.status, attempt }),
-      );
-      yield* Effect.sleep(yield* backoff(options, attempt, answer.retryAfterMs));
-    }
-  });
-}
-
-/** 408, 429, 5xx and no-answer (timeout, reset, refused) are worth another attempt. */
-export function isRetryable(status: number): boolean {
-  return status === 0 || status === 408 || status === 429 || status >= 500;
-}
-
-/** Full jitter: uniform in [0, min(cap, base·2^(attempt−1))]; a Retry-After wins, capped. */
-export function backoff(
-  options: Pick<CourierOptions, "baseDelayMs" | "maxDelayMs" | "retryAfterCapMs">,
-  attempt: number,
-  retryAfterMs?: number,
-) {
-  return Effect.gen(function* () {
-    if (retryAfterMs !== undefined) return Math.min(retryAfterMs, options.retryAfterCapMs);
-    const ceiling = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (attempt - 1));
-    return Math.floor((yield* Random.next) * ceiling);
-  });
 }

@@ -1,17 +1,17 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Cause, Effect, Exit, Layer, Logger, Random, type Scope } from "effect";
+import { Cause, Effect, Exit, Layer, Logger, type Scope } from "effect";
 import { envelope, RUN } from "../ig/_testing.ts";
 import { type RunningIg, type ServeOptions, startIg } from "../ig/server.ts";
 import { WorldstreamError } from "../schemas/errors.ts";
+import { IgClient } from "../stores/ig_client.ts";
 import { Postgres } from "../stores/postgres.ts";
+import { onRetryClock } from "../tests/retry_clock.ts";
 import {
-  backoff,
   COURIER_DEFAULTS,
   type CourierOptions,
   type EmitBatch,
-  isRetryable,
   type LaneStats,
   openLane,
 } from "./courier.ts";
@@ -55,6 +55,7 @@ function closedPort(): number {
 function laneOptions(baseUrl: string, overrides: Partial<CourierOptions> = {}): CourierOptions {
   return {
     ...COURIER_DEFAULTS,
+    mode: "batch",
     endpoint: { baseUrl, timeoutMs: 5_000 },
     batchSize: 10,
     baseDelayMs: 1,
@@ -86,20 +87,25 @@ interface Delivery {
   readonly stats: LaneStats;
 }
 
-/** Sends every batch through one lane, then finishes it. */
+/** Sends every batch through one lane with a gate client of its own, then finishes it. */
 function deliver(options: CourierOptions, list: ReadonlyArray<EmitBatch<number>>) {
+  return deliverWith(options, list).pipe(Effect.provide(IgClient.layer(options)));
+}
+
+/** Sends every batch through one lane using the IgClient in context, then finishes it. */
+function deliverWith(options: CourierOptions, list: ReadonlyArray<EmitBatch<number>>) {
   return Effect.scoped(Effect.gen(function* () {
     const acknowledged: Array<EmitBatch<number>> = [];
-    const lane = yield* openLane<number>(
+    const l = yield* openLane<number>(
       options,
       OUTPUT,
       (batch) => Effect.sync(() => void acknowledged.push(batch)),
     );
-    const exit = yield* Effect.forEach(list, (b) => lane.send(b)).pipe(
-      Effect.andThen(lane.finish),
+    const exit = yield* Effect.forEach(list, (b) => l.send(b)).pipe(
+      Effect.andThen(l.finish),
       Effect.exit,
     );
-    return { exit, acknowledged, stats: yield* lane.stats } satisfies Delivery;
+    return { exit, acknowledged, stats: yield* l.stats } satisfies Delivery;
   }));
 }
 
@@ -187,21 +193,20 @@ test(
 );
 
 test(
-  "a 429 is retried after its Retry-After, cut to the cap",
+  "a 429 is retried after its Retry-After, cut to the cap (on the TestClock)",
   Effect.gen(function* () {
-    // The gate asks for 1 s; the lane waits the 60 ms cap instead (its jitter alone is ≤ 5 ms).
+    // The gate asks for 1 s; the lane waits the 60 ms cap instead (its own jitter is below 5 ms).
     const ig = yield* gate({ faults: { failRate: 0.5, failStatus: 429, seed: 3 } });
     const sent = batches(10, 5);
-    const started = performance.now();
-    const { exit, stats } = yield* deliver(
-      laneOptions(ig.url, { batchSize: 5, retryAfterCapMs: 60 }),
-      sent,
+    const run = yield* onRetryClock(
+      deliver(laneOptions(ig.url, { batchSize: 5, retryAfterCapMs: 60 }), sent),
     );
-    const elapsed = performance.now() - started;
+    assert.ok(Exit.isSuccess(run.exit));
+    const { exit, stats } = run.exit.value;
     assert.equal(reasonOf(exit), undefined);
     assert.ok(stats.retries >= 2, `retries: ${stats.retries}`);
-    assert.ok(elapsed >= stats.retries * 60, `waited ${elapsed} ms for ${stats.retries} retries`);
-    assert.ok(elapsed < stats.retries * 1000, `waited ${elapsed} ms for ${stats.retries} retries`);
+    assert.deepEqual(run.waits, Array(stats.retries).fill(60), "every wait is the capped 1 s");
+    assert.equal(run.elapsedMs, stats.retries * 60);
     assert.deepEqual(yield* admittedIds(ig), idsOf(sent));
   }),
 );
@@ -243,7 +248,7 @@ test(
       laneOptions(ig.url, { batchSize: 5, bufferEvents: 10 }),
       OUTPUT,
       (batch) => Effect.sync(() => void acknowledged.push(batch.last)),
-    );
+    ).pipe(Effect.provide(IgClient.layer(laneOptions(ig.url))));
     // Like a streamer: send until the lane refuses, then look before closing it.
     let refused: string | undefined;
     for (const batch of sent) {
@@ -266,7 +271,9 @@ test(
   "a lane that has failed refuses further batches",
   Effect.gen(function* () {
     const ig = yield* gate({ apiKey: API_KEY });
-    const lane = yield* openLane<number>(laneOptions(ig.url), OUTPUT, () => Effect.void);
+    const lane = yield* openLane<number>(laneOptions(ig.url), OUTPUT, () => Effect.void).pipe(
+      Effect.provide(IgClient.layer(laneOptions(ig.url))),
+    );
     const [first, second] = batches(2, 5);
     yield* lane.send(first);
     assert.equal(reasonOf(yield* Effect.exit(lane.finish)), "IG_PUSH_REJECTED");
@@ -297,6 +304,41 @@ test(
 );
 
 test(
+  "auto mode: two lanes against a gate without a batch route switch to pushes once, losing and repeating nothing",
+  Effect.gen(function* () {
+    const ig = yield* gate({ batchRoute: false });
+    const options = laneOptions(ig.url, { mode: "auto", batchSize: 10 });
+    const sentA = batches(10, 10);
+    const sentB = batches(20, 10).slice(10);
+    const run = yield* onRetryClock(
+      Effect.all([deliverWith(options, sentA), deliverWith(options, sentB)], {
+        concurrency: 2,
+      }).pipe(
+        Effect.provide(IgClient.layer(options)),
+      ),
+    );
+    assert.ok(Exit.isSuccess(run.exit), String(run.exit));
+    for (
+      const [{ exit, acknowledged, stats }, sent] of [
+        [run.exit.value[0], sentA],
+        [run.exit.value[1], sentB],
+      ] as const
+    ) {
+      assert.equal(reasonOf(exit), undefined);
+      assert.deepEqual(idsOf(acknowledged), idsOf(sent), "every event acknowledged once, in order");
+      assert.equal(stats.admitted, 100);
+    }
+    const switched = run.logs.filter((l) => String(l.message).startsWith("IG has no batch route"));
+    assert.equal(switched.length, 1, "the switch is logged once");
+    const admitted = yield* admittedIds(ig);
+    const inA = new Set(idsOf(sentA));
+    assert.deepEqual(admitted.filter((id) => inA.has(id)), idsOf(sentA), "lane A in order");
+    assert.deepEqual(admitted.filter((id) => !inA.has(id)), idsOf(sentB), "lane B in order");
+    assert.deepEqual(yield* runCounts(ig), { admitted: 200, duplicate: 0, quarantined: 0 });
+  }),
+);
+
+test(
   "connection resets after the gate decided end with every event admitted exactly once",
   Effect.gen(function* () {
     const ig = yield* gate({ faults: { resetRate: 0.3, seed: 4 } });
@@ -312,43 +354,3 @@ test(
     assert.deepEqual(yield* admittedIds(ig), idsOf(sent));
   }),
 );
-
-// ---------------------------------------------------------------------------------------------
-// Backoff and retry classes
-
-const timing = { baseDelayMs: 100, maxDelayMs: 1_000, retryAfterCapMs: 500 };
-
-Deno.test("backoff is full jitter: uniform below min(cap, base·2^(attempt−1))", async () => {
-  for (let attempt = 1; attempt <= 7; attempt++) {
-    const ceiling = Math.min(1_000, 100 * 2 ** (attempt - 1));
-    const draws = await Effect.runPromise(
-      Effect.forEach(Array.from({ length: 400 }), () => backoff(timing, attempt)).pipe(
-        Random.withSeed(attempt),
-      ),
-    );
-    for (const d of draws) {
-      assert.ok(Number.isInteger(d) && d >= 0 && d < ceiling, `attempt ${attempt}: ${d}`);
-    }
-    // Spread over the whole range, not clustered at the ceiling (that would be no jitter).
-    assert.ok(Math.min(...draws) < ceiling * 0.1, `attempt ${attempt} min ${Math.min(...draws)}`);
-    assert.ok(Math.max(...draws) > ceiling * 0.9, `attempt ${attempt} max ${Math.max(...draws)}`);
-  }
-});
-
-Deno.test("backoff waits what Retry-After asks, up to its cap", async () => {
-  const wait = (retryAfterMs: number, attempt = 1) =>
-    Effect.runPromise(backoff(timing, attempt, retryAfterMs));
-  assert.equal(await wait(200), 200);
-  assert.equal(await wait(0), 0);
-  assert.equal(await wait(3_000), 500);
-  assert.equal(await wait(60_000, 6), 500);
-});
-
-Deno.test("408, 429, 5xx and no answer are retryable; other 4xx are not", () => {
-  for (const status of [0, 408, 429, 500, 502, 503, 504]) {
-    assert.equal(isRetryable(status), true, `${status}`);
-  }
-  for (const status of [400, 401, 403, 404, 409, 413, 422]) {
-    assert.equal(isRetryable(status), false, `${status}`);
-  }
-});

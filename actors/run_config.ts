@@ -2,9 +2,10 @@
  * The runtime's settings, derived once from the profile (and command-line overrides) and shared
  * by the actors as a service.
  */
-import { Context, Layer } from "effect";
+import { Context, Effect, Layer } from "effect";
 import { isAbsolute, join, resolve } from "node:path";
 import type { Profile } from "../core/profile.ts";
+import { IgClient, makeIgClient } from "../stores/ig_client.ts";
 import { COURIER_DEFAULTS, type CourierOptions } from "./courier.ts";
 
 /** Everything the actors read from configuration. */
@@ -33,6 +34,14 @@ export class RunConfig extends Context.Service<RunConfig, RunConfigShape>()(
   static readonly fromProfile = (profile: Profile, overrides: RunOverrides = {}) =>
     Layer.succeed(RunConfig, runConfigOf(profile, overrides));
 }
+
+/** The gate's client, from the configuration's courier options: one per runtime. */
+export const igClientLayer = Layer.effect(
+  IgClient,
+  Effect.gen(function* () {
+    return yield* makeIgClient((yield* RunConfig).courier);
+  }),
+);
 
 /** Builds the configuration from a profile. */
 export function runConfigOf(

@@ -31,7 +31,7 @@ import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "../stores/ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { ControlBus } from "./control_bus.ts";
-import { RunConfig } from "./run_config.ts";
+import { igClientLayer, RunConfig } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -187,6 +187,7 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
     Checkpointer.layer(),
     ReadyLedger.layer({ file: paths.readyLedger }),
     AuditLog.layer,
+    igClientLayer,
   ).pipe(
     Layer.provideMerge(base),
   );

@@ -31,6 +31,7 @@ import { walRecord } from "../stores/wal_records.ts";
 import type { Wal } from "../stores/wal.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
+import type { IgClient } from "../stores/ig_client.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
@@ -76,7 +77,7 @@ export class Supervisor extends Context.Service<Supervisor, {
     Effect.gen(function* () {
       const faultHook = yield* RunFaultHook;
       const context = yield* Effect.context<
-        RunConfig | Checkpointer | Journal | Shutdown | DuckDb | Postgres | Wal
+        RunConfig | Checkpointer | Journal | Shutdown | DuckDb | Postgres | Wal | IgClient
       >();
       const queue = yield* Queue.bounded<
         readonly [RunRequested, Deferred.Deferred<StreamResult>],

@@ -24,6 +24,7 @@ import { loadProfile, type Profile } from "../core/profile.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type DeadLetter, DeadLetters, type DeadLetterStatus } from "../stores/dead_letters.ts";
+import { IgClient } from "../stores/ig_client.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
 import { type Flags, parseFlags } from "./args.ts";
 import type { Outcome } from "./commands.ts";
@@ -135,7 +136,7 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
       courier,
       actor: typeof flags.actor === "string" && flags.actor !== "" ? flags.actor : "operator:cli",
       onRetried: (line) => Effect.sync(() => print(JSON.stringify(line))),
-    }).pipe(Effect.provide(deadLetterLayer(profile, vars)));
+    }).pipe(Effect.provide(Layer.merge(deadLetterLayer(profile, vars), IgClient.layer(courier))));
     return { line: { ...summary }, ok: summary.status === "OK" };
   });
 }

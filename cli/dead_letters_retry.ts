@@ -1,7 +1,7 @@
 /**
- * Retrying dead letters: each stored envelope goes back to the gate the way the courier sends
- * (the batch endpoint, or one push per envelope, as the profile says), with the courier's retries
- * of 408/429/5xx and of no answer, and what came of each dead letter is made durable as a
+ * Retrying dead letters: each stored envelope goes back to the gate through the `IgClient`
+ * service, the way the courier sends (batches, one push per envelope, or `auto`, as the profile
+ * says) and with the same retry policy, and what came of each dead letter is made durable as a
  * `dead_letter_retry` WAL record and its receipt, in one Journal append per batch. ADMIT or
  * DUPLICATE closes the dead letter (`dead_letter_closed` receipt); QUARANTINE or a rejection
  * keeps it open with its attempts grown and its last status and reason recorded. A gate that never
@@ -11,7 +11,7 @@
  * the retry records are drained again at the end, so the next listing shows them.
  */
 import { Effect } from "effect";
-import { backoff, type CourierOptions, isRetryable } from "../actors/courier.ts";
+import type { CourierOptions } from "../actors/courier.ts";
 import { Journal } from "../actors/journal.ts";
 import { fail } from "../schemas/errors.ts";
 import {
@@ -23,7 +23,7 @@ import {
   retryReceiptId,
   retryRecord,
 } from "../stores/dead_letters.ts";
-import { type IgAnswer, postBatch, pushOne } from "../stores/ig_client.ts";
+import { type Decided, IgClient, IgSendFailed } from "../stores/ig_client.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
 
 /** Which dead letters to retry: one by id, or every open one matching a filter. */
@@ -35,7 +35,7 @@ export type RetrySelection =
     readonly limit?: number;
   };
 
-/** How to reach the gate and who is retrying. */
+/** Who is retrying, and the courier settings (page size, the gate's URL for messages). */
 export interface RetryOptions {
   readonly courier: CourierOptions;
   /** The principal named in the receipts, e.g. `operator:alice`. */
@@ -87,6 +87,7 @@ export const retryDeadLetters = Effect.fn("retryDeadLetters")(function* (
   const drain = yield* WalDrain;
   const store = yield* DeadLetters;
   const journal = yield* Journal;
+  const client = yield* IgClient;
   yield* drain.drainNow;
 
   const tally = { retried: 0, closed: 0, stillOpen: 0, alreadyClosed: 0, unsent: 0 };
@@ -95,7 +96,7 @@ export const retryDeadLetters = Effect.fn("retryDeadLetters")(function* (
 
   const retryBatch = (letters: ReadonlyArray<DeadLetter>) =>
     Effect.gen(function* () {
-      const sent = yield* send(options.courier, letters);
+      const sent = yield* send(client, letters);
       const done = letters.flatMap((letter, i) => {
         const result = sent[i];
         return "lost" in result ? [] : [{ letter, result }];
@@ -181,75 +182,51 @@ type Sent = RetryOutcome | { readonly lost: string };
 
 /** Sends the envelopes and says what came of each, in order. */
 function send(
-  courier: CourierOptions,
+  client: IgClient["Service"],
   letters: ReadonlyArray<DeadLetter>,
 ): Effect.Effect<ReadonlyArray<Sent>> {
   const texts = letters.map((l) => JSON.stringify(l.envelope));
-  if (courier.mode === "batch") {
-    return withRetries(courier, () => postBatch(courier.endpoint, texts)).pipe(
-      Effect.map(({ answer, requests }) => texts.map((_, i) => outcomeOf(answer, i, requests))),
-    );
-  }
-  return Effect.forEach(
-    texts,
-    (text) =>
-      withRetries(courier, () => pushOne(courier.endpoint, text)).pipe(
-        Effect.map(({ answer, requests }) => outcomeOf(answer, 0, requests)),
-      ),
-    { concurrency: courier.pushConcurrency },
-  );
+  return client.sendEach(texts).pipe(Effect.map((results) => results.map(outcomeOf)));
 }
 
-/** Sends until the answer is final, as the courier does: 200, a rejection, or out of attempts. */
-function withRetries(courier: CourierOptions, request: () => Effect.Effect<IgAnswer>) {
-  return Effect.gen(function* () {
-    for (let attempt = 1;; attempt++) {
-      const answer = yield* request();
-      const final = (answer.status === 200 && answer.decisions !== undefined) ||
-        !isRetryable(answer.status) || attempt >= courier.maxAttempts;
-      if (final) return { answer, requests: attempt };
-      yield* Effect.sleep(yield* backoff(courier, attempt, answer.retryAfterMs));
+function outcomeOf(result: Decided | IgSendFailed): Sent {
+  if (result instanceof IgSendFailed) {
+    const { answer, requests } = result;
+    if (answer.status === 0) {
+      return { lost: `${answer.error ?? "no answer"} (after ${requests} attempts)` };
     }
-  });
-}
-
-function outcomeOf(answer: IgAnswer, i: number, requests: number): Sent {
-  if (answer.status === 200 && answer.decisions !== undefined) {
-    const decision = answer.decisions[i] ?? null;
-    if (decision === "ADMIT" || decision === "DUPLICATE") {
-      return { outcome: "CLOSED", decision, requests, lastStatus: 200, reason: null };
+    return {
+      outcome: "OPEN",
+      decision: null,
+      requests,
+      lastStatus: answer.status,
+      reason: result.reason,
+      message: `The gate did not take it: ${result.message}`,
+    };
+  }
+  const { requests } = result;
+  const decision = result.decisions[0] ?? null;
+  if (decision === "ADMIT" || decision === "DUPLICATE") {
+    return { outcome: "CLOSED", decision, requests, lastStatus: 200, reason: null };
+  }
+  const gateReason = result.reasons[0];
+  return decision === "QUARANTINE"
+    ? {
+      outcome: "OPEN",
+      decision,
+      requests,
+      lastStatus: 200,
+      reason: "IG_QUARANTINED",
+      message: `The gate quarantined it${gateReason ? ` (${gateReason})` : ""}`,
     }
-    const gateReason = answer.reasons?.[i];
-    return decision === "QUARANTINE"
-      ? {
-        outcome: "OPEN",
-        decision,
-        requests,
-        lastStatus: 200,
-        reason: "IG_QUARANTINED",
-        message: `The gate quarantined it${gateReason ? ` (${gateReason})` : ""}`,
-      }
-      : {
-        outcome: "OPEN",
-        decision,
-        requests,
-        lastStatus: 200,
-        reason: "IG_ANSWER_UNEXPECTED",
-        message: `The gate answered the decision ${decision}`,
-      };
-  }
-  if (answer.status === 0) {
-    return { lost: `${answer.error ?? "no answer"} (after ${requests} attempts)` };
-  }
-  return {
-    outcome: "OPEN",
-    decision: null,
-    requests,
-    lastStatus: answer.status,
-    reason: isRetryable(answer.status) ? "IG_PUSH_RETRY_EXHAUSTED" : "IG_PUSH_REJECTED",
-    message: `The gate answered ${answer.status}${answer.error ? `: ${answer.error}` : ""}` +
-      (isRetryable(answer.status) ? ` after ${requests} attempts` : ""),
-  };
+    : {
+      outcome: "OPEN",
+      decision,
+      requests,
+      lastStatus: 200,
+      reason: "IG_ANSWER_UNEXPECTED",
+      message: `The gate answered the decision ${decision}`,
+    };
 }
 
 function lineOf(letter: DeadLetter, result: RetryOutcome): RetriedLine {

@@ -3,7 +3,10 @@
  *
  *   worldstream ig [--port 8081] [--host 127.0.0.1] [--db runs/ig-pglite | postgres://...]
  *     [--api-key K (or IG_API_KEY)] [--fail-rate F] [--fail-status 503|429] [--latency-ms M]
- *     [--reset-rate F] [--fault-seed N]
+ *     [--reset-rate F] [--fault-seed N] [--no-batch]
+ *
+ * `--no-batch` leaves out the batch route (it answers 404, as the platform's own gate does), to
+ * try a courier against a gate that takes one envelope per request.
  */
 import { Config, Effect, Option, Redacted } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
@@ -27,6 +30,7 @@ const FLAGS = {
   "latency-ms": "string",
   "reset-rate": "string",
   "fault-seed": "string",
+  "no-batch": "boolean",
 } as const;
 
 /** Parses the flags of `worldstream ig` into start options. */
@@ -56,6 +60,7 @@ export const parseIgArgs = (
       db: str(flags, "db") ?? DEFAULT_IG_DB,
       apiKey,
       faults,
+      ...(flags["no-batch"] === true ? { batchRoute: false } : {}),
     };
   });
 
@@ -79,6 +84,7 @@ export const igCommand = (
         backend: ig.backend,
         engine: ig.engine,
         api_key: options.apiKey === undefined ? "off" : "on",
+        batch_route: options.batchRoute === false ? "off" : "on",
         faults: faultSummary(options.faults ?? {}),
       }));
       const signal = yield* nextSignal;

@@ -1,7 +1,8 @@
 /**
  * The gate's HTTP face (Hono): the platform's `POST /v1/ingest/push`, a batch endpoint, and the
  * ops routes (health, lookup, stats, the admitted log as NDJSON). An API key, when configured,
- * guards every route; injected faults touch the ingest routes only.
+ * guards every route; injected faults touch the ingest routes only. Without the batch route
+ * (`batchRoute: false`) the gate answers it 404, as the platform's own gate does.
  */
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
@@ -25,6 +26,8 @@ export interface IgAppOptions {
   readonly run?: <A, E>(effect: Effect.Effect<A, E>) => Promise<Exit.Exit<A, E>>;
   /** Largest request body accepted, in bytes (default 64 MiB). */
   readonly maxBodyBytes?: number;
+  /** Serves `POST /v1/ingest/batch` (default true); without it, like the platform's gate. */
+  readonly batchRoute?: boolean;
 }
 
 /** The header that carries the API key. */
@@ -75,7 +78,7 @@ function ingestRoutes(gate: Gate, run: Run, options: IgAppOptions): Hono {
     app.use("*", async (c, next) => {
       const fault = faults.next();
       if (faults.latencyMs > 0) await run(Effect.sleep(faults.latencyMs));
-      if (fault.kind === "fail") return failResponse(fault.status);
+      if (fault.kind === "fail") return failResponse(fault.status, fault.retryAfter);
       await next();
       if (fault.kind === "reset") c.res = resetResponse();
     });
@@ -89,6 +92,7 @@ function ingestRoutes(gate: Gate, run: Run, options: IgAppOptions): Hono {
     return c.json(pushBody(exit.value));
   });
 
+  if (options.batchRoute === false) return app;
   app.post("/batch", async (c) => {
     const body = await readJson(c, maxBody);
     if (body instanceof Response) return body;

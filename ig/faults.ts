@@ -3,7 +3,8 @@
  * with 503/429 before the gate sees them, every ingest response can be delayed, and a share of
  * requests has its connection dropped after the gate decided (the answer is lost, the admission
  * is not: a retry must come back DUPLICATE). Draws come from a seeded generator, so one seed and
- * one request order give the same faults.
+ * one request order give the same faults. A `script` answers the first ingest requests with given
+ * statuses, in order, for tests that need an exact sequence (503, 503, then the gate).
  */
 import { Effect, Random } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
@@ -20,12 +21,20 @@ export interface FaultOptions {
   readonly resetRate?: number;
   /** Seed of the draws (default: unseeded). */
   readonly seed?: string | number;
+  /** Answers to the first ingest requests, in order, before any drawn fault. */
+  readonly script?: ReadonlyArray<ScriptedFault>;
+}
+
+/** One scripted answer: an HTTP error status, with a `Retry-After` header when given. */
+export interface ScriptedFault {
+  readonly status: number;
+  readonly retryAfter?: string;
 }
 
 /** The fault of one request. */
 export type Fault =
   | { readonly kind: "none" }
-  | { readonly kind: "fail"; readonly status: number }
+  | { readonly kind: "fail"; readonly status: number; readonly retryAfter?: string }
   | { readonly kind: "reset" };
 
 /** A configured injector. */
@@ -65,7 +74,15 @@ export const makeFaults = (
     if (!(latencyMs >= 0 && Number.isFinite(latencyMs))) {
       return yield* fail("BAD_ARGS", `--latency-ms must be a number >= 0, got ${latencyMs}`);
     }
-    if (failRate === 0 && resetRate === 0 && latencyMs === 0) return undefined;
+    const script = [...(options.script ?? [])];
+    for (const { status } of script) {
+      if (!(Number.isInteger(status) && status >= 400 && status <= 599)) {
+        return yield* fail("BAD_ARGS", `A scripted fault status must be 400 to 599, got ${status}`);
+      }
+    }
+    if (failRate === 0 && resetRate === 0 && latencyMs === 0 && script.length === 0) {
+      return undefined;
+    }
     // withSeed gives the effect a fresh seeded generator; keeping it keeps the sequence going.
     const random = options.seed === undefined
       ? yield* Random.Random
@@ -75,6 +92,8 @@ export const makeFaults = (
       resets: resetRate > 0,
       latencyMs,
       next: () => {
+        const scripted = script.shift();
+        if (scripted !== undefined) return { kind: "fail", ...scripted };
         if (failRate === 0 && resetRate === 0) return NONE;
         const u = random.nextDoubleUnsafe();
         if (u < failRate) return fault;
@@ -83,14 +102,17 @@ export const makeFaults = (
     };
   });
 
-/** The answer to a request failed on purpose. */
-export function failResponse(status: number): Response {
+/** The answer to a request failed on purpose; a drawn 429 asks for `Retry-After: 1`. */
+export function failResponse(status: number, retryAfter?: string): Response {
   const body = status === 429
     ? { error: "RATE_LIMITED", detail: "Injected fault" }
-    : { error: "IG_UNAVAILABLE", detail: "Injected fault" };
+    : status >= 500
+    ? { error: "IG_UNAVAILABLE", detail: "Injected fault" }
+    : { error: "INJECTED_FAULT", detail: "Injected fault" };
+  const after = retryAfter ?? (status === 429 ? "1" : undefined);
   return Response.json(body, {
     status,
-    headers: status === 429 ? { "retry-after": "1" } : {},
+    headers: after === undefined ? {} : { "retry-after": after },
   });
 }
 

@@ -22,6 +22,8 @@ export interface ServeOptions {
   readonly host?: string;
   readonly apiKey?: string;
   readonly faults?: FaultOptions;
+  /** Serves the batch route (default true); false answers it 404, like the platform's gate. */
+  readonly batchRoute?: boolean;
 }
 
 /** A gate with its own database. */
@@ -75,6 +77,7 @@ export const serveGate = (
     const app = makeIgApp(gate, {
       apiKey: options.apiKey,
       faults,
+      ...(options.batchRoute === undefined ? {} : { batchRoute: options.batchRoute }),
       run: Effect.runPromiseExitWith(services),
     });
     const engine = faults?.resets === true ? "node" : "deno";

@@ -161,11 +161,12 @@ export type IgAuthWiring = typeof IgAuthWiring.Type;
 
 /**
  * How the courier talks to the IG. `batch` posts `{events}` to `/v1/ingest/batch`; `push` sends
- * one envelope per request to the platform's `/v1/ingest/push`, `push_concurrency` at a time.
+ * one envelope per request to the platform's `/v1/ingest/push`, `push_concurrency` at a time;
+ * `auto` sends batches until the gate answers 404/405 on the batch route, then pushes.
  * More than one request in flight per output gives up per-output time order, so it is opt-in.
  */
 export const CourierWiring = Schema.Struct({
-  mode: Schema.Literals(["batch", "push"]),
+  mode: Schema.Literals(["batch", "push", "auto"]),
   batch_size: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   push_concurrency: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   max_in_flight_per_output: Schema.optionalKey(numberAtLeast(1, { integer: true })),

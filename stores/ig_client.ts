@@ -1,9 +1,17 @@
 /**
- * The only HTTP door to an ingestion gate. Envelopes arrive as JSON text (built by DuckDB) and
- * are put on the wire as they are: a batch body is the texts joined into `{"events":[...]}`, so
- * nothing is parsed or re-serialised on the hot path.
+ * The only HTTP door to an ingestion gate, and the `IgClient` service every caller that posts to
+ * the gate goes through (courier lanes, dead-letter retry). Envelopes arrive as JSON text (built
+ * by DuckDB) and are put on the wire as they are: a batch body is the texts joined into
+ * `{"events":[...]}`, so nothing is parsed or re-serialised on the hot path.
+ *
+ * Every request is retried by the one policy of `core/ig_retry.ts`. The wire mode is the
+ * client's: `batch` posts to `/v1/ingest/batch`, `push` sends one envelope per request to the
+ * platform's `/v1/ingest/push`, and `auto` posts batches until the gate answers 404/405 on the
+ * batch route (the platform's own gate has none), then pushes from then on; the batch that got
+ * the 404 was not admitted, so its envelopes are pushed one by one in order.
  */
-import { Effect } from "effect";
+import { Context, Data, Duration, Effect, Layer, Ref, Schedule } from "effect";
+import { isRetryable, type RetryPolicy, retrySchedule } from "../core/ig_retry.ts";
 
 /** What one IG request came back with. `status` 0 means no HTTP answer (reset, refused, timeout). */
 export interface IgAnswer {
@@ -27,7 +35,7 @@ export interface IgEndpoint {
 }
 
 /** Posts a batch of envelope texts to `/v1/ingest/batch`. Never fails: errors are answers. */
-export function postBatch(
+function postBatch(
   endpoint: IgEndpoint,
   envelopes: ReadonlyArray<string>,
 ): Effect.Effect<IgAnswer> {
@@ -42,7 +50,7 @@ export function postBatch(
 }
 
 /** Posts one envelope text to the platform's `/v1/ingest/push`. Never fails: errors are answers. */
-export function pushOne(endpoint: IgEndpoint, envelope: string): Effect.Effect<IgAnswer> {
+function pushOne(endpoint: IgEndpoint, envelope: string): Effect.Effect<IgAnswer> {
   return request(endpoint, "/v1/ingest/push", envelope, (body) => {
     const b = body as { decision?: string; receipt?: { reason_codes?: string[] } };
     return typeof b.decision === "string"
@@ -68,6 +76,212 @@ export function igHealthy(endpoint: IgEndpoint): Effect.Effect<boolean> {
       deadline.clear();
     }
   });
+}
+
+/** The gate's batch route. */
+export const BATCH_ROUTE = "/v1/ingest/batch";
+/** The platform gate's one-envelope route. */
+export const PUSH_ROUTE = "/v1/ingest/push";
+
+/** How envelopes go on the wire: see the module comment. */
+export type CourierMode = "batch" | "push" | "auto";
+
+/** Where the gate is, how to talk to it and how to retry. */
+export interface IgClientOptions extends RetryPolicy {
+  readonly endpoint: IgEndpoint;
+  readonly mode: CourierMode;
+  /** Pushes in flight at once when sending one envelope per request. */
+  readonly pushConcurrency: number;
+}
+
+/** What the gate decided for envelopes it took, one decision (and reason) each, in order. */
+export interface Decided {
+  readonly decisions: ReadonlyArray<string>;
+  readonly reasons: ReadonlyArray<string | undefined>;
+  /** Requests made for these envelopes, retries included. */
+  readonly requests: number;
+}
+
+/** The gate did not take a request: a rejection (4xx), or no success within the attempts. */
+export class IgSendFailed extends Data.TaggedError("IgSendFailed")<{
+  readonly reason: "IG_PUSH_REJECTED" | "IG_PUSH_RETRY_EXHAUSTED";
+  /** One line: what the gate answered, on which route, and what to change when it is known. */
+  readonly message: string;
+  /** The last answer. */
+  readonly answer: IgAnswer;
+  /** Requests made for the failed envelopes, retries included. */
+  readonly requests: number;
+  /** Index of the first envelope of the failed request. */
+  readonly index: number;
+}> {}
+
+/** Called before every request (first attempt 1). */
+export type OnRequest = (attempt: number) => Effect.Effect<void>;
+
+/** The gate as worldstream's callers see it. */
+export class IgClient extends Context.Service<IgClient, {
+  readonly endpoint: IgEndpoint;
+  /**
+   * Sends the envelopes in order, as the mode says; succeeds with every decision, or fails with
+   * the first request the gate did not take (nothing after it is sent).
+   */
+  readonly send: (
+    envelopes: ReadonlyArray<string>,
+    onRequest?: OnRequest,
+  ) => Effect.Effect<Decided, IgSendFailed>;
+  /**
+   * Sends the envelopes and says what came of each, in order: envelopes that share a request
+   * share its fate, and one envelope's failure does not stop the others.
+   */
+  readonly sendEach: (
+    envelopes: ReadonlyArray<string>,
+  ) => Effect.Effect<ReadonlyArray<Decided | IgSendFailed>>;
+}>()("worldstream/stores/IgClient") {
+  /** A client of the gate `options` names. */
+  static readonly layer = (options: IgClientOptions) =>
+    Layer.effect(IgClient, makeIgClient(options));
+}
+
+/** Builds a client; the batch route's absence, once seen, is kept for the client's life. */
+export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClientOptions) {
+  const batches = yield* Ref.make(options.mode !== "push");
+  const schedule = retrySchedule(options).pipe(
+    Schedule.tap(({ input, attempt, output }) =>
+      Effect.logWarning("IG push failed; retrying").pipe(Effect.annotateLogs({
+        status: input.status,
+        attempt,
+        delay_ms: Math.round(Duration.toMillis(output)),
+      }))
+    ),
+  );
+
+  /** One request, retried by the policy until the gate decides, rejects or attempts run out. */
+  const retried = (
+    path: string,
+    post: Effect.Effect<IgAnswer>,
+    index: number,
+    onRequest: OnRequest | undefined,
+  ): Effect.Effect<Decided, IgSendFailed> => {
+    let requests = 0;
+    const once = Effect.suspend(() => {
+      requests++;
+      return onRequest === undefined ? post : Effect.andThen(onRequest(requests), post);
+    }).pipe(
+      Effect.flatMap((answer) =>
+        answer.status === 200 && answer.decisions !== undefined
+          ? Effect.succeed(answer)
+          : Effect.fail(answer)
+      ),
+    );
+    return once.pipe(
+      Effect.retry(schedule),
+      Effect.map((answer): Decided => ({
+        decisions: answer.decisions!,
+        reasons: answer.reasons ?? answer.decisions!.map(() => undefined),
+        requests,
+      })),
+      Effect.mapError((answer) => failed(options.endpoint, path, answer, requests, index)),
+    );
+  };
+
+  const batch = (envelopes: ReadonlyArray<string>, onRequest?: OnRequest) =>
+    retried(BATCH_ROUTE, postBatch(options.endpoint, envelopes), 0, onRequest);
+  const push = (envelope: string, index: number, onRequest?: OnRequest) =>
+    retried(PUSH_ROUTE, pushOne(options.endpoint, envelope), index, onRequest);
+
+  /**
+   * Sends a batch while the gate is known to take them; undefined when it is not (push mode, or
+   * auto mode once the batch route answered 404/405, which this call may be the one to find).
+   */
+  const maybeBatch = (envelopes: ReadonlyArray<string>, onRequest?: OnRequest) =>
+    Effect.gen(function* () {
+      if (!(yield* Ref.get(batches))) return undefined;
+      return yield* batch(envelopes, onRequest).pipe(
+        Effect.catchIf(
+          (e) => options.mode === "auto" && isRouteMissing(e.answer.status),
+          (e) => switchToPush(e).pipe(Effect.as(undefined)),
+        ),
+      );
+    });
+
+  const switchToPush = (e: IgSendFailed) =>
+    Effect.gen(function* () {
+      // Lanes may find out at the same moment; only the first says so.
+      if (!(yield* Ref.getAndSet(batches, false))) return;
+      yield* Effect.logWarning(
+        "IG has no batch route; sending one envelope per request from now on",
+      ).pipe(Effect.annotateLogs({
+        ig_url: options.endpoint.baseUrl,
+        status: e.answer.status,
+        route: PUSH_ROUTE,
+      }));
+    });
+
+  const concurrency = { concurrency: options.pushConcurrency };
+  return IgClient.of({
+    endpoint: options.endpoint,
+    send: (envelopes, onRequest) =>
+      Effect.gen(function* () {
+        const viaBatch = yield* maybeBatch(envelopes, onRequest);
+        if (viaBatch !== undefined) return viaBatch;
+        const each = yield* Effect.forEach(
+          envelopes,
+          (envelope, i) => push(envelope, i, onRequest),
+          concurrency,
+        );
+        return {
+          decisions: each.flatMap((d) => d.decisions),
+          reasons: each.flatMap((d) => d.reasons),
+          requests: each.reduce((n, d) => n + d.requests, 0),
+        } satisfies Decided;
+      }),
+    sendEach: (envelopes) =>
+      Effect.gen(function* () {
+        const viaBatch = yield* Effect.result(maybeBatch(envelopes));
+        if (viaBatch._tag === "Failure") return envelopes.map(() => viaBatch.failure);
+        if (viaBatch.success !== undefined) {
+          const d = viaBatch.success;
+          return d.decisions.map((decision, i): Decided => ({
+            decisions: [decision],
+            reasons: [d.reasons[i]],
+            requests: d.requests,
+          }));
+        }
+        return yield* Effect.forEach(
+          envelopes,
+          (envelope, i) => push(envelope, i).pipe(Effect.catch((e) => Effect.succeed(e))),
+          concurrency,
+        );
+      }),
+  });
+});
+
+/** A gate without a batch route answers it 404 (Flask) or 405. */
+function isRouteMissing(status: number): boolean {
+  return status === 404 || status === 405;
+}
+
+function failed(
+  endpoint: IgEndpoint,
+  path: string,
+  answer: IgAnswer,
+  requests: number,
+  index: number,
+): IgSendFailed {
+  const retryable = isRetryable(answer.status);
+  const reason = retryable ? "IG_PUSH_RETRY_EXHAUSTED" : "IG_PUSH_REJECTED";
+  const said = `IG answered ${answer.status || "no response"} on ${path}`;
+  const message = path === BATCH_ROUTE && isRouteMissing(answer.status)
+    ? `${said}: the gate at ${endpoint.baseUrl} has no batch route; set WSP_COURIER_MODE=push ` +
+      `(one envelope per request) or auto (switches by itself)`
+    : `${said}${answer.error ? ` (${oneLine(answer.error)})` : ""}${
+      retryable ? ` after ${requests} attempts` : ""
+    }`;
+  return new IgSendFailed({ reason, message, answer, requests, index });
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ").trim();
 }
 
 function request(

@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Effect, type Scope } from "effect";
+import { startIg } from "../ig/server.ts";
+import {
+  copyDb,
+  expectedIds,
+  fileTempDir,
+  gateAdmitted,
+  gateCounts,
+  logLines,
+  makeWorld,
+  ofOutput,
+  OUTPUTS,
+  pgliteTemplate,
+  processEnv,
+  SCENARIO_RUN,
+  scopedTempDir,
+  spawnWorldstream,
+  tail,
+} from "./_testing.ts";
+
+// `main.ts stream` with the default (`local`) profile and no courier flag, against gates with and
+// without a batch route: the platform's own gate has none and answers it 404.
+
+const TMP = await fileTempDir("courier_mode_test_");
+const WORLD = join(TMP, "world");
+const [TEMPLATE, ROWS] = await Promise.all([
+  pgliteTemplate(join(TMP, "bare")),
+  makeWorld(WORLD, 600),
+]);
+const TOTAL = OUTPUTS.reduce((n, id) => n + ROWS[id], 0);
+const EXPECTED = await Effect.runPromise(expectedIds(WORLD, OUTPUTS));
+const SWITCH = "IG has no batch route";
+
+function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
+  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
+}
+
+/** Streams the whole world, unpaced, into a gate with or without a batch route. */
+function streamInto(name: string, options: { batchRoute: boolean; mode?: string }) {
+  return Effect.gen(function* () {
+    const dir = yield* scopedTempDir(TMP, name);
+    const ig = yield* startIg({
+      db: copyDb(TEMPLATE, join(dir, "ig")),
+      batchRoute: options.batchRoute,
+    });
+    const run = `platform_20260101T00000${name.length % 10}Z`;
+    const exited = yield* Effect.scoped(
+      spawnWorldstream([
+        "stream",
+        "--engine-run-root",
+        WORLD,
+        "--output-ids",
+        OUTPUTS.join(","),
+        "--speedup",
+        "0",
+        "--platform-run-id",
+        run,
+        "--scenario-run-id",
+        SCENARIO_RUN,
+        "--ig-url",
+        ig.url,
+      ], {
+        env: processEnv({
+          WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
+          WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
+          CONTROL_BUS_ROOT: join(dir, "bus"),
+          ...(options.mode === undefined ? {} : { WSP_COURIER_MODE: options.mode }),
+        }),
+        cwd: dir,
+      }).pipe(Effect.flatMap((ws) => ws.exited(120_000))),
+    );
+    return { exited, ig, run };
+  });
+}
+
+test(
+  "the local profile streams into a gate without a batch route: every event admitted once, in order, the switch logged once",
+  Effect.gen(function* () {
+    const { exited, ig, run } = yield* streamInto("nobatch", { batchRoute: false });
+    assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr)}`);
+    assert.equal(exited.result?.status, "STREAMED");
+    assert.equal(logLines(exited.stderr, SWITCH).length, 1, "one log line about the switch");
+    assert.deepEqual(yield* gateCounts(ig, run), { admitted: TOTAL, duplicate: 0, quarantined: 0 });
+    const admitted = yield* gateAdmitted(ig, run);
+    for (const id of OUTPUTS) {
+      assert.deepEqual(ofOutput(admitted, id).map((e) => e.event_id), EXPECTED.get(id), id);
+    }
+  }),
+);
+
+test(
+  "the local profile keeps sending batches to a gate that takes them, never switching",
+  Effect.gen(function* () {
+    const { exited, ig, run } = yield* streamInto("batch", { batchRoute: true });
+    assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr)}`);
+    assert.equal(logLines(exited.stderr, SWITCH).length, 0);
+    assert.deepEqual(yield* gateCounts(ig, run), { admitted: TOTAL, duplicate: 0, quarantined: 0 });
+  }),
+);
+
+test(
+  "WSP_COURIER_MODE=batch against a gate without a batch route fails IG_PUSH_REJECTED saying what to change",
+  Effect.gen(function* () {
+    const { exited, ig, run } = yield* streamInto("forced", { batchRoute: false, mode: "batch" });
+    assert.notEqual(exited.code, 0);
+    assert.equal(exited.result?.reason, "IG_PUSH_REJECTED");
+    assert.match(String(exited.result?.message), /WSP_COURIER_MODE=push/);
+    assert.deepEqual(yield* gateCounts(ig, run), { admitted: 0, duplicate: 0, quarantined: 0 });
+  }),
+);
