@@ -197,11 +197,19 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
 /** The whole runtime: the core plus the control bus listener. */
 export function runtimeLayer(profile: Profile, options: RuntimeOptions = {}) {
   const core = coreLayer(profile, options);
-  const listener = ControlBus.layer({
-    root: profile.paths.controlBusRoot,
-    topic: profile.wiring.control_bus.topic,
-    context: readyContext(profile),
-    ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
-  });
-  return listener.pipe(Layer.provideMerge(core));
+  return busListener(profile, options).pipe(Layer.provideMerge(core));
+}
+
+/** The control bus listener of the profile's bus kind (a Kinesis listener becomes a second case). */
+function busListener(profile: Profile, options: RuntimeOptions) {
+  const bus = profile.wiring.control_bus;
+  switch (bus.kind) {
+    case "file":
+      return ControlBus.layer({
+        root: profile.paths.controlBusRoot,
+        topic: bus.topic,
+        context: readyContext(profile),
+        ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+      });
+  }
 }

@@ -145,6 +145,10 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       "latency-ms": { value: "M", meaning: "delay every answer by M milliseconds" },
       "reset-rate": { value: "F", meaning: "reset the connection of this fraction of requests" },
       "fault-seed": { value: "N", meaning: "seed of the injected faults, for repeatable runs" },
+      "no-batch": {
+        meaning:
+          "serve no batch route (404, as the platform's own gate does), to try courier mode auto",
+      },
     },
   },
   "audit-verify": {
