@@ -224,10 +224,11 @@ test(
 );
 
 // Unpaced, the lanes run full batches back to back: the case where a checkpoint journaled on a
-// timer lost most (up to a timer period of acknowledgements per output). Smaller batches make
-// the bound tight enough that such a loss would pass it.
+// timer lost most (up to a timer period of acknowledgements per output). Small batches make the
+// bound tight enough that such a loss passes it (with batches of 100 the 250 ms timer this
+// replaced re-sent 128-384 per restart here, against 128-256 now, both within that bound).
 const UNPACED_CYCLES = 6;
-const UNPACED_BATCH = 100;
+const UNPACED_BATCH = 20;
 const UNPACED_KILL_SEED = 20260102;
 
 test(
@@ -251,7 +252,7 @@ test(
     const reSent: Array<number> = [];
     let previous = yield* gateCounts(ig, RUN);
     for (let cycle = 1; cycle <= UNPACED_CYCLES; cycle++) {
-      const target = previous.admitted + 200 + Math.floor(random() * 400);
+      const target = previous.admitted + 150 + Math.floor(random() * 300);
       assert.ok(target < TOTAL * 0.75, "the kill must come well before the world ends");
       const exited = yield* Effect.scoped(Effect.gen(function* () {
         const ws = yield* streamWorld(ig, env, dir, 0);
