@@ -1,11 +1,18 @@
 /**
- * Checkpointer: takes checkpoint advances from courier lanes without blocking them, keeps the
- * latest per (run scope, output), and on each flush journals them — a checkpoint record plus a
- * delivery receipt (sequence range and ADMIT/DUPLICATE/QUARANTINE counts since the last flush)
- * per output — in one WAL append. Lanes never wait on the flush; a failed flush is retried on
- * the next tick, and the runtime flushes once more on shutdown.
+ * Checkpointer: journals checkpoint advances from courier lanes as they arrive, each with the
+ * delivery receipt that vouches for it (sequence range and ADMIT/DUPLICATE/QUARANTINE counts since
+ * the output's last receipt), in one WAL append per flush.
+ *
+ * Flushes ride the WAL's group commit instead of a timer: a flusher starts a flush as soon as an
+ * advance is pending and the previous flush's fsync has ended. While a flush is being written,
+ * newer advances of the same (run scope, output) replace older pending ones, so the WAL sees at
+ * most one checkpoint per output per flush: its write rate is bounded by the fsync rate, not the
+ * acknowledgement rate. `advance` returns once its position (or a later one) is durable, which is
+ * what lets the courier bound what a SIGKILL can make it re-send (actors/courier.ts, the ack
+ * window). A failed flush releases its waiters, is logged and retried after `retryMs`; the runtime
+ * flushes once more on shutdown.
  */
-import { Context, Effect, Layer, Schedule, Semaphore } from "effect";
+import { Context, Deferred, Duration, Effect, Layer, Queue, Semaphore } from "effect";
 import { sha256Hex } from "../core/hash.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ReceiptDraft } from "../schemas/receipt.ts";
@@ -31,7 +38,7 @@ interface Entry {
 
 const ZERO: DeliveryCounts = { admitted: 0, duplicate: 0, quarantined: 0, deadLettered: 0 };
 
-/** Coalescing checkpoint + delivery-receipt writer. */
+/** Checkpoint + delivery-receipt writer riding the WAL's group commit. */
 export class Checkpointer extends Context.Service<Checkpointer, {
   /** Declares a lane that resumes after `after` (or from the first row). */
   readonly register: (
@@ -39,7 +46,10 @@ export class Checkpointer extends Context.Service<Checkpointer, {
     outputId: string,
     after?: ViewPosition,
   ) => Effect.Effect<void>;
-  /** Records that everything up to `position` was handled in order; `counts` are cumulative. */
+  /**
+   * Records that everything up to `position` was handled in order (`counts` are cumulative) and
+   * waits until a flush holding it, or a later position, is durable in the WAL (or has failed).
+   */
   readonly advance: (
     packKey: string,
     outputId: string,
@@ -49,9 +59,9 @@ export class Checkpointer extends Context.Service<Checkpointer, {
   /** Journals pending checkpoints now. */
   readonly flush: Effect.Effect<void, WorldstreamError>;
 }>()("worldstream/actors/Checkpointer") {
-  /** A checkpointer flushing every `intervalMs`, and once more when its scope closes. */
+  /** A checkpointer flushing as advances arrive, and once more when its scope closes. */
   static readonly layer = (
-    options: { readonly intervalMs?: number; readonly actor?: string } = {},
+    options: { readonly retryMs?: number; readonly actor?: string } = {},
   ) =>
     Layer.effect(
       Checkpointer,
@@ -63,8 +73,13 @@ export class Checkpointer extends Context.Service<Checkpointer, {
         // One flush at a time, never interrupted half-way: a final flush must not find nothing
         // to do while a background flush that took the entries is being cut off.
         const permit = yield* Semaphore.make(1);
+        // The next flush not yet started: every advance waits on the round that will take it.
+        // It completes with true once that flush is durable, false if it failed.
+        let round = Deferred.makeUnsafe<boolean>();
+        // Wakes the flusher; one pending wake-up is enough however many advances arrive.
+        const wake = yield* Queue.dropping<void>(1);
 
-        const flushNow = Effect.gen(function* () {
+        const journalDue = Effect.gen(function* () {
           // What this flush journals, captured now: advances during the append wait for the next.
           const due = [...entries.values()].flatMap((e) =>
             e.latest ? [{ e, taken: e.latest }] : []
@@ -104,6 +119,7 @@ export class Checkpointer extends Context.Service<Checkpointer, {
               },
             });
           }
+          // On failure the entries stay pending for the next flush.
           yield* journal.append(records, receipts);
           for (const { e, taken } of due) {
             // An advance that arrived while journaling stays pending for the next flush.
@@ -117,15 +133,28 @@ export class Checkpointer extends Context.Service<Checkpointer, {
             }),
           );
         });
+        // Whatever way a flush ends, its waiters are released: true only when it is durable.
+        const flushNow = Effect.suspend(() => {
+          const mine = round;
+          round = Deferred.makeUnsafe<boolean>();
+          return journalDue.pipe(
+            Effect.onExit((exit) => Deferred.succeed(mine, exit._tag === "Success")),
+          );
+        });
         const flush = Semaphore.withPermit(permit, Effect.uninterruptible(flushNow));
-        yield* Effect.forkScoped(
-          flush.pipe(
-            Effect.catch((e) =>
-              Effect.logWarning("checkpoint flush failed; will retry", e.message)
+        const retry = Duration.millis(options.retryMs ?? 250);
+        // A failed flush, even a defect, is logged and retried: lanes wait on this fiber.
+        yield* Effect.forkScoped(Effect.forever(
+          Queue.take(wake).pipe(
+            Effect.andThen(flush),
+            Effect.catchCause((cause) =>
+              Effect.logWarning("checkpoint flush failed; will retry", cause).pipe(
+                Effect.andThen(Effect.sleep(retry)),
+                Effect.andThen(Queue.offer(wake, undefined)),
+              )
             ),
-            Effect.repeat(Schedule.spaced(`${options.intervalMs ?? 250} millis`)),
           ),
-        );
+        ));
         yield* Effect.addFinalizer(() =>
           flush.pipe(
             Effect.catch((e) => Effect.logError("final checkpoint flush failed", e.message)),
@@ -150,7 +179,7 @@ export class Checkpointer extends Context.Service<Checkpointer, {
               }
             }),
           advance: (packKey, outputId, position, counts) =>
-            Effect.sync(() => {
+            Effect.suspend(() => {
               const key = keyOf(packKey, outputId);
               let e = entries.get(key);
               if (e === undefined) {
@@ -160,6 +189,12 @@ export class Checkpointer extends Context.Service<Checkpointer, {
               if (e.latest === undefined || e.latest.position.seq < position.seq) {
                 e.latest = { position, counts: { ...counts } };
               }
+              // Taken in the same step as the entry changed: the round that will journal it.
+              const mine = round;
+              return Queue.offer(wake, undefined).pipe(
+                Effect.andThen(Deferred.await(mine)),
+                Effect.asVoid,
+              );
             }),
           flush,
         });

@@ -84,7 +84,10 @@ export interface DeadLetterBatch<P> {
 
 /** What a lane tells its owner. */
 export interface LaneHooks<P> {
-  /** Called in order with each acknowledged batch (delivered, or dead-lettered and passed). */
+  /**
+   * Called in order with each acknowledged batch (delivered, or dead-lettered and passed); the
+   * lane dispatches at most maxInFlight + 1 batches ahead of the last call that returned.
+   */
   readonly onDelivered: (batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>;
   /** Stores dead letters durably; called before the lane stops or moves past them. */
   readonly onDeadLetter?: (dead: DeadLetterBatch<P>) => Effect.Effect<void, WorldstreamError>;
@@ -144,6 +147,12 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   });
   const snapshot = Ref.get(counters).pipe(Effect.map((c) => ({ ...c, lateness, pacing })));
   const semaphore = yield* Semaphore.make(options.maxInFlight);
+  // The ack window: a batch is dispatched only while fewer than maxInFlight + 1 batches are
+  // dispatched and not yet acknowledged, and `onDelivered` (the checkpoint) returns once its
+  // position is durable. So what the gate holds beyond the durable checkpoint, the most a SIGKILL
+  // makes a restart re-send, is at most maxInFlight + 1 batches: those in flight plus one whose
+  // checkpoint is in the WAL's group commit. Fsyncs are shorter than a request, so it rarely waits.
+  const window = yield* Semaphore.make(options.maxInFlight + 1);
 
   const deliverOne = (batch: EmitBatch<P>) =>
     attempt(batch).pipe(
@@ -219,9 +228,11 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       );
       if (taken === undefined || taken.length === 0) break;
       for (const batch of merge(taken, options.batchSize)) {
+        yield* Semaphore.take(window, 1);
         yield* Semaphore.take(semaphore, 1);
         if (halted) {
           yield* Semaphore.release(semaphore, 1);
+          yield* Semaphore.release(window, 1);
           break dispatch;
         }
         const done = yield* Deferred.make<EmitBatch<P>, WorldstreamError>();
@@ -250,6 +261,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       if (next === undefined) break;
       const batch = yield* Deferred.await(next);
       yield* onDelivered(batch, yield* snapshot);
+      yield* Semaphore.release(window, 1);
       yield* Semaphore.release(buffer, batch.envelopes.length);
     }
   }).pipe(Effect.tapError((e) => Deferred.fail(failed, e)));

@@ -1,0 +1,160 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Context, Effect, Layer } from "effect";
+import { TestClock } from "effect/testing";
+import { signerFromEnv } from "../core/receipt_keys.ts";
+import { RECEIPT_KEY_ENV } from "../core/receipt_keys.ts";
+import { pgTest, tempDir } from "../stores/postgres_testing.ts";
+import { migrate } from "../stores/postgres_migrate.ts";
+import { Receipts } from "../stores/receipts.ts";
+import type { ViewPosition } from "../stores/stream_view_read.ts";
+import { Wal } from "../stores/wal.ts";
+import { effectiveCheckpoint } from "../stores/wal_drain.ts";
+import { readFrames, segmentSeq } from "../stores/wal_format.ts";
+import { type CheckpointBody, parseWalRecord, type WalRecord } from "../stores/wal_records.ts";
+import { Checkpointer, type DeliveryCounts } from "./checkpointer.ts";
+import { Journal } from "./journal.ts";
+
+// The checkpointer journals an advance with the WAL's next group commit, not on a timer. Its
+// layer runs on a TestClock that is never moved, so any wait on a timer would never end: the
+// records it wrote carry that clock's time (the epoch), which shows the flush ran on it.
+
+const HMAC_ENV = { [RECEIPT_KEY_ENV.hmac]: "checkpointer-test-hmac-key-0123456789abcdef" };
+const SCOPE = "pack|run";
+const OUTPUT = "out";
+// A real-time limit for an advance, so a checkpointer that waits on a timer fails, not hangs.
+const DEADLINE = "5 seconds";
+
+function at(seq: number): ViewPosition {
+  return {
+    seq,
+    filename: "data/part-0.parquet",
+    file_row_number: seq,
+    ts_utc: "2026-01-01T00:00:00.000000Z",
+  };
+}
+
+function counts(admitted: number): DeliveryCounts {
+  return { admitted, duplicate: 0, quarantined: 0, deadLettered: 0 };
+}
+
+/** Every record in the WAL folder's segments, read from disk with no WAL open on them. */
+async function onDisk(walDir: string): Promise<Array<WalRecord>> {
+  const names = (await Array.fromAsync(Deno.readDir(walDir))).map((e) => e.name)
+    .filter((n) => segmentSeq(n) !== undefined).sort();
+  const decoder = new TextDecoder();
+  const out: Array<WalRecord> = [];
+  for (const name of names) {
+    const scan = readFrames(
+      await Deno.readFile(join(walDir, name)),
+      0,
+      (p) => parseWalRecord(decoder.decode(p)),
+    );
+    out.push(...scan.frames.map((f) => f.value));
+  }
+  return out;
+}
+
+/** A WAL in a temporary folder, the real journal over it and a checkpointer on a still TestClock. */
+const services = Effect.gen(function* () {
+  yield* migrate;
+  const walDir = join(yield* tempDir, "wal");
+  const signer = yield* signerFromEnv(HMAC_ENV);
+  const built = yield* Layer.build(
+    Checkpointer.layer().pipe(
+      Layer.provide(TestClock.layer()),
+      Layer.provideMerge(Journal.layer(signer)),
+      Layer.provideMerge(Receipts.layer(signer)),
+      Layer.provideMerge(Wal.layer({ dir: walDir })),
+    ),
+  );
+  return {
+    walDir,
+    wal: Context.get(built, Wal),
+    checkpointer: Context.get(built, Checkpointer),
+  };
+});
+
+pgTest(
+  "an advance is durable in the WAL when it returns, one group commit later, with no timer tick",
+  () =>
+    Effect.gen(function* () {
+      const { walDir, wal, checkpointer } = yield* services;
+      yield* checkpointer.register(SCOPE, OUTPUT);
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(41), counts(42)).pipe(
+        Effect.timeout(DEADLINE),
+      );
+
+      // Straight from the segment files: what a process started after a SIGKILL now would read.
+      const records = yield* Effect.promise(() => onDisk(walDir));
+      const checkpoints = records.filter((r) => r.kind === "checkpoint");
+      assert.equal(checkpoints.length, 1);
+      assert.equal((checkpoints[0].body as CheckpointBody).last_seq, 41);
+      assert.equal(checkpoints[0].at, new Date(0).toISOString(), "flushed on the still TestClock");
+      const receipts = records.filter((r) => r.kind === "receipt");
+      assert.equal(receipts.length, 1, "the delivery receipt lands in the same append");
+      assert.deepEqual(
+        (receipts[0].body as { detail: Record<string, unknown> }).detail.counts,
+        { ADMIT: 42, DUPLICATE: 0, QUARANTINE: 0 },
+      );
+      // And where the runtime would resume: the later of Postgres (nothing yet) and the WAL.
+      const resume = yield* effectiveCheckpoint(SCOPE, OUTPUT).pipe(
+        Effect.provideService(Wal, wal),
+      );
+      assert.equal(resume?.seq, 41);
+
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(99), counts(100)).pipe(
+        Effect.timeout(DEADLINE),
+      );
+      const again = yield* effectiveCheckpoint(SCOPE, OUTPUT).pipe(Effect.provideService(Wal, wal));
+      assert.equal(again?.seq, 99, "each advance reaches the WAL without a tick in between");
+    }),
+  { only: "pglite" },
+);
+
+pgTest(
+  "advances arriving faster than fsyncs coalesce: at most one checkpoint per output per group commit",
+  () =>
+    Effect.gen(function* () {
+      const { walDir, wal, checkpointer } = yield* services;
+      const acks = 200;
+      for (const output of ["a", "b"]) yield* checkpointer.register(SCOPE, output);
+      // Two lanes acknowledge 200 batches each, as fast as they can, all at once.
+      yield* Effect.forEach(
+        Array.from({ length: acks }, (_, i) => i),
+        (i) =>
+          Effect.all([
+            checkpointer.advance(SCOPE, "a", at(i), counts(i + 1)),
+            checkpointer.advance(SCOPE, "b", at(i), counts(i + 1)),
+          ], { concurrency: 2 }),
+        { concurrency: "unbounded" },
+      ).pipe(Effect.timeout(DEADLINE));
+
+      const records = yield* Effect.promise(() => onDisk(walDir));
+      const stats = yield* wal.stats;
+      for (const output of ["a", "b"]) {
+        const mine = records.filter((r) =>
+          r.kind === "checkpoint" && (r.body as CheckpointBody).output_id === output
+        ).map((r) => (r.body as CheckpointBody).last_seq);
+        assert.ok(mine.length <= stats.fsyncs, `${output}: ${mine.length} checkpoints > fsyncs`);
+        assert.ok(
+          mine.length < acks / 10,
+          `${output}: ${mine.length} checkpoints for ${acks} acks`,
+        );
+        assert.equal(mine[mine.length - 1], acks - 1, `${output}: the last advance is durable`);
+        assert.deepEqual(mine, [...mine].sort((x, y) => x - y), `${output}: only forward`);
+
+        // The delivery receipts still cover every event once, in order.
+        const details = records.filter((r) =>
+          r.kind === "receipt" && (r.body as { output_id?: string }).output_id === output
+        ).map((r) => (r.body as { detail: { sequence_from: number; sequence_to: number } }).detail);
+        let next = 0;
+        for (const d of details) {
+          assert.equal(d.sequence_from, next, `${output}: delivery receipts leave a gap`);
+          next = d.sequence_to + 1;
+        }
+        assert.equal(next, acks);
+      }
+    }),
+  { only: "pglite" },
+);
