@@ -91,6 +91,14 @@ export interface LaneHooks<P> {
   readonly onDelivered: (batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>;
   /** Stores dead letters durably; called before the lane stops or moves past them. */
   readonly onDeadLetter?: (dead: DeadLetterBatch<P>) => Effect.Effect<void, WorldstreamError>;
+  /**
+   * A stop request (SIGINT/SIGTERM). Once it is done the lane takes no new batch and dispatches
+   * nothing more: requests already out are answered and acknowledged, batches still queued are
+   * dropped. They were never acknowledged, so the checkpoint stays before them and the next start
+   * reads them again; without this a lane behind schedule would push its whole buffer (thousands
+   * of requests in push mode) before the process could exit.
+   */
+  readonly stop?: Deferred.Deferred<void>;
 }
 
 /** A terminal delivery failure, with what the dead letter records. */
@@ -122,9 +130,10 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   hooks: LaneHooks<P> | ((batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>),
 ): Effect.fn.Return<Lane<P>, never, Scope.Scope | IgClient> {
   const client = yield* IgClient;
-  const { onDelivered, onDeadLetter } = typeof hooks === "function"
-    ? { onDelivered: hooks, onDeadLetter: undefined }
+  const { onDelivered, onDeadLetter, stop } = typeof hooks === "function"
+    ? { onDelivered: hooks, onDeadLetter: undefined, stop: undefined }
     : hooks;
+  const stopped = stop === undefined ? Effect.succeed(false) : Deferred.isDone(stop);
   const queue = yield* Queue.unbounded<EmitBatch<P>, Cause.Done>();
   // Held from hand-over until the batch is acknowledged (or the lane ends).
   const capacity = Math.max(options.bufferEvents, options.batchSize);
@@ -230,7 +239,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       for (const batch of merge(taken, options.batchSize)) {
         yield* Semaphore.take(window, 1);
         yield* Semaphore.take(semaphore, 1);
-        if (halted) {
+        if (halted || (yield* stopped)) {
           yield* Semaphore.release(semaphore, 1);
           yield* Semaphore.release(window, 1);
           break dispatch;
@@ -276,6 +285,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
     send: (batch) =>
       Effect.gen(function* () {
         yield* failure;
+        if (yield* stopped) return;
         const permits = Math.min(batch.envelopes.length, capacity);
         // The common case, room in the buffer, needs no race: a paced stream hands over
         // thousands of small groups a second and each race forks two fibers.
@@ -285,7 +295,10 @@ export const openLane = Effect.fn("openLane")(function* <P>(
         }
         yield* Effect.raceFirst(
           Semaphore.take(buffer, permits).pipe(Effect.andThen(Queue.offer(queue, batch))),
-          Deferred.await(failed),
+          stop === undefined ? Deferred.await(failed) : Effect.raceFirst(
+            Deferred.await(failed),
+            Deferred.await(stop),
+          ),
         );
       }),
     finish: Effect.gen(function* () {

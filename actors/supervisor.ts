@@ -320,6 +320,7 @@ function executeRun(
           onDelivered: (batch, stats) =>
             checkpointer.advance(scope, plan.outputId, batch.last, stats),
           onDeadLetter: (dead) => deadLetter(journal, scope, plan.outputId, producer, dead),
+          stop,
         });
         yield* Ref.update(live, (m) =>
           new Map(m).set(
