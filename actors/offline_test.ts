@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { Effect, Logger, type Scope } from "effect";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { healthApp, type ReadyzBody } from "../api/health.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";

@@ -6,7 +6,7 @@ import { sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { resolveOutput, resolveWorld } from "../core/world.ts";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { CONTROL_BUS_TOPIC } from "../schemas/control_bus.ts";

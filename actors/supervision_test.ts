@@ -3,7 +3,7 @@ import { cpSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Effect, Layer, Logger, References, type Scope } from "effect";
 import { loadProfile, type Profile } from "../core/profile.ts";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { sortWorld } from "../cli/sort.ts";
 import { type RunningIg, startIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";

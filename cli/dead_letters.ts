@@ -10,7 +10,7 @@
  *                      [--limit N])
  *     one JSON line per retried dead letter, then {status, retried, closed, still_open,
  *     already_closed, unsent, reasons, reason?, message?}; exit 0 only when every selected dead
- *     letter is closed (cli/dead_letters_retry.ts says how a retry goes)
+ *     letter is closed (actions/dead_letter_retry.ts says how a retry goes)
  *
  * Both open the profile's WAL and drain it to Postgres to completion before reading, so a dead
  * letter a run wrote a moment ago is listed. Opening the WAL takes its lock: these commands run
@@ -28,7 +28,7 @@ import { IgClient } from "../stores/ig_client.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
 import { type Flags, parseFlags } from "./args.ts";
 import type { Outcome } from "./commands.ts";
-import { retryDeadLetters, type RetrySelection } from "./dead_letters_retry.ts";
+import { retryDeadLetters, type RetrySelection } from "../actions/dead_letter_retry.ts";
 
 /** What tests replace: the environment, the loaded profile, where lines go. */
 export interface DeadLettersOptions {

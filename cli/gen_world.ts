@@ -2,7 +2,7 @@
  * `worldstream gen-world`: writes a synthetic world (scripts/gen_world.ts) and prints its result.
  */
 import { Effect } from "effect";
-import { genWorld, parseGenWorldArgs } from "../scripts/gen_world.ts";
+import { genWorld, parseGenWorldArgs } from "../actions/gen_world.ts";
 import type { Command } from "./commands.ts";
 
 export const genWorldCommand: Command = (argv) =>

@@ -33,13 +33,13 @@ import { runtimeLayer } from "../actors/runtime.ts";
 import { Shutdown } from "../actors/shutdown.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
-import { genWorld } from "../scripts/gen_world.ts";
+import { genWorld } from "../actions/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { resolveWorld } from "../core/world.ts";
 import { fail } from "../schemas/errors.ts";
 import { parseFlags } from "./args.ts";
 import { EXIT_CODES, type Outcome } from "./commands.ts";
-import { publishReady } from "./publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { withProgressDisplay } from "./stream.ts";
 
 /** Events in the demo world the `run` command makes on first use. */

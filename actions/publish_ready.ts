@@ -28,7 +28,7 @@ import type { OraclePackRef, RunReadySignal } from "../schemas/ready.ts";
 import { type GateReceipt, type OutputLocator, RunFactsView } from "../schemas/run_facts.ts";
 import { publish } from "../stores/control_bus_fs.ts";
 import { writeFileAtomic } from "../stores/oracle_fs.ts";
-import { parseFlags, requireFlag } from "./args.ts";
+import { parseFlags, requireFlag } from "../cli/args.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 
 /** What to publish; everything but the root and the profile has a default. */
