@@ -1,5 +1,5 @@
 /**
- * Retrying dead letters: each stored envelope goes back to the gate through the `IgClient`
+ * Action `dead_letter_retry`: each stored envelope goes back to the gate through the `IgClient`
  * service, the way the courier sends (batches, one push per envelope, or `auto`, as the profile
  * says) and with the same retry policy, and what came of each dead letter is made durable as a
  * `dead_letter_retry` WAL record and its receipt, in one Journal append per batch. ADMIT or
@@ -10,7 +10,7 @@
  * Dead letters are read after draining the WAL to Postgres, so one written a moment ago is found;
  * the retry records are drained again at the end, so the next listing shows them.
  */
-import { Effect } from "effect";
+import { Effect, Layer } from "effect";
 import type { CourierOptions } from "../actors/courier.ts";
 import { Journal } from "../actors/journal.ts";
 import { fail } from "../schemas/errors.ts";
@@ -25,6 +25,9 @@ import {
 } from "../stores/dead_letters.ts";
 import { type Decided, IgClient, IgSendFailed } from "../stores/ig_client.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
+import type { Profile } from "../core/profile.ts";
+import type { Env } from "../core/profile_interpolate.ts";
+import { deadLetterStores } from "./dead_letter_stores.ts";
 
 /** Which dead letters to retry: one by id, or every open one matching a filter. */
 export type RetrySelection =
@@ -78,6 +81,35 @@ export interface RetrySummary {
   readonly reason?: string;
   readonly message?: string;
 }
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+/**
+ * The whole action: checks that the profile's privacy tier lets envelopes go to the gate
+ * (`local` keeps them on this host: PRIVACY_TIER_LOCAL otherwise), then retries over the
+ * profile's stores and a gate client of its own. `env` is where the receipt key is read.
+ */
+export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
+  profile: Profile,
+  env: Env,
+  selection: RetrySelection,
+  options: RetryOptions,
+) {
+  const base = options.courier.endpoint.baseUrl;
+  const host = yield* Effect.try({
+    try: () => new URL(base).hostname,
+    catch: () => fail("BAD_ARGS", `The IG URL ${base} is not a URL`),
+  });
+  if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(host)) {
+    return yield* fail(
+      "PRIVACY_TIER_LOCAL",
+      `Privacy tier local keeps data on this host; the IG at ${host} is not loopback`,
+    );
+  }
+  return yield* retryDeadLetters(selection, options).pipe(
+    Effect.provide(Layer.merge(deadLetterStores(profile, env), IgClient.layer(options.courier))),
+  );
+});
 
 /** Retries the selected dead letters; fails DEAD_LETTER_NOT_FOUND for an unknown id. */
 export const retryDeadLetters = Effect.fn("retryDeadLetters")(function* (

@@ -1,15 +1,14 @@
 /**
- * `gen-world`: writes a deterministic synthetic engine world (the six outputs worldstream reads,
+ * Action `gen_world`: writes a deterministic synthetic engine world (the six outputs worldstream reads,
  * gate bundles and flags, run receipt, pack manifest and seal) at an engine run root. Rows are
  * made by DuckDB from `range()` and streamed into parquet (model: sql/duckdb/gen_macros.sql), so
  * ten million events need no more memory than a thousand; the same arguments give the same files.
  *
- *   deno run -A scripts/gen_world.ts --out DIR [--events N] [--seed S] [--scenario-id ID] [--parts P]
+ * The CLI (`gen-world`), `run` (the demo world) and scripts/gen_world.ts call it.
  */
 import { Effect, Schema } from "effect";
 import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
-import { parseFlags, requireFlag } from "../cli/args.ts";
 import {
   checkWorldKey,
   type InterfacePack,
@@ -62,44 +61,6 @@ const DAY_MS = 86_400_000;
 const RECEIPT = "run_receipt.json";
 const MANIFEST = "_oracle_pack_manifest.json";
 const SEAL = "_SEALED.json";
-
-/** Parses `--out DIR [--events N] [--seed S] [--scenario-id ID] [--parts P]`; fails BAD_ARGS. */
-export function parseGenWorldArgs(
-  argv: ReadonlyArray<string>,
-): Effect.Effect<GenWorldOptions, WorldstreamError> {
-  return Effect.gen(function* () {
-    const flags = yield* parseFlags(argv, {
-      out: "string",
-      events: "string",
-      seed: "string",
-      "scenario-id": "string",
-      parts: "string",
-    });
-    const out = yield* requireFlag(flags, "out");
-    const events = yield* intFlag(flags.events, "events");
-    const seed = yield* intFlag(flags.seed, "seed");
-    const parts = yield* intFlag(flags.parts, "parts");
-    const scenarioId = flags["scenario-id"];
-    return {
-      out,
-      ...(events === undefined ? {} : { events }),
-      ...(seed === undefined ? {} : { seed }),
-      ...(typeof scenarioId === "string" ? { scenarioId } : {}),
-      ...(parts === undefined ? {} : { parts }),
-    };
-  });
-}
-
-function intFlag(
-  value: string | boolean | undefined,
-  name: string,
-): Effect.Effect<number | undefined, WorldstreamError> {
-  if (value === undefined) return Effect.succeed(undefined);
-  const n = typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  return Number.isSafeInteger(n)
-    ? Effect.succeed(n)
-    : Effect.fail(fail("BAD_ARGS", `--${name} must be a non-negative integer, got ${value}`));
-}
 
 /** Everything about a world that follows from the arguments alone. */
 interface WorldPlan {

@@ -1,10 +1,8 @@
 /**
- * `worldstream publish-ready`: plays the Scenario Runner for a local world. It resolves the world,
+ * Action `publish_ready`: plays the Scenario Runner for a local world. It resolves the world,
  * writes a run facts view under the platform object store root and publishes a READY for it on
- * the file control bus, so the READY path can be driven without the platform.
- *
- *   publish-ready --engine-run-root DIR [--platform-run-id ID] [--scenario-run-id HEX32]
- *     [--bus-root DIR] [--object-store-root DIR] [--profile P] [--scenario-id ID]
+ * the file control bus, so the READY path can be driven without the platform. The CLI
+ * (`publish-ready`), `run` (the demo world's READY) and the coming admin API call it.
  *
  * Defaults: platform run id `platform_<now, YYYYMMDDTHHMMSSZ>` (Effect Clock); scenario run id
  * the first 32 hex of sha256("{platform_run_id}|{engine run root}"); bus root the profile's
@@ -12,12 +10,12 @@
  * store root is `runs` too). The facts view lands at
  * `fraud-platform/<platform_run_id>/sr/run_facts_view/<scenario_run_id>.json` under that root.
  */
-import { Clock, Effect } from "effect";
+import { Clock, Effect, Schema } from "effect";
 import { dirname, join, resolve } from "node:path";
 import type { WorldKey } from "../core/catalogue.ts";
 import { renderTemplate } from "../core/catalogue.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
-import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
+import { type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
 import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
 import { Hex32, PlatformRunId } from "../schemas/common.ts";
@@ -28,7 +26,6 @@ import type { OraclePackRef, RunReadySignal } from "../schemas/ready.ts";
 import { type GateReceipt, type OutputLocator, RunFactsView } from "../schemas/run_facts.ts";
 import { publish } from "../stores/control_bus_fs.ts";
 import { writeFileAtomic } from "../stores/oracle_fs.ts";
-import { parseFlags, requireFlag } from "../cli/args.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 
 /** What to publish; everything but the root and the profile has a default. */
@@ -42,17 +39,20 @@ export interface PublishReadyOptions {
   readonly scenarioId?: string;
 }
 
-/** The `publish-ready` result line. */
-export interface PublishReadyResult {
-  readonly status: "PUBLISHED";
-  readonly message_id: string;
-  readonly platform_run_id: string;
-  readonly scenario_run_id: string;
+/** What `publish_ready` answers. */
+export const PublishReadyResult = Schema.Struct({
+  status: Schema.Literal("PUBLISHED"),
+  message_id: Schema.String,
+  platform_run_id: Schema.String,
+  scenario_run_id: Schema.String,
   /** Relative to the object store root. */
-  readonly facts_view_ref: string;
+  facts_view_ref: Schema.String,
   /** Absolute path of the READY message file. */
-  readonly bus_file: string;
-}
+  bus_file: Schema.String,
+});
+
+/** What `publish_ready` answers. */
+export type PublishReadyResult = typeof PublishReadyResult.Type;
 
 /** The release this stand-in Scenario Runner signs its facts and READY with. */
 export const PUBLISH_READY_RELEASE = "worldstream-publish-ready/0.1";
@@ -61,42 +61,6 @@ const checkPlatformRunId = decodeWith(PlatformRunId, "BAD_ARGS", "--platform-run
 const checkScenarioRunId = decodeWith(Hex32, "BAD_ARGS", "--scenario-run-id");
 const checkFacts = decodeWith(RunFactsView, "FACTS_VIEW_INVALID", "run facts view");
 const checkMessage = decodeWith(ReadyControlMessage, "READY_INVALID", "READY message");
-
-/** Parses the flags, loads the profile and publishes; the result line is always PUBLISHED. */
-export function publishReadyCommand(
-  argv: ReadonlyArray<string>,
-): Effect.Effect<
-  { readonly line: Record<string, unknown>; readonly ok: boolean },
-  WorldstreamError
-> {
-  return Effect.gen(function* () {
-    const flags = yield* parseFlags(argv, {
-      "engine-run-root": "string",
-      "platform-run-id": "string",
-      "scenario-run-id": "string",
-      "bus-root": "string",
-      "object-store-root": "string",
-      profile: "string",
-      "scenario-id": "string",
-    });
-    const engineRunRoot = yield* requireFlag(flags, "engine-run-root");
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
-    const text = (name: string) => {
-      const value = flags[name];
-      return typeof value === "string" && value !== "" ? value : undefined;
-    };
-    const result = yield* publishReady({
-      engineRunRoot,
-      profile,
-      platformRunId: text("platform-run-id"),
-      scenarioRunId: text("scenario-run-id"),
-      busRoot: text("bus-root"),
-      objectStoreRoot: text("object-store-root"),
-      scenarioId: text("scenario-id"),
-    });
-    return { line: { ...result }, ok: true };
-  });
-}
 
 /** Writes the run facts view of a world, then its READY on the file control bus. */
 export const publishReady = Effect.fn("publishReady")(function* (

@@ -43,8 +43,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   "gen-world": lazy<typeof import("./gen_world.ts")>("./gen_world.ts", (m) => m.genWorldCommand),
   sort: lazy<typeof import("./sort.ts")>("./sort.ts", (m) => m.sortCommand),
   stream: lazy<typeof import("./stream.ts")>("./stream.ts", (m) => m.streamCommand),
-  "publish-ready": lazy<typeof import("../actions/publish_ready.ts")>(
-    "../actions/publish_ready.ts",
+  "publish-ready": lazy<typeof import("./publish_ready.ts")>(
+    "./publish_ready.ts",
     (m) => m.publishReadyCommand,
   ),
   run: lazy<typeof import("./run.ts")>("./run.ts", (m) => m.runCommand),

@@ -7,7 +7,8 @@
  * keep one import path.
  */
 import { Effect } from "effect";
-import { genWorld, parseGenWorldArgs } from "../actions/gen_world.ts";
+import { genWorld } from "../actions/gen_world.ts";
+import { parseGenWorldArgs } from "../cli/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 
 export * from "../actions/gen_world.ts";
