@@ -25,7 +25,7 @@ import {
 } from "../stores/dead_letters.ts";
 import { type Decided, IgClient, IgSendFailed } from "../stores/ig_client.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
-import type { Profile } from "../core/profile.ts";
+import type { RunConfigShape } from "../actors/run_config.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { deadLetterStores } from "./dead_letter_stores.ts";
 
@@ -85,17 +85,18 @@ export interface RetrySummary {
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 /**
- * The whole action: checks that the profile's privacy tier lets envelopes go to the gate
+ * The whole action, on a run configuration: checks that the profile's privacy tier lets envelopes go to the gate
  * (`local` keeps them on this host: PRIVACY_TIER_LOCAL otherwise), then retries over the
  * profile's stores and a gate client of its own. `env` is where the receipt key is read.
  */
 export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
-  profile: Profile,
+  config: RunConfigShape,
   env: Env,
   selection: RetrySelection,
-  options: RetryOptions,
+  options: Omit<RetryOptions, "courier">,
 ) {
-  const base = options.courier.endpoint.baseUrl;
+  const { profile, courier } = config;
+  const base = courier.endpoint.baseUrl;
   const host = yield* Effect.try({
     try: () => new URL(base).hostname,
     catch: () => fail("BAD_ARGS", `The IG URL ${base} is not a URL`),
@@ -106,8 +107,8 @@ export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
       `Privacy tier local keeps data on this host; the IG at ${host} is not loopback`,
     );
   }
-  return yield* retryDeadLetters(selection, options).pipe(
-    Effect.provide(Layer.merge(deadLetterStores(profile, env), IgClient.layer(options.courier))),
+  return yield* retryDeadLetters(selection, { ...options, courier }).pipe(
+    Effect.provide(Layer.merge(deadLetterStores(config, env), IgClient.layer(courier))),
   );
 });
 

@@ -6,11 +6,11 @@
  */
 import { Layer } from "effect";
 import { durableLayer } from "../actors/runtime.ts";
-import type { Profile } from "../core/profile.ts";
+import type { RunConfigShape } from "../actors/run_config.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { DeadLetters } from "../stores/dead_letters.ts";
 
 /** Dead letters over the profile's durable path; `env` is where the receipt key is read. */
-export function deadLetterStores(profile: Profile, env: Env) {
-  return DeadLetters.layer.pipe(Layer.provideMerge(durableLayer(profile, { env })));
+export function deadLetterStores(config: RunConfigShape, env: Env) {
+  return DeadLetters.layer.pipe(Layer.provideMerge(durableLayer(config, { env })));
 }

@@ -26,6 +26,7 @@ import { bootstrap } from "./bootstrap.ts";
 import { ControlBus } from "./control_bus.ts";
 import { Health } from "./health.ts";
 import { runtimeLayer } from "./runtime.ts";
+import { runConfigOf } from "./run_config.ts";
 
 // Offline-first end to end, in process: the runtime on a private Postgres server that is stopped
 // and started under it. The gate runs on PGlite, so it stays up whatever happens to Postgres.
@@ -102,7 +103,9 @@ function withRuntime<A, E>(
       timeoutMs: 1,
     }).pipe(Effect.provideService(Health, health));
     return yield* body(health).pipe(
-      Effect.provide(runtimeLayer(profile, { igUrl, speedup: 0, pollIntervalMs: 50, health })),
+      Effect.provide(
+        runtimeLayer(runConfigOf(profile, { igUrl, speedup: 0 }), { pollIntervalMs: 50, health }),
+      ),
     );
   }));
 }

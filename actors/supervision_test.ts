@@ -16,6 +16,7 @@ import type { RunRequested } from "../schemas/messages.ts";
 import { ControlBus, type ReadySettlement } from "./control_bus.ts";
 import { runtimeLayer } from "./runtime.ts";
 import { RunFaultHook } from "./supervisor.ts";
+import { runConfigOf } from "./run_config.ts";
 
 // Supervision end to end: the real runtime (DuckDB, PGlite, WAL, supervisor, control bus) and
 // the reference gate over loopback. A READY whose run breaks in an unexpected way must end in
@@ -140,7 +141,9 @@ function serveInTurn(
   worlds: ReadonlyArray<string>,
   faultHook?: (request: RunRequested) => Effect.Effect<void>,
 ) {
-  const runtime = runtimeLayer(s.profile, { igUrl: s.ig.url, speedup: 0, pollIntervalMs: 20 });
+  const runtime = runtimeLayer(runConfigOf(s.profile, { igUrl: s.ig.url, speedup: 0 }), {
+    pollIntervalMs: 20,
+  });
   const layer = faultHook
     ? runtime.pipe(Layer.provide(Layer.succeed(RunFaultHook, faultHook)))
     : runtime;

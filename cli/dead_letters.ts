@@ -86,7 +86,7 @@ function listCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) {
         envelopes: flags.envelopes === true,
       },
       (line) => Effect.sync(() => print(JSON.stringify(line))),
-    ).pipe(Effect.provide(deadLetterStores(profile, vars)));
+    ).pipe(Effect.provide(deadLetterStores(runConfigOf(profile), vars)));
     return { line: { ...result }, ok: true };
   });
 }
@@ -103,10 +103,9 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
     const selection = yield* selectionOf(flags);
     const { profile, vars } = yield* profileOf(flags, options);
     const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
-    const courier = runConfigOf(profile, igUrl ? { igUrl } : {}).courier;
+    const config = runConfigOf(profile, igUrl ? { igUrl } : {});
     const print = options.print ?? console.log;
-    const summary = yield* retryDeadLettersOf(profile, vars, selection, {
-      courier,
+    const summary = yield* retryDeadLettersOf(config, vars, selection, {
       actor: typeof flags.actor === "string" && flags.actor !== "" ? flags.actor : "operator:cli",
       onRetried: (line) => Effect.sync(() => print(JSON.stringify(line))),
     });
