@@ -10,7 +10,7 @@
  * Dead letters are read after draining the WAL to Postgres, so one written a moment ago is found;
  * the retry records are drained again at the end, so the next listing shows them.
  */
-import { Effect, Layer } from "effect";
+import { Effect, Layer, Schema } from "effect";
 import type { CourierOptions } from "../actors/courier.ts";
 import { Journal } from "../actors/journal.ts";
 import { fail } from "../schemas/errors.ts";
@@ -63,24 +63,27 @@ export interface RetriedLine {
 }
 
 /** The result of a retry. `status` is OK only when every selected dead letter is closed. */
-export interface RetrySummary {
-  readonly status: "OK" | "FAILED";
+export const RetrySummary = Schema.Struct({
+  status: Schema.Literals(["OK", "FAILED"]),
   /** Dead letters sent and recorded by this retry. */
-  readonly retried: number;
+  retried: Schema.Number,
   /** Of those, closed now. */
-  readonly closed: number;
+  closed: Schema.Number,
   /** Of those, still open. */
-  readonly still_open: number;
+  still_open: Schema.Number,
   /** Selected by id but closed before: nothing to do. */
-  readonly already_closed: number;
+  already_closed: Schema.Number,
   /** Selected but never sent because the gate could not be reached. */
-  readonly unsent: number;
+  unsent: Schema.Number,
   /** Why the ones still open are open: reason code → count. */
-  readonly reasons: Readonly<Record<string, number>>;
+  reasons: Schema.Record(Schema.String, Schema.Number),
   /** Why the retry is FAILED (IG_UNREACHABLE first, else DEAD_LETTERS_STILL_OPEN). */
-  readonly reason?: string;
-  readonly message?: string;
-}
+  reason: Schema.optionalKey(Schema.String),
+  message: Schema.optionalKey(Schema.String),
+});
+
+/** The result of a retry. */
+export type RetrySummary = typeof RetrySummary.Type;
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 

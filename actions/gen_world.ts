@@ -38,22 +38,28 @@ export const GEN_WORLD_OUTPUT_IDS = [
 ] as const;
 
 /** What to generate; `events` is the exact row count of s3_event_stream_with_fraud_6B. */
-export interface GenWorldOptions {
-  readonly out: string;
-  readonly events?: number;
-  readonly seed?: number;
-  readonly scenarioId?: string;
+export const GenWorldOptions = Schema.Struct({
+  out: Schema.String,
+  events: Schema.optionalKey(Schema.Number),
+  seed: Schema.optionalKey(Schema.Number),
+  scenarioId: Schema.optionalKey(Schema.String),
   /** Part files per output; defaults to one per million events, at least 3. */
-  readonly parts?: number;
-}
+  parts: Schema.optionalKey(Schema.Number),
+});
 
-/** The `gen-world` result line. */
-export interface GenWorldResult {
-  readonly engine_run_root: string;
-  readonly scenario_id: string;
+/** What to generate. */
+export type GenWorldOptions = typeof GenWorldOptions.Type;
+
+/** What `gen_world` answers (the `gen-world` result line). */
+export const GenWorldResult = Schema.Struct({
+  engine_run_root: Schema.String,
+  scenario_id: Schema.String,
   /** Row count per output id. */
-  readonly outputs: Record<string, number>;
-}
+  outputs: Schema.Record(Schema.String, Schema.Number),
+});
+
+/** What `gen_world` answers. */
+export type GenWorldResult = typeof GenWorldResult.Type;
 
 const MAX_EVENTS = 1_000_000_000;
 const MAX_PARTS = 10_000;

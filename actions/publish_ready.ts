@@ -28,15 +28,22 @@ import { publish } from "../stores/control_bus_fs.ts";
 import { writeFileAtomic } from "../stores/oracle_fs.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 
-/** What to publish; everything but the root and the profile has a default. */
-export interface PublishReadyOptions {
-  readonly engineRunRoot: string;
+/** What to publish; everything but the root has a default. */
+export const PublishReadyRequest = Schema.Struct({
+  engineRunRoot: Schema.String,
+  platformRunId: Schema.optionalKey(Schema.String),
+  scenarioRunId: Schema.optionalKey(Schema.String),
+  busRoot: Schema.optionalKey(Schema.String),
+  objectStoreRoot: Schema.optionalKey(Schema.String),
+  scenarioId: Schema.optionalKey(Schema.String),
+});
+
+/** What to publish. */
+export type PublishReadyRequest = typeof PublishReadyRequest.Type;
+
+/** A request and the profile it is published under. */
+export interface PublishReadyOptions extends PublishReadyRequest {
   readonly profile: Profile;
-  readonly platformRunId?: string;
-  readonly scenarioRunId?: string;
-  readonly busRoot?: string;
-  readonly objectStoreRoot?: string;
-  readonly scenarioId?: string;
 }
 
 /** What `publish_ready` answers. */
