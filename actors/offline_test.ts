@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { Effect, Logger, type Scope } from "effect";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { healthApp, type ReadyzBody } from "../api/health.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";
@@ -26,6 +26,7 @@ import { bootstrap } from "./bootstrap.ts";
 import { ControlBus } from "./control_bus.ts";
 import { Health } from "./health.ts";
 import { runtimeLayer } from "./runtime.ts";
+import { runConfigOf } from "./run_config.ts";
 
 // Offline-first end to end, in process: the runtime on a private Postgres server that is stopped
 // and started under it. The gate runs on PGlite, so it stays up whatever happens to Postgres.
@@ -102,7 +103,9 @@ function withRuntime<A, E>(
       timeoutMs: 1,
     }).pipe(Effect.provideService(Health, health));
     return yield* body(health).pipe(
-      Effect.provide(runtimeLayer(profile, { igUrl, speedup: 0, pollIntervalMs: 50, health })),
+      Effect.provide(
+        runtimeLayer(runConfigOf(profile, { igUrl, speedup: 0 }), { pollIntervalMs: 50, health }),
+      ),
     );
   }));
 }

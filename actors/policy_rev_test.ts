@@ -13,6 +13,7 @@ import { Receipts } from "../stores/receipts.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
 import { Journal } from "./journal.ts";
 import { durableLayer, receiptKeyEnv } from "./runtime.ts";
+import { runConfigOf } from "./run_config.ts";
 
 function draft(kind: string, i: number): ReceiptDraft {
   return {
@@ -44,7 +45,7 @@ Deno.test("every receipt sealed under a profile carries its policy_rev and the c
         const rows = yield* Stream.runCollect(receipts.all());
         const verdict = yield* receipts.verify(yield* verifierFromEnv(env));
         return { bodies: rows.map((r) => r.body as Record<string, unknown>), verdict };
-      }).pipe(Effect.provide(durableLayer(profile, { env })));
+      }).pipe(Effect.provide(durableLayer(runConfigOf(profile), { env })));
       assert.equal(profile.policy.policy_rev, "local-v0");
       assert.deepEqual(stored.bodies.map((b) => b.kind), ["run_start", "delivery", "run_end"]);
       assert.deepEqual(stored.bodies.map((b) => b.policy_rev), [

@@ -6,12 +6,15 @@ import { Context, Effect, Layer } from "effect";
 import { isAbsolute, join, resolve } from "node:path";
 import type { Profile } from "../core/profile.ts";
 import { IgClient, makeIgClient } from "../stores/ig_client.ts";
+import { type BootstrapOptions, bootstrapOptions } from "./bootstrap.ts";
 import { COURIER_DEFAULTS, type CourierOptions } from "./courier.ts";
 
 /** Everything the actors read from configuration. */
 export interface RunConfigShape {
   readonly profile: Profile;
   readonly courier: CourierOptions;
+  /** How the runtime starts: edge or backend, and how long it waits for its dependencies. */
+  readonly bootstrap: BootstrapOptions;
   /** Replaces the profile's stream_speedup for runs that do not ask for one (e.g. the demo). */
   readonly speedupOverride?: number;
   /** Idle gap compression for paced streams (wall seconds), when set. */
@@ -26,14 +29,10 @@ export interface RunOverrides {
   readonly speedup?: number;
 }
 
-/** The runtime's configuration. */
+/** The runtime's configuration, provided once by the runtime from what the command derived. */
 export class RunConfig extends Context.Service<RunConfig, RunConfigShape>()(
   "worldstream/actors/RunConfig",
-) {
-  /** From a profile; `igUrl` overrides the profile's IG (e.g. an in-process IG on a free port). */
-  static readonly fromProfile = (profile: Profile, overrides: RunOverrides = {}) =>
-    Layer.succeed(RunConfig, runConfigOf(profile, overrides));
-}
+) {}
 
 /** The gate's client, from the configuration's courier options: one per runtime. */
 export const igClientLayer = Layer.effect(
@@ -43,7 +42,11 @@ export const igClientLayer = Layer.effect(
   }),
 );
 
-/** Builds the configuration from a profile. */
+/**
+ * Builds the configuration from a profile and the command line's overrides (`igUrl`, e.g. an
+ * in-process IG on a free port; `speedup`). A command calls this once and hands the result to
+ * the runtime, bootstrap and actions.
+ */
 export function runConfigOf(
   profile: Profile,
   overrides: RunOverrides = {},
@@ -73,6 +76,7 @@ export function runConfigOf(
       baseDelayMs: retry.base_delay_ms,
       maxDelayMs: retry.max_delay_ms,
     },
+    bootstrap: bootstrapOptions(profile),
     ...(overrides.speedup === undefined ? {} : { speedupOverride: overrides.speedup }),
     ...(profile.policy.stream_max_gap_seconds === undefined
       ? {}

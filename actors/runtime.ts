@@ -16,7 +16,6 @@ import { recordingDrainedHead } from "../stores/drained_head.ts";
 import { Receipts } from "../stores/receipts.ts";
 import { Wal } from "../stores/wal.ts";
 import { WalDrain, writeToPostgres } from "../stores/wal_drain.ts";
-import { bootstrapOptions } from "./bootstrap.ts";
 import { Health } from "./health.ts";
 import { Journal } from "./journal.ts";
 import { journalOrBenchOff } from "./journal_off.ts";
@@ -31,16 +30,12 @@ import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "../stores/ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { ControlBus } from "./control_bus.ts";
-import { igClientLayer, RunConfig } from "./run_config.ts";
+import { igClientLayer, RunConfig, type RunConfigShape } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
 
-/** Runtime options beyond the profile. */
+/** Runtime options beyond the run configuration. */
 export interface RuntimeOptions {
-  /** Override the profile's IG (e.g. the in-process reference IG on a free port). */
-  readonly igUrl?: string;
-  /** Override the profile's stream_speedup for runs that do not set one. */
-  readonly speedup?: number;
   /** Stop on SIGINT/SIGTERM (off in tests). */
   readonly signals?: boolean;
   readonly pollIntervalMs?: number;
@@ -126,15 +121,15 @@ export function receiptSigner(profile: Profile) {
  * leaves Postgres unmigrated (and unreached) until first use, as the offline-first runtime
  * wants; `benchOff` lets the stream bench swap the Journal for its off switch.
  */
-export function durableLayer(profile: Profile, options: {
+export function durableLayer(config: RunConfigShape, options: {
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly lazy?: boolean;
   readonly benchOff?: boolean;
 } = {}) {
+  const { profile, bootstrap: boot } = config;
   const paths = runtimePaths(profile);
   const pg = postgresLayer(profile, { lazy: options.lazy ?? false });
   const wal = Wal.layer({ dir: paths.wal });
-  const boot = bootstrapOptions(profile);
   const journalOptions = {
     drainedHeadFile: paths.drainedHead,
     policyRev: profile.policy.policy_rev,
@@ -162,11 +157,12 @@ export function durableLayer(profile: Profile, options: {
 }
 
 /** The streaming core: stores, WAL and its drain, journal, config, checkpointer, supervisor. */
-export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
+export function coreLayer(config: RunConfigShape, options: RuntimeOptions = {}) {
+  const { profile } = config;
   const paths = runtimePaths(profile);
   const health = options.health ? Layer.succeed(Health, options.health) : Health.layer;
   const durable = Health.walLayer.pipe(
-    Layer.provideMerge(durableLayer(profile, { lazy: true, benchOff: true })),
+    Layer.provideMerge(durableLayer(config, { lazy: true, benchOff: true })),
     Layer.provideMerge(health),
   );
   const base = Layer.mergeAll(
@@ -177,10 +173,7 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
       tempDirectory: join(profile.paths.runsRoot, "duckdb_tmp"),
     }),
     durable,
-    RunConfig.fromProfile(profile, {
-      ...(options.igUrl ? { igUrl: options.igUrl } : {}),
-      ...(options.speedup === undefined ? {} : { speedup: options.speedup }),
-    }),
+    Layer.succeed(RunConfig, config),
     options.signals ? Shutdown.onSignals.pipe(Layer.provideMerge(Shutdown.layer)) : Shutdown.layer,
   );
   const stores = Layer.mergeAll(
@@ -195,9 +188,9 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
 }
 
 /** The whole runtime: the core plus the control bus listener. */
-export function runtimeLayer(profile: Profile, options: RuntimeOptions = {}) {
-  const core = coreLayer(profile, options);
-  return busListener(profile, options).pipe(Layer.provideMerge(core));
+export function runtimeLayer(config: RunConfigShape, options: RuntimeOptions = {}) {
+  const core = coreLayer(config, options);
+  return busListener(config.profile, options).pipe(Layer.provideMerge(core));
 }
 
 /** The control bus listener of the profile's bus kind (a Kinesis listener becomes a second case). */

@@ -14,6 +14,7 @@ import { ReadyLedger } from "../stores/ready_ledger.ts";
 import { ControlBus } from "./control_bus.ts";
 import { coreLayer, runtimeLayer } from "./runtime.ts";
 import { Supervisor } from "./supervisor.ts";
+import { runConfigOf } from "./run_config.ts";
 
 // Requests and profiles the runtime must refuse with a reason, through the real runtime: a run
 // request without a platform run, a producer the allowlist does not name, an interface pack
@@ -74,7 +75,7 @@ const request = (extra: Partial<RunRequested> = {}): RunRequested => ({
 
 function submit(profile: Profile, r: RunRequested) {
   return Supervisor.use((s) => s.submit(r)).pipe(
-    Effect.provide(coreLayer(profile, { igUrl: IG_URL, speedup: 0 })),
+    Effect.provide(coreLayer(runConfigOf(profile, { igUrl: IG_URL, speedup: 0 }))),
   );
 }
 
@@ -140,7 +141,11 @@ test(
       const settlement = yield* bus.settled(messageId).pipe(Effect.timeout("10 seconds"));
       const latest = yield* (yield* ReadyLedger).latest(messageId);
       return { settlement, latest };
-    }).pipe(Effect.provide(runtimeLayer(profile, { igUrl: IG_URL, pollIntervalMs: 60_000 })));
+    }).pipe(
+      Effect.provide(
+        runtimeLayer(runConfigOf(profile, { igUrl: IG_URL }), { pollIntervalMs: 60_000 }),
+      ),
+    );
     assert.equal(settled.settlement.status, "FAILED");
     assert.equal(settled.settlement.reason, "CONTROL_MESSAGE_UNREADABLE");
     assert.equal(settled.latest?.status, "FAILED");

@@ -6,7 +6,7 @@ import { sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { resolveOutput, resolveWorld } from "../core/world.ts";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { CONTROL_BUS_TOPIC } from "../schemas/control_bus.ts";
@@ -22,6 +22,7 @@ import { coreLayer, runtimeLayer } from "./runtime.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
 import { platformEnvelopeValidator } from "../tests/platform_envelope.ts";
+import { runConfigOf } from "./run_config.ts";
 
 // End to end: the runtime (DuckDB, PGlite, supervisor, streamers, courier lanes, checkpoints,
 // control bus) streaming one generated world into the reference gate over loopback HTTP. Each
@@ -258,7 +259,7 @@ test(
     const ig = yield* gate(s);
     const run = platformRun();
     const result = yield* submit(request(run)).pipe(
-      Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })),
+      Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))),
     );
     assert.equal(result.status, "STREAMED", result.message);
     assert.equal(result.reason, null);
@@ -299,7 +300,7 @@ test(
       const second = yield* submit(request(run));
       const third = yield* submit(request(run));
       return [first, second, third];
-    }).pipe(Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })));
+    }).pipe(Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))));
     assert.equal(first.status, "STREAMED", first.message);
     assert.equal(first.emitted, 2 * N);
     assert.equal(second.status, "STREAMED", second.message);
@@ -326,7 +327,7 @@ test(
     const [capped, result] = yield* Effect.gen(function* () {
       const capped = yield* submit(request(before, { max_events: 250 }));
       return [capped, yield* submit(request(after))];
-    }).pipe(Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })));
+    }).pipe(Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))));
     assert.equal(capped.status, "STREAMED", capped.message);
     assert.equal(capped.emitted, 250, "max_events caps the run as a whole");
     assert.equal((yield* counts(ig, before)).admitted, 250);
@@ -345,7 +346,7 @@ for (const failStatus of [503, 429] as const) {
       const ig = yield* gate(s, { faults: { failRate: 0.3, failStatus, seed: 21 } });
       const run = platformRun();
       const result = yield* submit(request(run)).pipe(
-        Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })),
+        Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))),
       );
       assert.equal(result.status, "STREAMED", result.message);
       const retried = logged.filter((l) => l.message === "IG push failed; retrying");
@@ -368,7 +369,7 @@ test(
       const pg = yield* Postgres;
       const checkpoints = yield* pg.query("select * from ws_checkpoints");
       return { result, checkpoints };
-    }).pipe(Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })));
+    }).pipe(Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))));
     assert.equal(result.status, "FAILED");
     assert.equal(result.reason, "IG_PUSH_REJECTED");
     for (const id of OUTPUTS) assert.equal(outputOf(result, id).reason, "IG_PUSH_REJECTED");
@@ -403,7 +404,7 @@ test(
         "select output_id, last_seq from ws_checkpoints",
       );
       return { result, checkpoint: new Map(rows.map((r) => [r.output_id, Number(r.last_seq)])) };
-    }).pipe(Effect.provide(coreLayer(s.profile, { igUrl: ig.url })));
+    }).pipe(Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url }))));
     assert.equal(stopped.result.status, "FAILED");
     assert.equal(stopped.result.reason, "STOPPED_BY_OPERATOR");
     for (const id of OUTPUTS) assert.equal(outputOf(stopped.result, id).status, "STOPPED");
@@ -419,7 +420,7 @@ test(
 
     // The stop is for that process's life: a restarted runtime picks the run up.
     const rerun = yield* submit(request(run)).pipe(
-      Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })),
+      Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))),
     );
     assert.equal(rerun.status, "STREAMED", rerun.message);
     for (const id of OUTPUTS) {
@@ -439,7 +440,8 @@ test(
     const s = yield* site();
     const ig = yield* gate(s);
     const run = platformRun();
-    const layer = () => runtimeLayer(s.profile, { igUrl: ig.url, speedup: 0, pollIntervalMs: 50 });
+    const layer = () =>
+      runtimeLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }), { pollIntervalMs: 50 });
     const published = yield* publishReady({
       engineRunRoot: WORLD,
       profile: s.profile,
@@ -497,7 +499,9 @@ test(
         missingLedger: yield* ledger.latest(orphan.message_id),
       };
     }).pipe(
-      Effect.provide(runtimeLayer(s.profile, { igUrl: ig.url, speedup: 0, pollIntervalMs: 50 })),
+      Effect.provide(
+        runtimeLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }), { pollIntervalMs: 50 }),
+      ),
     );
     assert.equal(seen.garbled.status, "FAILED");
     assert.equal(seen.garbled.reason, "CONTROL_ENVELOPE_INVALID");
@@ -529,7 +533,9 @@ test(
       pollIntervalMs: 50,
       deferRetryMs: 100,
     }).pipe(
-      Layer.provideMerge(coreLayer(profile, { igUrl: `http://127.0.0.1:${port}`, speedup: 0 })),
+      Layer.provideMerge(
+        coreLayer(runConfigOf(profile, { igUrl: `http://127.0.0.1:${port}`, speedup: 0 })),
+      ),
     );
     const outcome = yield* Effect.gen(function* () {
       const ledger = yield* ReadyLedger;

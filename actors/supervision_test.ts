@@ -3,7 +3,7 @@ import { cpSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Effect, Layer, Logger, References, type Scope } from "effect";
 import { loadProfile, type Profile } from "../core/profile.ts";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { sortWorld } from "../cli/sort.ts";
 import { type RunningIg, startIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
@@ -16,6 +16,7 @@ import type { RunRequested } from "../schemas/messages.ts";
 import { ControlBus, type ReadySettlement } from "./control_bus.ts";
 import { runtimeLayer } from "./runtime.ts";
 import { RunFaultHook } from "./supervisor.ts";
+import { runConfigOf } from "./run_config.ts";
 
 // Supervision end to end: the real runtime (DuckDB, PGlite, WAL, supervisor, control bus) and
 // the reference gate over loopback. A READY whose run breaks in an unexpected way must end in
@@ -140,7 +141,9 @@ function serveInTurn(
   worlds: ReadonlyArray<string>,
   faultHook?: (request: RunRequested) => Effect.Effect<void>,
 ) {
-  const runtime = runtimeLayer(s.profile, { igUrl: s.ig.url, speedup: 0, pollIntervalMs: 20 });
+  const runtime = runtimeLayer(runConfigOf(s.profile, { igUrl: s.ig.url, speedup: 0 }), {
+    pollIntervalMs: 20,
+  });
   const layer = faultHook
     ? runtime.pipe(Layer.provide(Layer.succeed(RunFaultHook, faultHook)))
     : runtime;

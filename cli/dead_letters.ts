@@ -1,5 +1,6 @@
 /**
  * `worldstream dead-letters list|retry`: the operator's view of envelopes the gate never took.
+ * Parses flags and calls the actions `dead_letter_list` and `dead_letter_retry`.
  *
  *   dead-letters list [--profile P] [--run-key K] [--platform-run-id ID] [--output-id O]
  *                     [--status open|closed|all] [--limit N] [--envelopes]
@@ -10,25 +11,24 @@
  *                      [--limit N])
  *     one JSON line per retried dead letter, then {status, retried, closed, still_open,
  *     already_closed, unsent, reasons, reason?, message?}; exit 0 only when every selected dead
- *     letter is closed (cli/dead_letters_retry.ts says how a retry goes)
+ *     letter is closed (actions/dead_letter_retry.ts says how a retry goes)
  *
  * Both open the profile's WAL and drain it to Postgres to completion before reading, so a dead
  * letter a run wrote a moment ago is listed. Opening the WAL takes its lock: these commands run
  * while the runtime of the same runs root is stopped (WAL_LOCKED otherwise), which also keeps
  * one writer on the receipt chain. Draining needs the receipt key, as the runtime does.
  */
-import { Effect, Layer } from "effect";
+import { Effect } from "effect";
+import { listDeadLetters } from "../actions/dead_letter_list.ts";
+import { retryDeadLettersOf, type RetrySelection } from "../actions/dead_letter_retry.ts";
+import { deadLetterStores } from "../actions/dead_letter_stores.ts";
 import { runConfigOf } from "../actors/run_config.ts";
-import { durableLayer } from "../actors/runtime.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { type DeadLetter, DeadLetters, type DeadLetterStatus } from "../stores/dead_letters.ts";
-import { IgClient } from "../stores/ig_client.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import type { DeadLetterStatus } from "../stores/dead_letters.ts";
 import { type Flags, parseFlags } from "./args.ts";
 import type { Outcome } from "./commands.ts";
-import { retryDeadLetters, type RetrySelection } from "./dead_letters_retry.ts";
 
 /** What tests replace: the environment, the loaded profile, where lines go. */
 export interface DeadLettersOptions {
@@ -48,8 +48,6 @@ const FILTER_FLAGS = {
 } as const;
 
 const LIST_DEFAULT_LIMIT = 1000;
-const PAGE = 500;
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 /** Runs `dead-letters list` or `dead-letters retry`. */
 export function deadLettersCommand(
@@ -80,31 +78,16 @@ function listCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) {
     const limit = (yield* intFlag(flags, "limit")) ?? LIST_DEFAULT_LIMIT;
     const { profile, vars } = yield* profileOf(flags, options);
     const print = options.print ?? console.log;
-    return yield* Effect.gen(function* () {
-      yield* (yield* WalDrain).drainNow;
-      const store = yield* DeadLetters;
-      let listed = 0;
-      let afterSeq = 0;
-      let more = false;
-      while (listed < limit) {
-        // One row past the limit tells whether more are left.
-        const page = yield* store.list({
-          ...filterOf(flags),
-          ...(status === undefined ? {} : { status }),
-          afterSeq,
-          limit: Math.min(PAGE, limit - listed + 1),
-        });
-        const shown = page.slice(0, limit - listed);
-        for (const letter of shown) {
-          print(JSON.stringify(listLine(letter, flags.envelopes === true)));
-        }
-        listed += shown.length;
-        more = page.length > shown.length;
-        if (page.length === 0 || more) break;
-        afterSeq = page[page.length - 1].seq;
-      }
-      return { line: { status: "OK", listed, more }, ok: true };
-    }).pipe(Effect.provide(deadLetterLayer(profile, vars)));
+    const result = yield* listDeadLetters(
+      {
+        filter: filterOf(flags),
+        ...(status === undefined ? {} : { status }),
+        limit,
+        envelopes: flags.envelopes === true,
+      },
+      (line) => Effect.sync(() => print(JSON.stringify(line))),
+    ).pipe(Effect.provide(deadLetterStores(runConfigOf(profile), vars)));
+    return { line: { ...result }, ok: true };
   });
 }
 
@@ -120,33 +103,14 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
     const selection = yield* selectionOf(flags);
     const { profile, vars } = yield* profileOf(flags, options);
     const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
-    const courier = runConfigOf(profile, igUrl ? { igUrl } : {}).courier;
-    const host = yield* Effect.try({
-      try: () => new URL(courier.endpoint.baseUrl).hostname,
-      catch: () => fail("BAD_ARGS", `The IG URL ${courier.endpoint.baseUrl} is not a URL`),
-    });
-    if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(host)) {
-      return yield* fail(
-        "PRIVACY_TIER_LOCAL",
-        `Privacy tier local keeps data on this host; the IG at ${host} is not loopback`,
-      );
-    }
+    const config = runConfigOf(profile, igUrl ? { igUrl } : {});
     const print = options.print ?? console.log;
-    const summary = yield* retryDeadLetters(selection, {
-      courier,
+    const summary = yield* retryDeadLettersOf(config, vars, selection, {
       actor: typeof flags.actor === "string" && flags.actor !== "" ? flags.actor : "operator:cli",
       onRetried: (line) => Effect.sync(() => print(JSON.stringify(line))),
-    }).pipe(Effect.provide(Layer.merge(deadLetterLayer(profile, vars), IgClient.layer(courier))));
+    });
     return { line: { ...summary }, ok: summary.status === "OK" };
   });
-}
-
-/**
- * The stores these commands need: Postgres (migrated), the profile's WAL with its drain, and the
- * Journal that seals retry receipts onto the chain, built as the runtime builds them.
- */
-function deadLetterLayer(profile: Profile, env: Env) {
-  return DeadLetters.layer.pipe(Layer.provideMerge(durableLayer(profile, { env })));
 }
 
 function profileOf(flags: Flags, options: DeadLettersOptions) {
@@ -216,24 +180,4 @@ function intFlag(flags: Flags, name: string): Effect.Effect<number | undefined, 
   return Number.isSafeInteger(n) && n >= 1 && /^\d+$/.test(String(value))
     ? Effect.succeed(n)
     : Effect.fail(fail("BAD_ARGS", `--${name} must be a positive integer, got ${String(value)}`));
-}
-
-function listLine(letter: DeadLetter, withEnvelope: boolean) {
-  return {
-    id: letter.id,
-    status: letter.status,
-    run_key: letter.run_key,
-    platform_run_id: letter.platform_run_id,
-    output_id: letter.output_id,
-    event_id: letter.event_id,
-    attempts: letter.attempts,
-    retries: letter.retries,
-    last_status: letter.last_status,
-    reason: letter.reason,
-    at: letter.at.toISOString(),
-    last_retry_at: letter.last_retry_at?.toISOString() ?? null,
-    closed_at: letter.closed_at?.toISOString() ?? null,
-    closed_receipt_id: letter.closed_receipt_id,
-    ...(withEnvelope ? { envelope: letter.envelope } : {}),
-  };
 }

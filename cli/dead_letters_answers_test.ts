@@ -11,6 +11,7 @@ import { DuckDb } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { migrate } from "../stores/postgres_migrate.ts";
 import { deadLettersCommand } from "./dead_letters.ts";
+import { runConfigOf } from "../actors/run_config.ts";
 
 // What a retried dead letter records when the gate answers 200 but does not take it: a gate
 // whose policy quarantines the event (the reference gate with a schema policy that lacks the
@@ -92,7 +93,7 @@ Deno.test("a retried dead letter the gate quarantines stays open as IG_QUARANTIN
           platform_run_id: RUN,
           output_ids: [TRAFFIC],
         })
-      ).pipe(Effect.provide(coreLayer(profile, { igUrl: refusing.url, speedup: 0 })));
+      ).pipe(Effect.provide(coreLayer(runConfigOf(profile, { igUrl: refusing.url, speedup: 0 }))));
       assert.equal(result.reason, "IG_PUSH_REJECTED");
 
       const retry = (igUrl: string) =>

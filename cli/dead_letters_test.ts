@@ -17,6 +17,7 @@ import { Wal } from "../stores/wal.ts";
 import { walRecord } from "../stores/wal_records.ts";
 import { auditVerifyCommand } from "./audit_verify.ts";
 import { deadLettersCommand } from "./dead_letters.ts";
+import { runConfigOf } from "../actors/run_config.ts";
 
 // End to end: a real run of a generated world into the reference gate over loopback HTTP, where
 // the gate refuses the runtime's requests, so the courier dead-letters the first batch. Then
@@ -132,7 +133,7 @@ function runInto(s: Site, ig: RunningIg, platformRunId?: string) {
       output_ids: [TRAFFIC],
     };
     const result = yield* Supervisor.use((s) => s.submit(request)).pipe(
-      Effect.provide(coreLayer(s.profile, { igUrl: ig.url, speedup: 0 })),
+      Effect.provide(coreLayer(runConfigOf(s.profile, { igUrl: ig.url, speedup: 0 }))),
     );
     return { run, result };
   });

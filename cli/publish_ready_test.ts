@@ -11,7 +11,8 @@ import { RunFactsView } from "../schemas/run_facts.ts";
 import { accepted } from "../schemas/_testing.ts";
 import { poll } from "../stores/control_bus_fs.ts";
 import { DuckDb } from "../stores/duckdb.ts";
-import { publishReadyCommand, type PublishReadyResult } from "./publish_ready.ts";
+import type { PublishReadyResult } from "../actions/publish_ready.ts";
+import { publishReadyCommand } from "./publish_ready.ts";
 
 // One small generated world per file, read by every test; each test publishes into its own bus
 // and object store.

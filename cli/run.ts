@@ -25,7 +25,7 @@ import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { healthApp } from "../api/health.ts";
 import { serveAdmin } from "../api/server.ts";
-import { bootstrap, bootstrapOptions } from "../actors/bootstrap.ts";
+import { bootstrap } from "../actors/bootstrap.ts";
 import { Health } from "../actors/health.ts";
 import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
 import { runConfigOf } from "../actors/run_config.ts";
@@ -33,13 +33,13 @@ import { runtimeLayer } from "../actors/runtime.ts";
 import { Shutdown } from "../actors/shutdown.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
-import { genWorld } from "../scripts/gen_world.ts";
+import { genWorld } from "../actions/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { resolveWorld } from "../core/world.ts";
 import { fail } from "../schemas/errors.ts";
 import { parseFlags } from "./args.ts";
 import { EXIT_CODES, type Outcome } from "./commands.ts";
-import { publishReady } from "./publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { withProgressDisplay } from "./stream.ts";
 
 /** Events in the demo world the `run` command makes on first use. */
@@ -109,11 +109,14 @@ export function runCommand(argv: ReadonlyArray<string>) {
           db: join(profile.paths.runsRoot, "ig-pglite"),
         })).url
         : undefined;
-      yield* bootstrap(
-        profile,
-        runConfigOf(profile, igUrl ? { igUrl } : {}).courier.endpoint,
-        bootstrapOptions(profile),
-      ).pipe(Effect.provideService(Health, health));
+      // The run configuration, derived once: bootstrap and the runtime share it.
+      const config = runConfigOf(profile, {
+        ...(igUrl ? { igUrl } : {}),
+        ...(speedup === undefined ? {} : { speedup }),
+      });
+      yield* bootstrap(profile, config.courier.endpoint, config.bootstrap).pipe(
+        Effect.provideService(Health, health),
+      );
       const published = world === undefined
         ? undefined
         : yield* publishReady({ engineRunRoot: world, profile });
@@ -121,9 +124,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
         yield* Effect.logInfo("READY published").pipe(Effect.annotateLogs({ ...published }));
       }
       return yield* serve(profile, published?.message_id).pipe(
-        Effect.provide(runtimeLayer(profile, {
-          ...(igUrl ? { igUrl } : {}),
-          ...(speedup === undefined ? {} : { speedup }),
+        Effect.provide(runtimeLayer(config, {
           signals: true,
           pollIntervalMs: 200,
           health,

@@ -1,6 +1,6 @@
 /**
- * `worldstream stream`: one run of one world into the IG, without the control bus. Builds missing
- * stream views first. The last stdout line is the StreamResult JSON; exit 0 only on STREAMED
+ * `worldstream stream`: one run of one world into the IG, without the control bus (the
+ * `stream_world` action), with a live progress display on a terminal. The last stdout line is the StreamResult JSON; exit 0 only on STREAMED
  * (see {@link streamOutcome} for the others).
  */
 import { Clock, Effect, Fiber, Schedule } from "effect";
@@ -9,9 +9,8 @@ import { loadProfile } from "../core/profile.ts";
 import { barLine, statusBlock } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
-import { bootstrap, bootstrapOptions } from "../actors/bootstrap.ts";
+import { streamWorld } from "../actions/stream_world.ts";
 import { runConfigOf } from "../actors/run_config.ts";
-import { coreLayer } from "../actors/runtime.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { type Flags, listFlag, parseFlags } from "./args.ts";
 import { EXIT_CODES } from "./commands.ts";
@@ -34,13 +33,11 @@ export function streamCommand(argv: ReadonlyArray<string>) {
     const profile = yield* loadProfile(String(flags.profile ?? "local"));
     const request = yield* requestFrom(flags);
     const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
-    const endpoint = runConfigOf(profile, igUrl ? { igUrl } : {}).courier.endpoint;
-    const result = yield* Effect.scoped(
-      bootstrap(profile, endpoint, bootstrapOptions(profile)).pipe(
-        Effect.andThen(runWithProgress(request)),
-        Effect.provide(coreLayer(profile, { ...(igUrl ? { igUrl } : {}), signals: true })),
-      ),
-    );
+    const config = runConfigOf(profile, igUrl ? { igUrl } : {});
+    const result = yield* streamWorld(config, request, {
+      signals: true,
+      watch: withProgressDisplay,
+    });
     return { line: { ...result }, ...streamOutcome(result) };
   });
 }
@@ -57,16 +54,6 @@ export function streamOutcome(result: StreamResult): { ok: boolean; code?: numbe
   }
   if (result.reason === "STOPPED_BY_OPERATOR") return { ok: false, code: EXIT_CODES.stopped };
   return { ok: false };
-}
-
-/** Submits a run and shows per-output progress on a terminal while it runs. */
-export function runWithProgress(
-  request: RunRequested,
-): Effect.Effect<StreamResult, never, Supervisor> {
-  return Effect.gen(function* () {
-    const supervisor = yield* Supervisor;
-    return yield* withProgressDisplay(supervisor.submit(request));
-  });
 }
 
 /** Runs `effect` while a live per-output progress display redraws on a terminal. */

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
 import { Effect, type Scope } from "effect";
-import { publishReady } from "../cli/publish_ready.ts";
+import { publishReady } from "../actions/publish_ready.ts";
 import { loadProfile, selectOutputIds } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";
 import {

@@ -1,5 +1,5 @@
 /**
- * Retrying dead letters: each stored envelope goes back to the gate through the `IgClient`
+ * Action `dead_letter_retry`: each stored envelope goes back to the gate through the `IgClient`
  * service, the way the courier sends (batches, one push per envelope, or `auto`, as the profile
  * says) and with the same retry policy, and what came of each dead letter is made durable as a
  * `dead_letter_retry` WAL record and its receipt, in one Journal append per batch. ADMIT or
@@ -10,7 +10,7 @@
  * Dead letters are read after draining the WAL to Postgres, so one written a moment ago is found;
  * the retry records are drained again at the end, so the next listing shows them.
  */
-import { Effect } from "effect";
+import { Effect, Layer, Schema } from "effect";
 import type { CourierOptions } from "../actors/courier.ts";
 import { Journal } from "../actors/journal.ts";
 import { fail } from "../schemas/errors.ts";
@@ -25,6 +25,9 @@ import {
 } from "../stores/dead_letters.ts";
 import { type Decided, IgClient, IgSendFailed } from "../stores/ig_client.ts";
 import { WalDrain } from "../stores/wal_drain.ts";
+import type { RunConfigShape } from "../actors/run_config.ts";
+import type { Env } from "../core/profile_interpolate.ts";
+import { deadLetterStores } from "./dead_letter_stores.ts";
 
 /** Which dead letters to retry: one by id, or every open one matching a filter. */
 export type RetrySelection =
@@ -60,24 +63,57 @@ export interface RetriedLine {
 }
 
 /** The result of a retry. `status` is OK only when every selected dead letter is closed. */
-export interface RetrySummary {
-  readonly status: "OK" | "FAILED";
+export const RetrySummary = Schema.Struct({
+  status: Schema.Literals(["OK", "FAILED"]),
   /** Dead letters sent and recorded by this retry. */
-  readonly retried: number;
+  retried: Schema.Number,
   /** Of those, closed now. */
-  readonly closed: number;
+  closed: Schema.Number,
   /** Of those, still open. */
-  readonly still_open: number;
+  still_open: Schema.Number,
   /** Selected by id but closed before: nothing to do. */
-  readonly already_closed: number;
+  already_closed: Schema.Number,
   /** Selected but never sent because the gate could not be reached. */
-  readonly unsent: number;
+  unsent: Schema.Number,
   /** Why the ones still open are open: reason code → count. */
-  readonly reasons: Readonly<Record<string, number>>;
+  reasons: Schema.Record(Schema.String, Schema.Number),
   /** Why the retry is FAILED (IG_UNREACHABLE first, else DEAD_LETTERS_STILL_OPEN). */
-  readonly reason?: string;
-  readonly message?: string;
-}
+  reason: Schema.optionalKey(Schema.String),
+  message: Schema.optionalKey(Schema.String),
+});
+
+/** The result of a retry. */
+export type RetrySummary = typeof RetrySummary.Type;
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+/**
+ * The whole action, on a run configuration: checks that the profile's privacy tier lets envelopes go to the gate
+ * (`local` keeps them on this host: PRIVACY_TIER_LOCAL otherwise), then retries over the
+ * profile's stores and a gate client of its own. `env` is where the receipt key is read.
+ */
+export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
+  config: RunConfigShape,
+  env: Env,
+  selection: RetrySelection,
+  options: Omit<RetryOptions, "courier">,
+) {
+  const { profile, courier } = config;
+  const base = courier.endpoint.baseUrl;
+  const host = yield* Effect.try({
+    try: () => new URL(base).hostname,
+    catch: () => fail("BAD_ARGS", `The IG URL ${base} is not a URL`),
+  });
+  if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(host)) {
+    return yield* fail(
+      "PRIVACY_TIER_LOCAL",
+      `Privacy tier local keeps data on this host; the IG at ${host} is not loopback`,
+    );
+  }
+  return yield* retryDeadLetters(selection, { ...options, courier }).pipe(
+    Effect.provide(Layer.merge(deadLetterStores(config, env), IgClient.layer(courier))),
+  );
+});
 
 /** Retries the selected dead letters; fails DEAD_LETTER_NOT_FOUND for an unknown id. */
 export const retryDeadLetters = Effect.fn("retryDeadLetters")(function* (
