@@ -1,0 +1,428 @@
+/**
+ * One run, from request to result: checks the request and the world (platform order,
+ * CONTRACTS.md), builds missing stream views, opens a reader per output after its checkpoint,
+ * then streams every output concurrently from one shared pacing origin and writes the run's
+ * receipts. Whatever ends the run, it ends as a StreamResult.
+ */
+import { Cause, Clock, Context, Effect, Option, Ref, Schedule } from "effect";
+import { canonicalJson, sha256Hex } from "../core/hash.ts";
+import { describeCause } from "../core/supervise.ts";
+import { selectOutputIds } from "../core/profile.ts";
+import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { fail, WorldstreamError } from "../schemas/errors.ts";
+import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
+import { effectiveCheckpoint } from "../stores/wal_drain.ts";
+import { DuckDb } from "../stores/duckdb.ts";
+import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
+import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
+import type { ViewPosition } from "../stores/stream_view_read.ts";
+import { Checkpointer } from "./checkpointer.ts";
+import { type LaneStats, openLane } from "./courier.ts";
+import { Journal } from "./journal.ts";
+import { RunConfig } from "./run_config.ts";
+import { deadLetter, runReceipt } from "./run_records.ts";
+import { Shutdown } from "./shutdown.ts";
+import { type EnvelopeSource, runGaps, runStreamer } from "./streamer.ts";
+
+/** Live progress of one output of the current run. */
+export interface OutputProgress {
+  readonly output_id: string;
+  readonly total: number;
+  readonly emitted: number;
+  readonly admitted: number;
+  readonly duplicate: number;
+  readonly quarantined: number;
+  readonly retries: number;
+  readonly lateness: { count: number; p50_ms: number; p99_ms: number; max_ms: number };
+}
+
+/**
+ * Test-only fault injection: called with each run's request after its run_start receipt, just
+ * before its outputs stream. The default does nothing and no production code replaces it;
+ * actors/supervision_test.ts makes one run die of a defect through it, to prove that a bug
+ * ends that run (FAILED INTERNAL_ERROR, receipted) and not the service.
+ */
+export const RunFaultHook = Context.Reference<(request: RunRequested) => Effect.Effect<void>>(
+  "worldstream/actors/RunFaultHook",
+  { defaultValue: () => () => Effect.void },
+);
+
+/** The checkpoint scope of a run: a new platform run starts from the first row. */
+export function packKey(world: World, platformRunId: string, scenarioRunId: string): string {
+  return sha256Hex(canonicalJson({
+    trace_id: world.traceId,
+    scenario_id: world.worldKey.scenario_id,
+    platform_run_id: platformRunId,
+    scenario_run_id: scenarioRunId,
+  }));
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+/** Runs one request to its result (refusals and defects included). */
+export function executeRun(
+  request: RunRequested,
+  live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
+  faultHook: (request: RunRequested) => Effect.Effect<void> = () => Effect.void,
+) {
+  const base = {
+    emitted: 0,
+    output_ids: [] as string[],
+    engine_run_root: request.engine_run_root ?? null,
+    scenario_id: request.scenario_id ?? null,
+    platform_run_id: request.platform_run_id ?? null,
+  };
+  // Set once the run has its checkpoint scope: from then on a defect still ends it with a
+  // run_end receipt.
+  let keyed: { runKey: string; actor: string; platformRunId: string } | undefined;
+  return Effect.scoped(Effect.gen(function* () {
+    const config = yield* RunConfig;
+    const { profile } = config;
+    const root = request.engine_run_root ?? profile.wiring.oracle_engine_run_root;
+    if (!root) {
+      return yield* fail("ENGINE_ROOT_MISSING", "No engine run root in the request or the profile");
+    }
+    const platformRunId = request.platform_run_id;
+    if (!platformRunId) {
+      return yield* fail("PLATFORM_RUN_ID_MISSING", "The run has no platform_run_id");
+    }
+    const scenarioRunId = request.scenario_run_id ??
+      sha256Hex(`${platformRunId}|${root}`).slice(0, 32);
+
+    const world = yield* resolveWorld(root, {
+      strict: profile.policy.strict_world,
+      requireGatePass: profile.policy.require_gate_pass,
+      interfacePackDir: profile.paths.interfacePack,
+      ...(request.scenario_id ?? profile.wiring.oracle_scenario_id
+        ? { scenarioId: request.scenario_id ?? profile.wiring.oracle_scenario_id }
+        : {}),
+    });
+    base.engine_run_root = world.engineRunRoot;
+    base.scenario_id = world.worldKey.scenario_id;
+
+    const selected = selectOutputIds(profile);
+    const outputIds = request.output_ids ?? [...selected.traffic, ...selected.context];
+    if (outputIds.length === 0) {
+      return yield* fail("NO_TRAFFIC_OUTPUTS", "No output selected for streaming");
+    }
+    base.output_ids = [...outputIds];
+    const outputs = [];
+    for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
+
+    const producer = profile.wiring.wsp_producer.producer_id;
+    if (!profile.producerAllowlist.includes(producer)) {
+      return yield* fail("PRODUCER_NOT_ALLOWED", `Producer ${producer} is not in the allowlist`);
+    }
+    const igHost = new URL(config.courier.endpoint.baseUrl).hostname;
+    if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(igHost)) {
+      return yield* fail(
+        "PRIVACY_TIER_LOCAL",
+        `Privacy tier local keeps data on this host; the IG at ${igHost} is not loopback`,
+      );
+    }
+
+    // Views first (built when missing), then a reader per output after its checkpoint. A build
+    // sorts on a DuckDB instance of its own, closed right after, so the memory the sort used goes
+    // back before streaming starts instead of staying with the process for the whole run.
+    const viewRoot = config.streamViewRoot(world.engineRunRoot);
+    const scope = packKey(world, platformRunId, scenarioRunId);
+    keyed = { runKey: scope, actor: producer, platformRunId };
+    const duck = yield* DuckDb;
+    const plans = [];
+    for (const output of outputs) {
+      const outputId = output.entry.output_id;
+      yield* duck.apart(buildStreamView({
+        engineRunRoot: world.engineRunRoot,
+        engineRunId: world.runReceipt.run_id,
+        worldKey: world.worldKey,
+        outputId,
+        parts: output.parts,
+        streamViewRoot: viewRoot,
+      }));
+      const after = yield* effectiveCheckpoint(scope, outputId);
+      const pins: EnvelopePins = {
+        manifest_fingerprint: world.worldKey.manifest_fingerprint,
+        parameter_hash: world.worldKey.parameter_hash,
+        seed: world.worldKey.seed,
+        scenario_id: world.worldKey.scenario_id,
+        run_id: world.runReceipt.run_id,
+        platform_run_id: platformRunId,
+        scenario_run_id: scenarioRunId,
+        producer,
+        trace_id: world.traceId,
+        ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
+        output_id: outputId,
+      };
+      const shape = world.pack.rows.get(outputId);
+      if (shape === undefined) {
+        return yield* fail(
+          "ROW_SCHEMA_MISSING",
+          `The interface pack has no row schema for ${outputId}`,
+        );
+      }
+      const cursor = yield* openEnvelopeReader(
+        viewDir(viewRoot, outputId),
+        {
+          streamViewId: streamViewId(world.engineRunRoot, world.worldKey.scenario_id, outputId),
+          outputId,
+        },
+        pins,
+        {
+          primaryKey: output.entry.primary_key,
+          payloadColumns: shape.columns,
+          undeclaredColumns: shape.additionalProperties,
+          ...(after ? { after } : {}),
+        },
+      );
+      const source: EnvelopeSource = cursor;
+      const first = yield* source.next;
+      plans.push({
+        outputId,
+        source,
+        first,
+        after,
+        total: cursor.rowCount - (after ? after.seq + 1 : 0),
+      });
+    }
+
+    // One pacing origin for the run: the earliest first event of any output, now.
+    const firsts = plans.flatMap((p) => p.first ? [p.first.tsMicros[0]] : []);
+    const pacing = {
+      speedup: request.speedup ?? config.speedupOverride ?? profile.policy.stream_speedup,
+      w0Ms: yield* Clock.currentTimeMillis,
+      t0Us: firsts.length ? Math.min(...firsts) : 0,
+      ...(config.maxGapSeconds === undefined ? {} : { maxGapSeconds: config.maxGapSeconds }),
+    };
+    // max_gap compresses the run's idle gaps, the same for every output (actors/run_gaps.ts).
+    const gaps = runGaps(pacing, plans.length);
+    const globalLeft = request.max_events === undefined
+      ? undefined
+      : yield* Ref.make(request.max_events);
+    const { stop } = yield* Shutdown;
+    const checkpointer = yield* Checkpointer;
+    const journal = yield* Journal;
+    yield* runReceipt(journal, "run_start", scope, producer, {
+      platform_run_id: platformRunId,
+      scenario_run_id: scenarioRunId,
+      engine_run_root: world.engineRunRoot,
+      output_ids: outputIds,
+      speedup: pacing.speedup,
+      source: request.source,
+      ...(request.message_id ? { message_id: request.message_id } : {}),
+    });
+
+    yield* faultHook(request);
+    yield* Effect.logInfo("stream_start").pipe(Effect.annotateLogs({
+      run_key: scope,
+      platform_run_id: platformRunId,
+      output_ids: outputIds.join(","),
+      speedup: pacing.speedup,
+      // The pacing anchor, so a gate-side observer can tell when each event was due.
+      pacing_w0_ms: pacing.w0Ms,
+      pacing_t0_us: pacing.t0Us,
+    }));
+
+    // Operators without a terminal (and the bench) follow progress through these log lines.
+    yield* Effect.forkScoped(
+      Ref.get(live).pipe(
+        Effect.flatMap((m) => Effect.all([...m.values()])),
+        Effect.flatMap((outputs) =>
+          Effect.logInfo("progress").pipe(Effect.annotateLogs({
+            run_key: scope,
+            emitted: outputs.reduce((n, o) => n + o.emitted, 0),
+            rss_mb: Math.round(Deno.memoryUsage().rss / 1048576),
+            outputs: outputs.map((o) => `${o.output_id}:${o.emitted}/${o.total}`).join(","),
+          }))
+        ),
+        Effect.repeat(Schedule.spaced("5 seconds")),
+        Effect.delay("5 seconds"),
+      ),
+    );
+    const results = yield* Effect.forEach(plans, (plan, index) =>
+      Effect.gen(function* () {
+        yield* checkpointer.register(scope, plan.outputId, plan.after);
+        const lane = yield* openLane<ViewPosition>(config.courier, plan.outputId, {
+          onDelivered: (batch, stats) =>
+            checkpointer.advance(scope, plan.outputId, batch.last, stats),
+          onDeadLetter: (dead) => deadLetter(journal, scope, plan.outputId, producer, dead),
+        });
+        yield* Ref.update(live, (m) =>
+          new Map(m).set(
+            plan.outputId,
+            lane.stats.pipe(Effect.map((s) => progressOf(plan.outputId, plan.total, s))),
+          ));
+        const streamed = yield* runStreamer({
+          outputId: plan.outputId,
+          source: plan.source,
+          ...(plan.first ? { first: plan.first } : {}),
+          pacing,
+          caps: {
+            ...(request.max_events_per_output === undefined
+              ? {}
+              : { perOutput: request.max_events_per_output }),
+            ...(globalLeft ? { global: globalLeft } : {}),
+          },
+          batchSize: config.courier.batchSize,
+          lane,
+          stop,
+          ...(gaps ? { gaps: gaps.output(index) } : {}),
+        }).pipe(
+          Effect.flatMap((outcome) =>
+            lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))
+          ),
+          Effect.exit,
+        );
+        const stats = yield* lane.stats;
+        const failure = streamed._tag === "Failure" ? errorOf(streamed.cause) : undefined;
+        const status = failure
+          ? "FAILED"
+          : streamed._tag === "Success" && streamed.value.outcome.stoppedBy === "shutdown"
+          ? "STOPPED"
+          : "STREAMED";
+        yield* Effect.logInfo("stream_complete").pipe(Effect.annotateLogs({
+          run_key: scope,
+          output_id: plan.outputId,
+          status,
+          emitted: stats.emitted,
+          ...(failure ? { reason: failure.reason } : {}),
+        }));
+        return {
+          output_id: plan.outputId,
+          status,
+          emitted: stats.emitted,
+          admitted: stats.admitted,
+          duplicate: stats.duplicate,
+          quarantined: stats.quarantined,
+          dead_lettered: stats.deadLettered,
+          resumed_from_seq: plan.after ? plan.after.seq : null,
+          reason: failure?.reason ?? null,
+          ...(pacing.speedup > 0
+            ? { lateness: stats.pacing.summary(), send_lag: stats.lateness.summary() }
+            : {}),
+          ...(failure ? { message: failure.message } : {}),
+        } as OutputResult & { message?: string };
+      }).pipe(
+        Effect.scoped,
+        // An output that ends early (its lane failed to open) must not hold the others' pacing.
+        Effect.ensuring(Effect.sync(() => gaps?.output(index).end())),
+      ), { concurrency: "unbounded" });
+
+    const elapsed = (yield* Clock.currentTimeMillis) - pacing.w0Ms;
+    yield* checkpointer.flush.pipe(
+      Effect.catch((e) => Effect.logWarning("checkpoint flush failed", e.message)),
+    );
+    const emitted = results.reduce((n, r) => n + r.emitted, 0);
+    const deadLettered = results.reduce((n, r) => n + r.dead_lettered, 0);
+    const failed = results.find((r) => r.status !== "STREAMED");
+    // Every event handled, but some only as dead letters (`dead_letter_policy: continue`):
+    // not a clean STREAMED, so the result, the READY ledger and the exit code say so.
+    const status = failed ? "FAILED" : deadLettered > 0 ? "STREAMED_WITH_DEAD_LETTERS" : "STREAMED";
+    const reason = failed
+      ? (failed.reason ?? "STOPPED_BY_OPERATOR")
+      : deadLettered > 0
+      ? "DEAD_LETTERED"
+      : null;
+    yield* runReceipt(journal, "run_end", scope, producer, {
+      platform_run_id: platformRunId,
+      status,
+      emitted,
+      dead_lettered: deadLettered,
+      reason,
+      outputs: results.map((r) => ({
+        output_id: r.output_id,
+        status: r.status,
+        emitted: r.emitted,
+        dead_lettered: r.dead_lettered,
+      })),
+    }, status === "STREAMED" ? "pass" : "soft_block");
+    const outputsOut = results.map(({ message: _m, ...r }) => r);
+    return {
+      ...base,
+      status,
+      emitted,
+      dead_lettered: deadLettered,
+      reason,
+      ...(failed?.message ? { message: failed.message } : {}),
+      outputs: outputsOut,
+      elapsed_ms: elapsed,
+    } satisfies StreamResult as StreamResult;
+  })).pipe(
+    Effect.catch((e: WorldstreamError) =>
+      Effect.succeed<StreamResult>({
+        ...base,
+        status: "FAILED",
+        reason: e.reason,
+        message: e.message,
+      })
+    ),
+    // A bug (an exception where none was expected) ends this run, not the service: FAILED
+    // INTERNAL_ERROR with the defect's message, receipted like any other run end.
+    Effect.catchDefect((defect) =>
+      Effect.gen(function* () {
+        const message = describeCause(Cause.die(defect));
+        const emitted = yield* Ref.get(live).pipe(
+          Effect.flatMap((m) => Effect.all([...m.values()])),
+          Effect.map((outputs) => outputs.reduce((n, o) => n + o.emitted, 0)),
+        );
+        yield* Effect.logError("run_defect").pipe(Effect.annotateLogs({
+          platform_run_id: base.platform_run_id,
+          ...(keyed ? { run_key: keyed.runKey } : {}),
+          defect: message,
+        }));
+        if (keyed) {
+          yield* runReceipt(yield* Journal, "run_end", keyed.runKey, keyed.actor, {
+            platform_run_id: keyed.platformRunId,
+            status: "FAILED",
+            emitted,
+            reason: "INTERNAL_ERROR",
+            message,
+          }, "soft_block").pipe(
+            Effect.catchCause((cause) =>
+              Effect.logError("run_end receipt failed").pipe(
+                Effect.annotateLogs({ error: describeCause(cause) }),
+              )
+            ),
+          );
+        }
+        return internalError(request, Cause.die(defect), { ...base, emitted });
+      })
+    ),
+  );
+}
+
+/** The FAILED INTERNAL_ERROR result of a run that a defect ended. */
+export function internalError(
+  request: RunRequested,
+  cause: Cause.Cause<unknown>,
+  base: Partial<StreamResult> = {},
+): StreamResult {
+  return {
+    emitted: 0,
+    output_ids: request.output_ids ? [...request.output_ids] : [],
+    engine_run_root: request.engine_run_root ?? null,
+    scenario_id: request.scenario_id ?? null,
+    platform_run_id: request.platform_run_id ?? null,
+    ...base,
+    status: "FAILED",
+    reason: "INTERNAL_ERROR",
+    message: describeCause(cause),
+  };
+}
+
+function progressOf(outputId: string, total: number, s: LaneStats): OutputProgress {
+  return {
+    output_id: outputId,
+    total,
+    emitted: s.emitted,
+    admitted: s.admitted,
+    duplicate: s.duplicate,
+    quarantined: s.quarantined,
+    retries: s.retries,
+    lateness: s.pacing.summary(),
+  };
+}
+
+function errorOf(cause: Cause.Cause<unknown>): WorldstreamError {
+  const error = Option.getOrUndefined(Cause.findErrorOption(cause));
+  return error instanceof WorldstreamError ? error : fail("INTERNAL_ERROR", describeCause(cause));
+}
