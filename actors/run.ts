@@ -1,28 +1,22 @@
 /**
- * One run, from request to result: checks the request and the world (platform order,
- * CONTRACTS.md), builds missing stream views, opens a reader per output after its checkpoint,
- * then streams every output concurrently from one shared pacing origin and writes the run's
- * receipts. Whatever ends the run, it ends as a StreamResult.
+ * The run step: a checked plan (actors/plan.ts) streamed to its result. Every output streams
+ * concurrently, one courier lane and one streamer each, anchored to one shared pacing origin;
+ * the run's receipts go to the WAL. Whatever ends the run (a refusal, a failed output, a defect),
+ * it ends as a StreamResult.
  */
 import { Cause, Clock, Context, Effect, Option, Ref, Schedule } from "effect";
-import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { describeCause } from "../core/supervise.ts";
-import { selectOutputIds } from "../core/profile.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
-import { effectiveCheckpoint } from "../stores/wal_drain.ts";
-import { DuckDb } from "../stores/duckdb.ts";
-import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
-import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
+import { type PlanNotes, planRun, type RunPlan } from "./plan.ts";
 import { RunConfig } from "./run_config.ts";
 import { deadLetter, runReceipt } from "./run_records.ts";
 import { Shutdown } from "./shutdown.ts";
-import { type EnvelopeSource, runGaps, runStreamer } from "./streamer.ts";
+import { runGaps, runStreamer } from "./streamer.ts";
 
 /** Live progress of one output of the current run. */
 export interface OutputProgress {
@@ -47,18 +41,6 @@ export const RunFaultHook = Context.Reference<(request: RunRequested) => Effect.
   { defaultValue: () => () => Effect.void },
 );
 
-/** The checkpoint scope of a run: a new platform run starts from the first row. */
-export function packKey(world: World, platformRunId: string, scenarioRunId: string): string {
-  return sha256Hex(canonicalJson({
-    trace_id: world.traceId,
-    scenario_id: world.worldKey.scenario_id,
-    platform_run_id: platformRunId,
-    scenario_run_id: scenarioRunId,
-  }));
-}
-
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
-
 /** Runs one request to its result (refusals and defects included). */
 export function executeRun(
   request: RunRequested,
@@ -72,119 +54,79 @@ export function executeRun(
     scenario_id: request.scenario_id ?? null,
     platform_run_id: request.platform_run_id ?? null,
   };
-  // Set once the run has its checkpoint scope: from then on a defect still ends it with a
-  // run_end receipt.
-  let keyed: { runKey: string; actor: string; platformRunId: string } | undefined;
+  const notes: PlanNotes = {
+    engine_run_root: base.engine_run_root,
+    scenario_id: base.scenario_id,
+    output_ids: [],
+  };
+  const known = () => ({
+    ...base,
+    engine_run_root: notes.engine_run_root,
+    scenario_id: notes.scenario_id,
+    output_ids: notes.output_ids,
+  });
   return Effect.scoped(Effect.gen(function* () {
+    const plan = yield* planRun(request, notes);
+    return yield* streamPlan(plan, live, faultHook);
+  })).pipe(
+    Effect.catch((e: WorldstreamError) =>
+      Effect.succeed<StreamResult>({
+        ...known(),
+        status: "FAILED",
+        reason: e.reason,
+        message: e.message,
+      })
+    ),
+    // A bug (an exception where none was expected) ends this run, not the service: FAILED
+    // INTERNAL_ERROR with the defect's message, receipted like any other run end.
+    Effect.catchDefect((defect) =>
+      Effect.gen(function* () {
+        const keyed = notes.keyed;
+        const message = describeCause(Cause.die(defect));
+        const emitted = yield* Ref.get(live).pipe(
+          Effect.flatMap((m) => Effect.all([...m.values()])),
+          Effect.map((outputs) => outputs.reduce((n, o) => n + o.emitted, 0)),
+        );
+        yield* Effect.logError("run_defect").pipe(Effect.annotateLogs({
+          platform_run_id: base.platform_run_id,
+          ...(keyed ? { run_key: keyed.runKey } : {}),
+          defect: message,
+        }));
+        if (keyed) {
+          yield* runReceipt(yield* Journal, "run_end", keyed.runKey, keyed.actor, {
+            platform_run_id: keyed.platformRunId,
+            status: "FAILED",
+            emitted,
+            reason: "INTERNAL_ERROR",
+            message,
+          }, "soft_block").pipe(
+            Effect.catchCause((cause) =>
+              Effect.logError("run_end receipt failed").pipe(
+                Effect.annotateLogs({ error: describeCause(cause) }),
+              )
+            ),
+          );
+        }
+        return internalError(request, Cause.die(defect), { ...known(), emitted });
+      })
+    ),
+  );
+}
+
+/**
+ * The run step: one pacing origin, a courier lane and a streamer per output, the run's receipts
+ * and its result.
+ */
+function streamPlan(
+  plan: RunPlan,
+  live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
+  faultHook: (request: RunRequested) => Effect.Effect<void>,
+) {
+  const { request, runKey: scope, producer, platformRunId, scenarioRunId, world, outputIds } = plan;
+  const plans = plan.outputs;
+  return Effect.gen(function* () {
     const config = yield* RunConfig;
     const { profile } = config;
-    const root = request.engine_run_root ?? profile.wiring.oracle_engine_run_root;
-    if (!root) {
-      return yield* fail("ENGINE_ROOT_MISSING", "No engine run root in the request or the profile");
-    }
-    const platformRunId = request.platform_run_id;
-    if (!platformRunId) {
-      return yield* fail("PLATFORM_RUN_ID_MISSING", "The run has no platform_run_id");
-    }
-    const scenarioRunId = request.scenario_run_id ??
-      sha256Hex(`${platformRunId}|${root}`).slice(0, 32);
-
-    const world = yield* resolveWorld(root, {
-      strict: profile.policy.strict_world,
-      requireGatePass: profile.policy.require_gate_pass,
-      interfacePackDir: profile.paths.interfacePack,
-      ...(request.scenario_id ?? profile.wiring.oracle_scenario_id
-        ? { scenarioId: request.scenario_id ?? profile.wiring.oracle_scenario_id }
-        : {}),
-    });
-    base.engine_run_root = world.engineRunRoot;
-    base.scenario_id = world.worldKey.scenario_id;
-
-    const selected = selectOutputIds(profile);
-    const outputIds = request.output_ids ?? [...selected.traffic, ...selected.context];
-    if (outputIds.length === 0) {
-      return yield* fail("NO_TRAFFIC_OUTPUTS", "No output selected for streaming");
-    }
-    base.output_ids = [...outputIds];
-    const outputs = [];
-    for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
-
-    const producer = profile.wiring.wsp_producer.producer_id;
-    if (!profile.producerAllowlist.includes(producer)) {
-      return yield* fail("PRODUCER_NOT_ALLOWED", `Producer ${producer} is not in the allowlist`);
-    }
-    const igHost = new URL(config.courier.endpoint.baseUrl).hostname;
-    if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(igHost)) {
-      return yield* fail(
-        "PRIVACY_TIER_LOCAL",
-        `Privacy tier local keeps data on this host; the IG at ${igHost} is not loopback`,
-      );
-    }
-
-    // Views first (built when missing), then a reader per output after its checkpoint. A build
-    // sorts on a DuckDB instance of its own, closed right after, so the memory the sort used goes
-    // back before streaming starts instead of staying with the process for the whole run.
-    const viewRoot = config.streamViewRoot(world.engineRunRoot);
-    const scope = packKey(world, platformRunId, scenarioRunId);
-    keyed = { runKey: scope, actor: producer, platformRunId };
-    const duck = yield* DuckDb;
-    const plans = [];
-    for (const output of outputs) {
-      const outputId = output.entry.output_id;
-      yield* duck.apart(buildStreamView({
-        engineRunRoot: world.engineRunRoot,
-        engineRunId: world.runReceipt.run_id,
-        worldKey: world.worldKey,
-        outputId,
-        parts: output.parts,
-        streamViewRoot: viewRoot,
-      }));
-      const after = yield* effectiveCheckpoint(scope, outputId);
-      const pins: EnvelopePins = {
-        manifest_fingerprint: world.worldKey.manifest_fingerprint,
-        parameter_hash: world.worldKey.parameter_hash,
-        seed: world.worldKey.seed,
-        scenario_id: world.worldKey.scenario_id,
-        run_id: world.runReceipt.run_id,
-        platform_run_id: platformRunId,
-        scenario_run_id: scenarioRunId,
-        producer,
-        trace_id: world.traceId,
-        ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
-        output_id: outputId,
-      };
-      const shape = world.pack.rows.get(outputId);
-      if (shape === undefined) {
-        return yield* fail(
-          "ROW_SCHEMA_MISSING",
-          `The interface pack has no row schema for ${outputId}`,
-        );
-      }
-      const cursor = yield* openEnvelopeReader(
-        viewDir(viewRoot, outputId),
-        {
-          streamViewId: streamViewId(world.engineRunRoot, world.worldKey.scenario_id, outputId),
-          outputId,
-        },
-        pins,
-        {
-          primaryKey: output.entry.primary_key,
-          payloadColumns: shape.columns,
-          undeclaredColumns: shape.additionalProperties,
-          ...(after ? { after } : {}),
-        },
-      );
-      const source: EnvelopeSource = cursor;
-      const first = yield* source.next;
-      plans.push({
-        outputId,
-        source,
-        first,
-        after,
-        total: cursor.rowCount - (after ? after.seq + 1 : 0),
-      });
-    }
-
     // One pacing origin for the run: the earliest first event of any output, now.
     const firsts = plans.flatMap((p) => p.first ? [p.first.tsMicros[0]] : []);
     const pacing = {
@@ -337,7 +279,10 @@ export function executeRun(
     }, status === "STREAMED" ? "pass" : "soft_block");
     const outputsOut = results.map(({ message: _m, ...r }) => r);
     return {
-      ...base,
+      output_ids: [...outputIds],
+      engine_run_root: world.engineRunRoot,
+      scenario_id: world.worldKey.scenario_id,
+      platform_run_id: platformRunId,
       status,
       emitted,
       dead_lettered: deadLettered,
@@ -346,48 +291,7 @@ export function executeRun(
       outputs: outputsOut,
       elapsed_ms: elapsed,
     } satisfies StreamResult as StreamResult;
-  })).pipe(
-    Effect.catch((e: WorldstreamError) =>
-      Effect.succeed<StreamResult>({
-        ...base,
-        status: "FAILED",
-        reason: e.reason,
-        message: e.message,
-      })
-    ),
-    // A bug (an exception where none was expected) ends this run, not the service: FAILED
-    // INTERNAL_ERROR with the defect's message, receipted like any other run end.
-    Effect.catchDefect((defect) =>
-      Effect.gen(function* () {
-        const message = describeCause(Cause.die(defect));
-        const emitted = yield* Ref.get(live).pipe(
-          Effect.flatMap((m) => Effect.all([...m.values()])),
-          Effect.map((outputs) => outputs.reduce((n, o) => n + o.emitted, 0)),
-        );
-        yield* Effect.logError("run_defect").pipe(Effect.annotateLogs({
-          platform_run_id: base.platform_run_id,
-          ...(keyed ? { run_key: keyed.runKey } : {}),
-          defect: message,
-        }));
-        if (keyed) {
-          yield* runReceipt(yield* Journal, "run_end", keyed.runKey, keyed.actor, {
-            platform_run_id: keyed.platformRunId,
-            status: "FAILED",
-            emitted,
-            reason: "INTERNAL_ERROR",
-            message,
-          }, "soft_block").pipe(
-            Effect.catchCause((cause) =>
-              Effect.logError("run_end receipt failed").pipe(
-                Effect.annotateLogs({ error: describeCause(cause) }),
-              )
-            ),
-          );
-        }
-        return internalError(request, Cause.die(defect), { ...base, emitted });
-      })
-    ),
-  );
+  });
 }
 
 /** The FAILED INTERNAL_ERROR result of a run that a defect ended. */

@@ -16,7 +16,8 @@ import type { RunConfig } from "./run_config.ts";
 import { executeRun, internalError, type OutputProgress, RunFaultHook } from "./run.ts";
 import type { Shutdown } from "./shutdown.ts";
 
-export { type OutputProgress, packKey, RunFaultHook } from "./run.ts";
+export { type OutputProgress, RunFaultHook } from "./run.ts";
+export { packKey } from "./plan.ts";
 
 /** The run supervisor. */
 export class Supervisor extends Context.Service<Supervisor, {
@@ -30,7 +31,14 @@ export class Supervisor extends Context.Service<Supervisor, {
     Effect.gen(function* () {
       const faultHook = yield* RunFaultHook;
       const context = yield* Effect.context<
-        RunConfig | Checkpointer | Journal | Shutdown | DuckDb | Postgres | Wal | IgClient
+        | RunConfig
+        | Checkpointer
+        | Journal
+        | Shutdown
+        | DuckDb
+        | Postgres
+        | Wal
+        | IgClient
       >();
       const queue = yield* Queue.bounded<
         readonly [RunRequested, Deferred.Deferred<StreamResult>],
