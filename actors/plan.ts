@@ -10,7 +10,7 @@
 import { Effect, type Scope } from "effect";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { selectOutputIds } from "../core/profile.ts";
-import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested } from "../schemas/messages.ts";
 import { effectiveCheckpoint } from "../stores/wal_drain.ts";

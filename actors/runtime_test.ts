@@ -5,7 +5,7 @@ import { Effect, Fiber, Layer, Logger, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
 import { publishReady } from "../cli/publish_ready.ts";
 import { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";

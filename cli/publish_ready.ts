@@ -19,7 +19,7 @@ import { renderTemplate } from "../core/catalogue.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
 import { Hex32, PlatformRunId } from "../schemas/common.ts";
 import { CONTROL_BUS_TOPIC, ReadyControlMessage } from "../schemas/control_bus.ts";
 import { decodeWith } from "../schemas/decode.ts";

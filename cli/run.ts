@@ -35,7 +35,7 @@ import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
-import { resolveWorld } from "../core/world.ts";
+import { resolveWorld } from "../stores/world.ts";
 import { fail } from "../schemas/errors.ts";
 import { parseFlags } from "./args.ts";
 import { EXIT_CODES, type Outcome } from "./commands.ts";

@@ -5,7 +5,7 @@
 import { Effect } from "effect";
 import { join, resolve } from "node:path";
 import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
-import { resolveOutput, resolveWorld, type WorldOptions } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type WorldOptions } from "../stores/world.ts";
 import { progressBar } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";

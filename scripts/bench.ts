@@ -14,7 +14,7 @@
 import { Effect } from "effect";
 import { join } from "node:path";
 import { parseFlags } from "../cli/args.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
 import { DuckDb, duckSql, sqlLiteral } from "../stores/duckdb.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import { openViewReader, type ViewPosition } from "../stores/stream_view_read.ts";

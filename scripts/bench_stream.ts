@@ -27,7 +27,7 @@ import { cpSync } from "node:fs";
 import { join } from "node:path";
 import { listFlag, parseFlags } from "../cli/args.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
 import { DuckDb, duckSql } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { openEnvelopeReader } from "../stores/envelope_reader.ts";

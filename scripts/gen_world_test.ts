@@ -4,7 +4,7 @@ import { Effect } from "effect";
 import { parse } from "yaml";
 import { loadInterfacePack, renderTemplate } from "../core/catalogue.ts";
 import { sha256Hex } from "../core/hash.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import { DuckDb, type SqlParams } from "../stores/duckdb.ts";
 import {

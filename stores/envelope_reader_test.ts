@@ -4,7 +4,7 @@ import { parse } from "yaml";
 import { Effect, Exit } from "effect";
 import { loadInterfacePack, outputEntry } from "../core/catalogue.ts";
 import { sha256Hex } from "../core/hash.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World } from "./world.ts";
 import { decodeWith } from "../schemas/decode.ts";
 import { CanonicalEventEnvelope } from "../schemas/envelope.ts";
 import { ENGINE_RELEASE, genWorld } from "../scripts/gen_world.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Exit } from "effect";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "./world.ts";
 import { decodeJsonText } from "../schemas/decode.ts";
 import { StreamSortReceipt, StreamViewManifest } from "../schemas/stream_view.ts";
 import { genWorld } from "../scripts/gen_world.ts";

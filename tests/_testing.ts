@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Effect, Layer, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
 import type { RunningIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";

@@ -8,7 +8,7 @@ import { decodeJsonText, decodeWith } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { OraclePackManifest, OraclePackSeal } from "../schemas/oracle_pack.ts";
 import { RunReceipt } from "../schemas/run_receipt.ts";
-import { openOracleFs, type OracleStore } from "../stores/oracle_fs.ts";
+import { openOracleFs, type OracleStore } from "./oracle_fs.ts";
 import {
   checkWorldKey,
   type InterfacePack,
@@ -17,8 +17,8 @@ import {
   outputEntry,
   renderTemplate,
   type WorldKey,
-} from "./catalogue.ts";
-import { sha256Hex } from "./hash.ts";
+} from "../core/catalogue.ts";
+import { sha256Hex } from "../core/hash.ts";
 
 /** How strictly a world is checked (from the profile). */
 export interface WorldOptions {

@@ -3,8 +3,8 @@ import { join } from "node:path";
 import { Effect, Result } from "effect";
 import { genWorld } from "../scripts/gen_world.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
-import { DuckDb } from "../stores/duckdb.ts";
-import { sha256Hex } from "./hash.ts";
+import { DuckDb } from "./duckdb.ts";
+import { sha256Hex } from "../core/hash.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOptions } from "./world.ts";
 
 // One small generated world per file; every test works on its own copy.
