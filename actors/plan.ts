@@ -18,6 +18,7 @@ import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
+import type { OracleStore } from "../stores/oracle.ts";
 import type { Wal } from "../stores/wal.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { RunConfig } from "./run_config.ts";
@@ -112,7 +113,7 @@ export function planRun(
 ): Effect.Effect<
   RunPlan,
   WorldstreamError,
-  RunConfig | DuckDb | Wal | Postgres | Scope.Scope
+  RunConfig | DuckDb | OracleStore | Wal | Postgres | Scope.Scope
 > {
   return Effect.gen(function* () {
     const config = yield* RunConfig;

@@ -13,6 +13,7 @@ import { Effect, Layer } from "effect";
 import { join } from "node:path";
 import { signerFromEnv } from "../core/receipt_keys.ts";
 import { recordingDrainedHead } from "../stores/drained_head.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { Receipts } from "../stores/receipts.ts";
 import { Wal } from "../stores/wal.ts";
 import { WalDrain, writeToPostgres } from "../stores/wal_drain.ts";
@@ -177,6 +178,7 @@ export function coreLayer(profile: Profile, options: RuntimeOptions = {}) {
       tempDirectory: join(profile.paths.runsRoot, "duckdb_tmp"),
     }),
     durable,
+    OracleStore.layer,
     RunConfig.fromProfile(profile, {
       ...(options.igUrl ? { igUrl: options.igUrl } : {}),
       ...(options.speedup === undefined ? {} : { speedup: options.speedup }),

@@ -6,6 +6,7 @@ import { sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { resolveOutput, resolveWorld } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { publishReady } from "../cli/publish_ready.ts";
 import { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
@@ -188,7 +189,9 @@ function expectedIds(outputId: string) {
   const cached = expectedCache.get(outputId);
   if (cached) return Effect.succeed(cached);
   return Effect.scoped(Effect.gen(function* () {
-    const world = yield* resolveWorld(WORLD, { strict: false, requireGatePass: true });
+    const world = yield* resolveWorld(WORLD, { strict: false, requireGatePass: true }).pipe(
+      Effect.provide(OracleStore.layer),
+    );
     const output = yield* resolveOutput(world, outputId);
     const { manifest_fingerprint, parameter_hash, seed, scenario_id } = world.worldKey;
     const cursor = yield* openViewReader(

@@ -9,6 +9,7 @@ import type { RunRequested, StreamResult } from "../schemas/messages.ts";
 import type { Wal } from "../stores/wal.ts";
 import type { DuckDb } from "../stores/duckdb.ts";
 import type { IgClient } from "../stores/ig_client.ts";
+import type { OracleStore } from "../stores/oracle.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import type { Checkpointer } from "./checkpointer.ts";
 import type { Journal } from "./journal.ts";
@@ -36,6 +37,7 @@ export class Supervisor extends Context.Service<Supervisor, {
         | Journal
         | Shutdown
         | DuckDb
+        | OracleStore
         | Postgres
         | Wal
         | IgClient

@@ -34,6 +34,7 @@ import { Shutdown } from "../actors/shutdown.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { resolveWorld } from "../stores/world.ts";
 import { fail } from "../schemas/errors.ts";
@@ -207,6 +208,7 @@ function existingWorld(root: string, profile: Profile) {
     interfacePackDir: profile.paths.interfacePack,
     ...(profile.wiring.oracle_scenario_id ? { scenarioId: profile.wiring.oracle_scenario_id } : {}),
   }).pipe(
+    Effect.provide(OracleStore.layer),
     Effect.mapError((e) =>
       fail(
         e.reason,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Result } from "effect";
 import { genWorld } from "../scripts/gen_world.ts";
+import { OracleStore } from "./oracle.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import { DuckDb } from "./duckdb.ts";
 import { sha256Hex } from "../core/hash.ts";
@@ -82,6 +83,7 @@ async function resolve(
   outputId?: string,
 ): Promise<Result.Result<World, WorldstreamError>> {
   const world = resolveWorld(root, options).pipe(
+    Effect.provide(OracleStore.layer),
     Effect.tap((w): Effect.Effect<unknown, WorldstreamError> =>
       outputId === undefined ? Effect.void : resolveOutput(w, outputId)
     ),
