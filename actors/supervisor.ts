@@ -6,7 +6,7 @@
 import { Cause, Context, Deferred, Effect, Layer, Queue, Ref } from "effect";
 import { supervised } from "../core/supervise.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
-import type { Wal } from "../stores/wal.ts";
+import type { Wal } from "./wal/writer.ts";
 import type { DuckDb } from "../stores/duckdb.ts";
 import type { IgClient } from "../stores/ig_client.ts";
 import type { OracleStore } from "../stores/oracle.ts";

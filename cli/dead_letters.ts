@@ -25,7 +25,7 @@ import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type DeadLetter, DeadLetters, type DeadLetterStatus } from "../stores/dead_letters.ts";
 import { IgClient } from "../stores/ig_client.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain } from "../actors/wal/drain.ts";
 import { type Flags, parseFlags } from "./args.ts";
 import type { Outcome } from "./commands.ts";
 import { retryDeadLetters, type RetrySelection } from "./dead_letters_retry.ts";

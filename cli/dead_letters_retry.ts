@@ -24,7 +24,7 @@ import {
   retryRecord,
 } from "../stores/dead_letters.ts";
 import { type Decided, IgClient, IgSendFailed } from "../stores/ig_client.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain } from "../actors/wal/drain.ts";
 
 /** Which dead letters to retry: one by id, or every open one matching a filter. */
 export type RetrySelection =
