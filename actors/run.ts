@@ -12,11 +12,12 @@ import type { ViewPosition } from "../stores/stream_view_read.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
-import { type PlanNotes, planRun, type RunPlan } from "./plan.ts";
+import { type OutputPlan, type PlanNotes, planRun, type RunPlan } from "./plan.ts";
 import { RunConfig } from "./run_config.ts";
 import { deadLetter, runReceipt } from "./run_records.ts";
 import { Shutdown } from "./shutdown.ts";
-import { runGaps, runStreamer } from "./streamer.ts";
+import type { OutputGaps } from "./run_gaps.ts";
+import { type Pacing, runGaps, runStreamer } from "./streamer.ts";
 
 /** Live progress of one output of the current run. */
 export interface OutputProgress {
@@ -180,71 +181,17 @@ function streamPlan(
         Effect.delay("5 seconds"),
       ),
     );
-    const results = yield* Effect.forEach(plans, (plan, index) =>
-      Effect.gen(function* () {
-        yield* checkpointer.register(scope, plan.outputId, plan.after);
-        const lane = yield* openLane<ViewPosition>(config.courier, plan.outputId, {
-          onDelivered: (batch, stats) =>
-            checkpointer.advance(scope, plan.outputId, batch.last, stats),
-          onDeadLetter: (dead) => deadLetter(journal, scope, plan.outputId, producer, dead),
-        });
-        yield* Ref.update(live, (m) =>
-          new Map(m).set(
-            plan.outputId,
-            lane.stats.pipe(Effect.map((s) => progressOf(plan.outputId, plan.total, s))),
-          ));
-        const streamed = yield* runStreamer({
-          outputId: plan.outputId,
-          source: plan.source,
-          ...(plan.first ? { first: plan.first } : {}),
-          pacing,
-          caps: {
-            ...(request.max_events_per_output === undefined
-              ? {}
-              : { perOutput: request.max_events_per_output }),
-            ...(globalLeft ? { global: globalLeft } : {}),
-          },
-          batchSize: config.courier.batchSize,
-          lane,
-          stop,
-          ...(gaps ? { gaps: gaps.output(index) } : {}),
-        }).pipe(
-          Effect.flatMap((outcome) =>
-            lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))
-          ),
-          Effect.exit,
-        );
-        const stats = yield* lane.stats;
-        const failure = streamed._tag === "Failure" ? errorOf(streamed.cause) : undefined;
-        const status = failure
-          ? "FAILED"
-          : streamed._tag === "Success" && streamed.value.outcome.stoppedBy === "shutdown"
-          ? "STOPPED"
-          : "STREAMED";
-        yield* Effect.logInfo("stream_complete").pipe(Effect.annotateLogs({
-          run_key: scope,
-          output_id: plan.outputId,
-          status,
-          emitted: stats.emitted,
-          ...(failure ? { reason: failure.reason } : {}),
-        }));
-        return {
-          output_id: plan.outputId,
-          status,
-          emitted: stats.emitted,
-          admitted: stats.admitted,
-          duplicate: stats.duplicate,
-          quarantined: stats.quarantined,
-          dead_lettered: stats.deadLettered,
-          resumed_from_seq: plan.after ? plan.after.seq : null,
-          reason: failure?.reason ?? null,
-          ...(pacing.speedup > 0
-            ? { lateness: stats.pacing.summary(), send_lag: stats.lateness.summary() }
-            : {}),
-          ...(failure ? { message: failure.message } : {}),
-        } as OutputResult & { message?: string };
+    const results = yield* Effect.forEach(plans, (output, index) =>
+      streamOutput(output, {
+        runKey: scope,
+        producer,
+        request,
+        pacing,
+        live,
+        stop,
+        ...(globalLeft ? { globalLeft } : {}),
+        ...(gaps ? { gaps: gaps.output(index) } : {}),
       }).pipe(
-        Effect.scoped,
         // An output that ends early (its lane failed to open) must not hold the others' pacing.
         Effect.ensuring(Effect.sync(() => gaps?.output(index).end())),
       ), { concurrency: "unbounded" });
@@ -292,6 +239,87 @@ function streamPlan(
       elapsed_ms: elapsed,
     } satisfies StreamResult as StreamResult;
   });
+}
+
+/** What every output of a run shares. */
+interface OutputRun {
+  readonly runKey: string;
+  readonly producer: string;
+  readonly request: RunRequested;
+  readonly pacing: Pacing;
+  readonly live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>;
+  readonly stop: Shutdown["Service"]["stop"];
+  /** Events the whole run may still send (max_events), shared by its outputs. */
+  readonly globalLeft?: Ref.Ref<number>;
+  readonly gaps?: OutputGaps;
+}
+
+/** Streams one output through its own courier lane to its result. */
+function streamOutput(output: OutputPlan, run: OutputRun) {
+  return Effect.gen(function* () {
+    const config = yield* RunConfig;
+    const checkpointer = yield* Checkpointer;
+    const journal = yield* Journal;
+    yield* checkpointer.register(run.runKey, output.outputId, output.after);
+    const lane = yield* openLane<ViewPosition>(config.courier, output.outputId, {
+      onDelivered: (batch, stats) =>
+        checkpointer.advance(run.runKey, output.outputId, batch.last, stats),
+      onDeadLetter: (dead) => deadLetter(journal, run.runKey, output.outputId, run.producer, dead),
+    });
+    yield* Ref.update(run.live, (m) =>
+      new Map(m).set(
+        output.outputId,
+        lane.stats.pipe(Effect.map((s) => progressOf(output.outputId, output.total, s))),
+      ));
+    const streamed = yield* runStreamer({
+      outputId: output.outputId,
+      source: output.source,
+      ...(output.first ? { first: output.first } : {}),
+      pacing: run.pacing,
+      caps: {
+        ...(run.request.max_events_per_output === undefined
+          ? {}
+          : { perOutput: run.request.max_events_per_output }),
+        ...(run.globalLeft ? { global: run.globalLeft } : {}),
+      },
+      batchSize: config.courier.batchSize,
+      lane,
+      stop: run.stop,
+      ...(run.gaps ? { gaps: run.gaps } : {}),
+    }).pipe(
+      Effect.flatMap((outcome) => lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))),
+      Effect.exit,
+    );
+    const stats = yield* lane.stats;
+    const failure = streamed._tag === "Failure" ? errorOf(streamed.cause) : undefined;
+    const status = failure
+      ? "FAILED"
+      : streamed._tag === "Success" && streamed.value.outcome.stoppedBy === "shutdown"
+      ? "STOPPED"
+      : "STREAMED";
+    yield* Effect.logInfo("stream_complete").pipe(Effect.annotateLogs({
+      run_key: run.runKey,
+      output_id: output.outputId,
+      status,
+      emitted: stats.emitted,
+      ...(failure ? { reason: failure.reason } : {}),
+    }));
+    return {
+      output_id: output.outputId,
+      status,
+      emitted: stats.emitted,
+      admitted: stats.admitted,
+      duplicate: stats.duplicate,
+      quarantined: stats.quarantined,
+      dead_lettered: stats.deadLettered,
+      resumed_from_seq: output.after ? output.after.seq : null,
+      reason: failure?.reason ?? null,
+      ...(run.pacing.speedup > 0
+        ? { lateness: stats.pacing.summary(), send_lag: stats.lateness.summary() }
+        : {}),
+      ...(failure ? { message: failure.message } : {}),
+    } as OutputResult & { message?: string };
+  }).pipe(Effect.scoped);
 }
 
 /** The FAILED INTERNAL_ERROR result of a run that a defect ended. */
