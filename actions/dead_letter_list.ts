@@ -10,7 +10,7 @@ import {
   DeadLetters,
   type DeadLetterStatus,
 } from "../stores/dead_letters.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain } from "../actors/wal/drain.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 
 /** Which dead letters to list. */

@@ -24,7 +24,7 @@ import {
   retryRecord,
 } from "../stores/dead_letters.ts";
 import { type Decided, IgClient, IgSendFailed } from "../stores/ig_client.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain } from "../actors/wal/drain.ts";
 import type { RunConfigShape } from "../actors/run_config.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { deadLetterStores } from "./dead_letter_stores.ts";

@@ -4,7 +4,8 @@ import { Effect } from "effect";
 import { parse } from "yaml";
 import { loadInterfacePack, renderTemplate } from "../core/catalogue.ts";
 import { sha256Hex } from "../core/hash.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import { DuckDb, type SqlParams } from "../stores/duckdb.ts";
 import {
@@ -361,7 +362,9 @@ Deno.test("gen-world writes a complete, sealed, realistic world", async (t) => {
 
   await t.step("the world reader accepts it with strict checks and gate flags", async () => {
     const outputs = await Effect.runPromise(Effect.gen(function* () {
-      const world = yield* resolveWorld(out, { strict: true, requireGatePass: true });
+      const world = yield* resolveWorld(out, { strict: true, requireGatePass: true }).pipe(
+        Effect.provide(OracleStore.layer),
+      );
       const found = [];
       for (const id of GEN_WORLD_OUTPUT_IDS) found.push(yield* resolveOutput(world, id));
       return found;

@@ -17,7 +17,8 @@ import { renderTemplate } from "../core/catalogue.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { Hex32, PlatformRunId } from "../schemas/common.ts";
 import { CONTROL_BUS_TOPIC, ReadyControlMessage } from "../schemas/control_bus.ts";
 import { decodeWith } from "../schemas/decode.ts";
@@ -99,7 +100,7 @@ export const publishReady = Effect.fn("publishReady")(function* (
     requireGatePass: profile.policy.require_gate_pass,
     scenarioId: options.scenarioId || profile.wiring.oracle_scenario_id || undefined,
     interfacePackDir: profile.paths.interfacePack,
-  });
+  }).pipe(Effect.provide(OracleStore.layer));
   const scenarioRunId = yield* checkScenarioRunId(
     options.scenarioRunId ??
       sha256Hex(`${platformRunId}|${world.engineRunRoot}`).slice(0, 32),

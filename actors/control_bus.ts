@@ -17,10 +17,10 @@ import { interpretReady, type ReadyContext, ReadyRejection } from "../core/ready
 import { describeCause, supervised } from "../core/supervise.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { StreamResult } from "../schemas/messages.ts";
-import { AuditLog, READY_AUDIT_KINDS } from "../stores/audit_log.ts";
+import { AuditLog, READY_AUDIT_KINDS } from "./audit_log.ts";
 import { poll } from "../stores/control_bus_fs.ts";
 import { igHealthy } from "../stores/ig_client.ts";
-import { ReadyLedger, type ReadyStatus } from "../stores/ready_ledger.ts";
+import { ReadyLedger, type ReadyStatus } from "./ready_ledger.ts";
 import { RunConfig } from "./run_config.ts";
 import { Supervisor } from "./supervisor.ts";
 

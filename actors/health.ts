@@ -11,8 +11,8 @@
  * - `healthy`: otherwise.
  */
 import { Context, Effect, Layer, type Scope } from "effect";
-import { Wal } from "../stores/wal.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { Wal } from "./wal/writer.ts";
+import { WalDrain } from "./wal/drain.ts";
 
 /** One dependency's health. */
 export interface DependencyHealth {

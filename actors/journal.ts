@@ -6,7 +6,7 @@
  *
  * The receipt chain is kept in process by this single writer. It continues from the latest of:
  * the chain head stored in Postgres, the last receipt still undrained in the WAL, and the
- * drained head (stores/drained_head.ts: the last receipt the drain copied out of this WAL).
+ * drained head (actors/wal/drained_head.ts: the last receipt the drain copied out of this WAL).
  *
  * The head rule when Postgres is unreachable at start: continuing from a wrong head would fork
  * the chain, so the journal continues only from a head this runs root knows it sealed last (the
@@ -21,9 +21,9 @@ import { type ChainHead, makeReceiptChain } from "../core/receipt_chain.ts";
 import type { ReceiptSigner } from "../core/receipt_keys.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { Receipt, ReceiptDraft } from "../schemas/receipt.ts";
-import { readDrainedHead, receiptHeadOf } from "../stores/drained_head.ts";
+import { readDrainedHead, receiptHeadOf } from "./wal/drained_head.ts";
 import { Receipts } from "../stores/receipts.ts";
-import { Wal } from "../stores/wal.ts";
+import { Wal } from "./wal/writer.ts";
 import { receiptRecord, type WalRecord } from "../stores/wal_records.ts";
 import { Health } from "./health.ts";
 

@@ -3,13 +3,13 @@ import { join } from "node:path";
 import { Context, Effect, Fiber, Layer } from "effect";
 import { RECEIPT_KEY_ENV, signerFromEnv, verifierFromEnv } from "../core/receipt_keys.ts";
 import type { ReceiptDraft } from "../schemas/receipt.ts";
-import { readDrainedHead, recordingDrainedHead, writeDrainedHead } from "../stores/drained_head.ts";
+import { readDrainedHead, recordingDrainedHead, writeDrainedHead } from "./wal/drained_head.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { migrate } from "../stores/postgres_migrate.ts";
 import { failure, pgTest, tempDir, unreachablePostgres } from "../stores/postgres_testing.ts";
 import { Receipts } from "../stores/receipts.ts";
-import { Wal } from "../stores/wal.ts";
-import { writeToPostgres } from "../stores/wal_drain.ts";
+import { Wal } from "./wal/writer.ts";
+import { writeToPostgres } from "./wal/drain.ts";
 import { Health } from "./health.ts";
 import { Journal, type JournalOptions } from "./journal.ts";
 

@@ -7,8 +7,8 @@ import { healthApp, type ReadyzBody } from "../api/health.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";
 import { Postgres } from "../stores/postgres.ts";
-import { ReadyLedger } from "../stores/ready_ledger.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { ReadyLedger } from "./ready_ledger.ts";
+import { WalDrain } from "./wal/drain.ts";
 import {
   CONTEXT,
   copyDb,

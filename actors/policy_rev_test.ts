@@ -10,7 +10,7 @@ import { verifierFromEnv } from "../core/receipt_keys.ts";
 import { loadProfile } from "../core/profile.ts";
 import type { ReceiptDraft } from "../schemas/receipt.ts";
 import { Receipts } from "../stores/receipts.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain } from "./wal/drain.ts";
 import { Journal } from "./journal.ts";
 import { durableLayer, receiptKeyEnv } from "./runtime.ts";
 import { runConfigOf } from "./run_config.ts";

@@ -12,22 +12,23 @@
 import { Effect, Layer } from "effect";
 import { join } from "node:path";
 import { signerFromEnv } from "../core/receipt_keys.ts";
-import { recordingDrainedHead } from "../stores/drained_head.ts";
+import { recordingDrainedHead } from "./wal/drained_head.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { Receipts } from "../stores/receipts.ts";
-import { Wal } from "../stores/wal.ts";
-import { WalDrain, writeToPostgres } from "../stores/wal_drain.ts";
+import { Wal } from "./wal/writer.ts";
+import { WalDrain, writeToPostgres } from "./wal/drain.ts";
 import { Health } from "./health.ts";
 import { Journal } from "./journal.ts";
 import { journalOrBenchOff } from "./journal_off.ts";
 import type { Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { fail } from "../schemas/errors.ts";
-import { AuditLog } from "../stores/audit_log.ts";
+import { AuditLog } from "./audit_log.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { RUNTIME_PGLITE } from "../stores/pglite_channel.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
-import { ReadyLedger } from "../stores/ready_ledger.ts";
+import { ReadyLedger } from "./ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { ControlBus } from "./control_bus.ts";
 import { igClientLayer, RunConfig, type RunConfigShape } from "./run_config.ts";
@@ -173,6 +174,7 @@ export function coreLayer(config: RunConfigShape, options: RuntimeOptions = {}) 
       tempDirectory: join(profile.paths.runsRoot, "duckdb_tmp"),
     }),
     durable,
+    OracleStore.layer,
     Layer.succeed(RunConfig, config),
     options.signals ? Shutdown.onSignals.pipe(Layer.provideMerge(Shutdown.layer)) : Shutdown.layer,
   );

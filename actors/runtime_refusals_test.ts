@@ -10,7 +10,7 @@ import { DuckDb } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { migrate } from "../stores/postgres_migrate.ts";
 import { closedPort } from "../stores/postgres_testing.ts";
-import { ReadyLedger } from "../stores/ready_ledger.ts";
+import { ReadyLedger } from "./ready_ledger.ts";
 import { ControlBus } from "./control_bus.ts";
 import { coreLayer, runtimeLayer } from "./runtime.ts";
 import { Supervisor } from "./supervisor.ts";

@@ -5,16 +5,17 @@ import { Effect, Fiber, Layer, Logger, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { publishReady } from "../actions/publish_ready.ts";
 import { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { CONTROL_BUS_TOPIC } from "../schemas/control_bus.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
 import { DuckDb } from "../stores/duckdb.ts";
-import { WalDrain } from "../stores/wal_drain.ts";
+import { WalDrain } from "./wal/drain.ts";
 import { Postgres } from "../stores/postgres.ts";
-import { ReadyLedger } from "../stores/ready_ledger.ts";
+import { ReadyLedger } from "./ready_ledger.ts";
 import { streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import { openViewReader } from "../stores/stream_view_read.ts";
 import { ControlBus } from "./control_bus.ts";
@@ -189,7 +190,9 @@ function expectedIds(outputId: string) {
   const cached = expectedCache.get(outputId);
   if (cached) return Effect.succeed(cached);
   return Effect.scoped(Effect.gen(function* () {
-    const world = yield* resolveWorld(WORLD, { strict: false, requireGatePass: true });
+    const world = yield* resolveWorld(WORLD, { strict: false, requireGatePass: true }).pipe(
+      Effect.provide(OracleStore.layer),
+    );
     const output = yield* resolveOutput(world, outputId);
     const { manifest_fingerprint, parameter_hash, seed, scenario_id } = world.worldKey;
     const cursor = yield* openViewReader(

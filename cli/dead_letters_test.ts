@@ -13,7 +13,7 @@ import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type PgBackend, Postgres } from "../stores/postgres.ts";
 import { SERVER_URL } from "../stores/postgres_testing.ts";
-import { Wal } from "../stores/wal.ts";
+import { Wal } from "../actors/wal/writer.ts";
 import { walRecord } from "../stores/wal_records.ts";
 import { auditVerifyCommand } from "./audit_verify.ts";
 import { deadLettersCommand } from "./dead_letters.ts";

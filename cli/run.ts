@@ -35,7 +35,8 @@ import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
 import { genWorld } from "../actions/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
-import { resolveWorld } from "../core/world.ts";
+import { resolveWorld } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { fail } from "../schemas/errors.ts";
 import { parseFlags } from "./args.ts";
 import { EXIT_CODES, type Outcome } from "./commands.ts";
@@ -208,6 +209,7 @@ function existingWorld(root: string, profile: Profile) {
     interfacePackDir: profile.paths.interfacePack,
     ...(profile.wiring.oracle_scenario_id ? { scenarioId: profile.wiring.oracle_scenario_id } : {}),
   }).pipe(
+    Effect.provide(OracleStore.layer),
     Effect.mapError((e) =>
       fail(
         e.reason,

@@ -5,7 +5,8 @@
 import { Effect } from "effect";
 import { join, resolve } from "node:path";
 import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
-import { resolveOutput, resolveWorld, type WorldOptions } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type WorldOptions } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { progressBar } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";
@@ -33,7 +34,9 @@ export interface SortResult {
 export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions) {
   const outputs: Array<Omit<BuildResult, "view_dir">> = [];
   const run = Effect.gen(function* () {
-    const world = yield* resolveWorld(options.engineRunRoot, options);
+    const world = yield* resolveWorld(options.engineRunRoot, options).pipe(
+      Effect.provide(OracleStore.layer),
+    );
     if (options.outputIds.length === 0) {
       return yield* fail("NO_TRAFFIC_OUTPUTS", "No output ids were requested");
     }

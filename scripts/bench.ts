@@ -14,7 +14,8 @@
 import { Effect } from "effect";
 import { join } from "node:path";
 import { parseFlags } from "../cli/args.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { DuckDb, duckSql, sqlLiteral } from "../stores/duckdb.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import { openViewReader, type ViewPosition } from "../stores/stream_view_read.ts";
@@ -36,7 +37,9 @@ const bench = Effect.gen(function* () {
     `world: ${events} events at ${root} (${((performance.now() - t) / 1000).toFixed(1)} s)`,
   );
 
-  const world = yield* resolveWorld(root, { strict: true, requireGatePass: true });
+  const world = yield* resolveWorld(root, { strict: true, requireGatePass: true }).pipe(
+    Effect.provide(OracleStore.layer),
+  );
   const output = yield* resolveOutput(world, OUTPUT);
   const viewRoot = join(dir, `views-${events}`);
   const source = {

@@ -27,7 +27,8 @@ import { cpSync } from "node:fs";
 import { join } from "node:path";
 import { listFlag, parseFlags } from "../cli/args.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import { DuckDb, duckSql } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { openEnvelopeReader } from "../stores/envelope_reader.ts";
@@ -71,7 +72,9 @@ async function prepareWorld(n: number) {
   return await Effect.runPromise(
     Effect.gen(function* () {
       yield* genWorld({ out: root, events: n });
-      const world = yield* resolveWorld(root, { strict: true, requireGatePass: true });
+      const world = yield* resolveWorld(root, { strict: true, requireGatePass: true }).pipe(
+        Effect.provide(OracleStore.layer),
+      );
       const output = yield* resolveOutput(world, OUTPUT);
       const viewRoot = join(world.engineRunRoot, "stream_view", "ts_utc");
       yield* buildStreamView({

@@ -6,7 +6,7 @@ import { Postgres } from "./postgres.ts";
 import { loadMigrations, migrate, migrateFrom, MIGRATIONS_DIR } from "./postgres_migrate.ts";
 import { failure, pgTest, tempDir } from "./postgres_testing.ts";
 import { Receipts } from "./receipts.ts";
-import { writeToPostgres } from "./wal_drain.ts";
+import { writeToPostgres } from "../actors/wal/drain.ts";
 import { type WalRecord, walRecord } from "./wal_records.ts";
 
 const T0 = Date.parse("2026-03-01T12:00:00.000Z");

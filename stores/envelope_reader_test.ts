@@ -4,7 +4,8 @@ import { parse } from "yaml";
 import { Effect, Exit } from "effect";
 import { loadInterfacePack, outputEntry } from "../core/catalogue.ts";
 import { sha256Hex } from "../core/hash.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World } from "./world.ts";
+import { OracleStore } from "./oracle.ts";
 import { decodeWith } from "../schemas/decode.ts";
 import { CanonicalEventEnvelope } from "../schemas/envelope.ts";
 import { ENGINE_RELEASE, genWorld } from "../scripts/gen_world.ts";
@@ -39,7 +40,9 @@ const base = await Deno.makeTempDir({ prefix: "ws-envelopes-" });
 const root = join(base, "world");
 await run(genWorld({ out: root, events: 3000, seed: 7 }));
 const world: World = await Effect.runPromise(
-  resolveWorld(root, { strict: true, requireGatePass: true }),
+  resolveWorld(root, { strict: true, requireGatePass: true }).pipe(
+    Effect.provide(OracleStore.layer),
+  ),
 );
 const viewRoot = join(root, "stream_view", "ts_utc");
 const viewDirs: Record<string, string> = {};

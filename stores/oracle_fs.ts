@@ -1,29 +1,14 @@
 /**
- * The oracle store on a local filesystem: an engine run root read through paths relative to it.
+ * The oracle store on a local filesystem (the file layer of stores/oracle.ts): an engine run root read through paths relative to it.
  * Relative paths are checked so nothing outside the root is ever read or written.
  */
 import { Effect } from "effect";
 import { dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-
-/** Read/write access to one engine run root. */
-export interface OracleStore {
-  /** The root as an absolute local path (what DuckDB reads). */
-  readonly root: string;
-  /** The text of `rel`, or `undefined` when it does not exist. */
-  readonly readText: (rel: string) => Effect.Effect<string | undefined, WorldstreamError>;
-  readonly exists: (rel: string) => Effect.Effect<boolean, WorldstreamError>;
-  /** Files in `relDir` whose names match `pattern`, sorted lexicographically, as absolute paths. */
-  readonly list: (
-    relDir: string,
-    pattern: RegExp,
-  ) => Effect.Effect<ReadonlyArray<string>, WorldstreamError>;
-  /** The absolute local path of `rel` (after the escape check). */
-  readonly local: (rel: string) => Effect.Effect<string, WorldstreamError>;
-}
+import type { OracleRoot } from "./oracle.ts";
 
 /** Opens a local engine run root; a missing or non-directory root fails `ENGINE_ROOT_MISSING`. */
-export function openOracleFs(root: string): Effect.Effect<OracleStore, WorldstreamError> {
+export function openOracleFs(root: string): Effect.Effect<OracleRoot, WorldstreamError> {
   return Effect.gen(function* () {
     if (root.trim() === "") {
       return yield* fail("ENGINE_ROOT_MISSING", "No engine run root was given");
@@ -59,7 +44,7 @@ export function safeJoin(root: string, rel: string): Effect.Effect<string, World
     : Effect.succeed(join(root, rel));
 }
 
-function makeStore(root: string): OracleStore {
+function makeStore(root: string): OracleRoot {
   const local = (rel: string) => safeJoin(root, rel);
   const readText = (rel: string) =>
     local(rel).pipe(Effect.flatMap((path) =>

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Exit } from "effect";
-import { resolveOutput, resolveWorld } from "../core/world.ts";
+import { resolveOutput, resolveWorld } from "./world.ts";
+import { OracleStore } from "./oracle.ts";
 import { decodeJsonText } from "../schemas/decode.ts";
 import { StreamSortReceipt, StreamViewManifest } from "../schemas/stream_view.ts";
 import { genWorld } from "../scripts/gen_world.ts";
@@ -34,7 +35,9 @@ async function freshWorld(name: string): Promise<string> {
 
 async function sourceOf(root: string, outputId = OUTPUT): Promise<ViewSource> {
   const world = await Effect.runPromise(
-    resolveWorld(root, { strict: true, requireGatePass: true }),
+    resolveWorld(root, { strict: true, requireGatePass: true }).pipe(
+      Effect.provide(OracleStore.layer),
+    ),
   );
   const output = await Effect.runPromise(resolveOutput(world, outputId));
   return {

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Effect, Layer, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
-import { resolveOutput, resolveWorld, type World } from "../core/world.ts";
+import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
+import { OracleStore } from "../stores/oracle.ts";
 import type { RunningIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
@@ -68,7 +69,9 @@ export async function makeWorld(out: string, events: number): Promise<Record<str
 
 /** The world at `root` as worldstream checks it under the local profile. */
 export function worldAt(root: string): Effect.Effect<World, unknown> {
-  return resolveWorld(root, { strict: false, requireGatePass: true });
+  return resolveWorld(root, { strict: false, requireGatePass: true }).pipe(
+    Effect.provide(OracleStore.layer),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

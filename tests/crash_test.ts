@@ -7,8 +7,8 @@ import { postgresLayer } from "../actors/runtime.ts";
 import { auditVerifyCommand } from "../cli/audit_verify.ts";
 import { loadProfile } from "../core/profile.ts";
 import { type RunningIg, startIg } from "../ig/server.ts";
-import { Wal } from "../stores/wal.ts";
-import { effectiveCheckpoint } from "../stores/wal_drain.ts";
+import { Wal } from "../actors/wal/writer.ts";
+import { effectiveCheckpoint } from "../actors/wal/drain.ts";
 import {
   assertTimeOrdered,
   copyDb,

@@ -8,7 +8,7 @@ import { packKey } from "../actors/supervisor.ts";
 import { loadProfile } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";
 import { Postgres } from "../stores/postgres.ts";
-import { Wal } from "../stores/wal.ts";
+import { Wal } from "../actors/wal/writer.ts";
 import {
   assertTimeOrdered,
   copyDb,

@@ -4,7 +4,7 @@
 -- nothing: `attempts` grows by each retry's requests and `retries` by one, once. The latest retry
 -- gives the last status and, while the dead letter stays open, the reason. A retry the gate
 -- accepted closes the dead letter; a CLOSED dead letter keeps its first closing receipt and is
--- never reopened or touched again. Runs after the batch's dead-letter inserts (wal_drain.ts).
+-- never reopened or touched again. Runs after the batch's dead-letter inserts (actors/wal/drain.ts).
 -- $1 rows (text holding a JSON array of record_id, at and the body's keys)
 with incoming as (
   select r, n from jsonb_array_elements($1::text::jsonb) with ordinality as rows(r, n)

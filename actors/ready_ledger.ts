@@ -24,12 +24,12 @@
 import { Clock, Context, Duration, Effect, Layer, Schedule, Semaphore } from "effect";
 import { supervised } from "../core/supervise.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { replaceFileDurably, writeAll } from "./durable_file.ts";
-import { READY_STATUSES, readyRecordId, type ReadyStatus } from "./ledger_ids.ts";
-import { pgQuery, Postgres } from "./postgres.ts";
-import { Wal, type WalRecord } from "./wal.ts";
+import { replaceFileDurably, writeAll } from "../stores/durable_file.ts";
+import { READY_STATUSES, readyRecordId, type ReadyStatus } from "../stores/ledger_ids.ts";
+import { pgQuery, Postgres } from "../stores/postgres.ts";
+import { Wal, type WalRecord } from "./wal/writer.ts";
 
-export { READY_STATUSES, readyRecordId, type ReadyStatus } from "./ledger_ids.ts";
+export { READY_STATUSES, readyRecordId, type ReadyStatus } from "../stores/ledger_ids.ts";
 
 /** Statuses after which a message is never attempted again. */
 export const SETTLED_STATUSES: ReadonlySet<ReadyStatus> = new Set([

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Logger } from "effect";
-import { GENESIS, makeReceiptChain } from "../core/receipt_chain.ts";
-import { RECEIPT_KEY_ENV, signerFromEnv } from "../core/receipt_keys.ts";
-import { fail } from "../schemas/errors.ts";
+import { GENESIS, makeReceiptChain } from "../../core/receipt_chain.ts";
+import { RECEIPT_KEY_ENV, signerFromEnv } from "../../core/receipt_keys.ts";
+import { fail } from "../../schemas/errors.ts";
 import { readDrainedHead, recordingDrainedHead } from "./drained_head.ts";
-import { failure, tempDir, unreachablePostgres } from "./postgres_testing.ts";
-import { Wal } from "./wal.ts";
-import { effectiveCheckpoint } from "./wal_drain.ts";
-import { checkpointRecord, receiptRecord, type WalRecord } from "./wal_records.ts";
+import { failure, tempDir, unreachablePostgres } from "../../stores/postgres_testing.ts";
+import { Wal } from "./writer.ts";
+import { effectiveCheckpoint } from "./drain.ts";
+import { checkpointRecord, receiptRecord, type WalRecord } from "../../stores/wal_records.ts";
 
 const T0 = new Date("2026-03-01T12:00:00.000Z");
 const HMAC_ENV = { [RECEIPT_KEY_ENV.hmac]: "wal-drain-test-hmac-key-0123456789" };

@@ -7,10 +7,10 @@
  */
 import { Clock, Context, Effect, Layer } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { auditRecordId } from "./ledger_ids.ts";
-import { Wal } from "./wal.ts";
+import { auditRecordId } from "../stores/ledger_ids.ts";
+import { Wal } from "./wal/writer.ts";
 
-export { auditRecordId } from "./ledger_ids.ts";
+export { auditRecordId } from "../stores/ledger_ids.ts";
 
 /** Audit kinds the READY path writes; other components add their own. */
 export const READY_AUDIT_KINDS = {

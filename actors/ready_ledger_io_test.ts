@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Layer } from "effect";
 import { WorldstreamError } from "../schemas/errors.ts";
-import { unreachablePostgres } from "./postgres_testing.ts";
+import { unreachablePostgres } from "../stores/postgres_testing.ts";
 import { ReadyLedger } from "./ready_ledger.ts";
-import { Wal } from "./wal.ts";
+import { Wal } from "./wal/writer.ts";
 
 // The READY ledger keeps its summary in a local file that it reads at start. A summary path it
 // cannot read must stop the start with READY_LEDGER_IO_FAILED naming the file: starting with an

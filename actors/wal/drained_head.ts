@@ -7,11 +7,11 @@
  * or this file hold the latest head this runs root ever sealed.
  */
 import { Effect } from "effect";
-import { replaceFileDurably } from "./durable_file.ts";
-import type { ChainHead } from "../core/receipt_chain.ts";
-import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import type { WalHandler } from "./wal_drain.ts";
-import type { WalRecord } from "./wal_records.ts";
+import { replaceFileDurably } from "../../stores/durable_file.ts";
+import type { ChainHead } from "../../core/receipt_chain.ts";
+import { fail, type WorldstreamError } from "../../schemas/errors.ts";
+import type { WalHandler } from "./drain.ts";
+import type { WalRecord } from "../../stores/wal_records.ts";
 
 /** The head stored in `file`, or `undefined` when there is no file yet. */
 export function readDrainedHead(

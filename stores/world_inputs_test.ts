@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect } from "effect";
 import { WorldstreamError } from "../schemas/errors.ts";
-import { resolveOutput, resolveWorld, type WorldOptions } from "./world.ts";
+import { OracleStore } from "./oracle.ts";
+import { resolveOutput, resolveWorld as resolveWith, type WorldOptions } from "./world.ts";
+
+/** Resolves a world through the file store. */
+const resolveWorld = (root: string, options: WorldOptions) =>
+  resolveWith(root, options).pipe(Effect.provide(OracleStore.layer));
 
 // What a world resolves against besides the world itself: the interface pack a profile names
 // (`wiring.interface_pack_ref`, any folder) and the scenario id a request names. Each test

@@ -1,7 +1,7 @@
 /**
  * The write-ahead log: worldstream's local durable outbox. Actors append records here instead of
- * writing Postgres on the streaming path; a drain copies them to Postgres later (wal_drain.ts).
- * One writer per process and per folder. The bytes on disk are described in wal_format.ts.
+ * writing Postgres on the streaming path; a drain copies them to Postgres later (drain.ts).
+ * One writer per process and per folder. The bytes on disk are described in stores/wal_format.ts.
  *
  * Appends use group commit: callers put encoded records on a bounded queue and wait; one writer
  * fiber takes everything queued, writes it with one write and one fsync per segment touched, and
@@ -17,9 +17,9 @@
  * else is damage to acknowledged data and fails the open with WAL_CORRUPT.
  */
 import { Context, Deferred, Effect, Fiber, Layer, Queue, Result, Semaphore } from "effect";
-import { replaceFileDurably, syncDir, writeAll } from "./durable_file.ts";
+import { replaceFileDurably, syncDir, writeAll } from "../../stores/durable_file.ts";
 import type { Cause, Scope } from "effect";
-import { fail, WorldstreamError } from "../schemas/errors.ts";
+import { fail, WorldstreamError } from "../../schemas/errors.ts";
 import {
   DRAINED_FILE,
   encodeFrame,
@@ -28,15 +28,15 @@ import {
   readFrames,
   segmentName,
   segmentSeq,
-} from "./wal_format.ts";
+} from "../../stores/wal_format.ts";
 import {
   type CheckpointBody,
   decodeWalRecord,
   parseWalRecord,
   type WalRecord,
-} from "./wal_records.ts";
+} from "../../stores/wal_records.ts";
 
-export { type WalKind, type WalRecord, walRecord } from "./wal_records.ts";
+export { type WalKind, type WalRecord, walRecord } from "../../stores/wal_records.ts";
 
 /** Where and how the WAL keeps its records. */
 export interface WalOptions {

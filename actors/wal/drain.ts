@@ -11,21 +11,21 @@
  * line, while Postgres is unreachable).
  */
 import { Context, Duration, Effect, Layer, Schedule } from "effect";
-import { supervised } from "../core/supervise.ts";
-import type { WorldstreamError } from "../schemas/errors.ts";
-import type { Receipt } from "../schemas/receipt.ts";
-import { loadCheckpoint } from "./checkpoints.ts";
-import { pgQuery, Postgres } from "./postgres.ts";
-import { Receipts } from "./receipts.ts";
-import type { ViewPosition } from "./stream_view_read.ts";
-import { Wal } from "./wal.ts";
+import { supervised } from "../../core/supervise.ts";
+import type { WorldstreamError } from "../../schemas/errors.ts";
+import type { Receipt } from "../../schemas/receipt.ts";
+import { loadCheckpoint } from "../../stores/checkpoints.ts";
+import { pgQuery, Postgres } from "../../stores/postgres.ts";
+import { Receipts } from "../../stores/receipts.ts";
+import type { ViewPosition } from "../../stores/stream_view_read.ts";
+import { Wal } from "./writer.ts";
 import {
   type CheckpointBody,
   type WalBodies,
   walBody,
   type WalKind,
   type WalRecord,
-} from "./wal_records.ts";
+} from "../../stores/wal_records.ts";
 
 /** Copies one batch of records somewhere durable, idempotently. */
 export type WalHandler<R> = (

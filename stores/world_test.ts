@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Result } from "effect";
 import { genWorld } from "../scripts/gen_world.ts";
+import { OracleStore } from "./oracle.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
-import { DuckDb } from "../stores/duckdb.ts";
-import { sha256Hex } from "./hash.ts";
+import { DuckDb } from "./duckdb.ts";
+import { sha256Hex } from "../core/hash.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOptions } from "./world.ts";
 
 // One small generated world per file; every test works on its own copy.
@@ -82,6 +83,7 @@ async function resolve(
   outputId?: string,
 ): Promise<Result.Result<World, WorldstreamError>> {
   const world = resolveWorld(root, options).pipe(
+    Effect.provide(OracleStore.layer),
     Effect.tap((w): Effect.Effect<unknown, WorldstreamError> =>
       outputId === undefined ? Effect.void : resolveOutput(w, outputId)
     ),

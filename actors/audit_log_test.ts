@@ -4,12 +4,12 @@ import { Context, Effect, Layer } from "effect";
 import { TestClock } from "effect/testing";
 import { RECEIPT_KEY_ENV, signerFromEnv } from "../core/receipt_keys.ts";
 import { AuditLog, auditRecordId, READY_AUDIT_KINDS } from "./audit_log.ts";
-import { Postgres } from "./postgres.ts";
-import { migrate } from "./postgres_migrate.ts";
-import { failure, pgTest, tempDir, unreachablePostgres } from "./postgres_testing.ts";
-import { Receipts } from "./receipts.ts";
-import { Wal } from "./wal.ts";
-import { writeToPostgres } from "./wal_drain.ts";
+import { Postgres } from "../stores/postgres.ts";
+import { migrate } from "../stores/postgres_migrate.ts";
+import { failure, pgTest, tempDir, unreachablePostgres } from "../stores/postgres_testing.ts";
+import { Receipts } from "../stores/receipts.ts";
+import { Wal } from "./wal/writer.ts";
+import { writeToPostgres } from "./wal/drain.ts";
 
 const T0 = new Date("2026-01-02T10:15:30.000Z");
 const HMAC_ENV = { [RECEIPT_KEY_ENV.hmac]: "audit-log-test-hmac-key-0123456789" };

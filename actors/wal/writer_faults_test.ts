@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Context, Effect, Layer } from "effect";
-import { WorldstreamError } from "../schemas/errors.ts";
+import { WorldstreamError } from "../../schemas/errors.ts";
 import { readDrainedHead, writeDrainedHead } from "./drained_head.ts";
-import { Wal } from "./wal.ts";
-import { walRecord } from "./wal_records.ts";
+import { Wal } from "./writer.ts";
+import { walRecord } from "../../stores/wal_records.ts";
 
 // The WAL and its drained-head file on inputs they cannot use: a folder that cannot be made,
 // use after close, a head file that is not a head. Each fails with its code and the path, and

@@ -1,17 +1,22 @@
 import assert from "node:assert/strict";
 import { Context, Effect, Exit, Layer, Logger, type Scope } from "effect";
-import { GENESIS, makeReceiptChain } from "../core/receipt_chain.ts";
-import { RECEIPT_KEY_ENV, signerFromEnv } from "../core/receipt_keys.ts";
-import { WorldstreamError } from "../schemas/errors.ts";
-import { loadCheckpoint } from "./checkpoints.ts";
-import { Postgres } from "./postgres.ts";
-import { migrate } from "./postgres_migrate.ts";
-import { failure, pgTest, tempDir } from "./postgres_testing.ts";
-import { Receipts } from "./receipts.ts";
-import { Wal, type WalOptions } from "./wal.ts";
-import { effectiveCheckpoint, WalDrain, writeToPostgres } from "./wal_drain.ts";
-import { FRAME_HEADER_BYTES, segmentName } from "./wal_format.ts";
-import { checkpointRecord, receiptRecord, type WalRecord, walRecord } from "./wal_records.ts";
+import { GENESIS, makeReceiptChain } from "../../core/receipt_chain.ts";
+import { RECEIPT_KEY_ENV, signerFromEnv } from "../../core/receipt_keys.ts";
+import { WorldstreamError } from "../../schemas/errors.ts";
+import { loadCheckpoint } from "../../stores/checkpoints.ts";
+import { Postgres } from "../../stores/postgres.ts";
+import { migrate } from "../../stores/postgres_migrate.ts";
+import { failure, pgTest, tempDir } from "../../stores/postgres_testing.ts";
+import { Receipts } from "../../stores/receipts.ts";
+import { Wal, type WalOptions } from "./writer.ts";
+import { effectiveCheckpoint, WalDrain, writeToPostgres } from "./drain.ts";
+import { FRAME_HEADER_BYTES, segmentName } from "../../stores/wal_format.ts";
+import {
+  checkpointRecord,
+  receiptRecord,
+  type WalRecord,
+  walRecord,
+} from "../../stores/wal_records.ts";
 
 const T0 = Date.parse("2026-03-01T12:00:00.000Z");
 

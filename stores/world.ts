@@ -1,14 +1,15 @@
 /**
  * Resolves an engine run root into a world worldstream may read: run receipt, pack manifest,
  * seal, world key and, per output, its gate flags and part files. Checks run in the platform's
- * order (CONTRACTS.md) and fail closed with its reason codes.
+ * order (CONTRACTS.md) and fail closed with its reason codes. The root is opened through the
+ * OracleStore service (stores/oracle.ts), so a world may live wherever the runtime's store reads.
  */
 import { Effect } from "effect";
 import { decodeJsonText, decodeWith } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { OraclePackManifest, OraclePackSeal } from "../schemas/oracle_pack.ts";
 import { RunReceipt } from "../schemas/run_receipt.ts";
-import { openOracleFs, type OracleStore } from "../stores/oracle_fs.ts";
+import { type OracleRoot, OracleStore } from "./oracle.ts";
 import {
   checkWorldKey,
   type InterfacePack,
@@ -17,8 +18,8 @@ import {
   outputEntry,
   renderTemplate,
   type WorldKey,
-} from "./catalogue.ts";
-import { sha256Hex } from "./hash.ts";
+} from "../core/catalogue.ts";
+import { sha256Hex } from "../core/hash.ts";
 
 /** How strictly a world is checked (from the profile). */
 export interface WorldOptions {
@@ -34,7 +35,7 @@ export interface WorldOptions {
 
 /** A checked world. */
 export interface World {
-  readonly store: OracleStore;
+  readonly store: OracleRoot;
   readonly engineRunRoot: string;
   readonly runReceipt: RunReceipt;
   readonly worldKey: WorldKey;
@@ -61,8 +62,8 @@ const SEAL = "_SEALED.json";
 export const resolveWorld = Effect.fn("resolveWorld")(function* (
   root: string,
   options: WorldOptions,
-): Effect.fn.Return<World, WorldstreamError> {
-  const store = yield* openOracleFs(root);
+): Effect.fn.Return<World, WorldstreamError, OracleStore> {
+  const store = yield* (yield* OracleStore).open(root);
   const pack = yield* loadInterfacePack(options.interfacePackDir);
 
   const receiptText = yield* store.readText(RECEIPT).pipe(

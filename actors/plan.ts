@@ -1,0 +1,254 @@
+/**
+ * The plan step of a run: from a RunRequested to a RunPlan, or a refusal with a reason code.
+ *
+ * Checks follow the platform's order (CONTRACTS.md): engine root, platform run id, the world
+ * (receipt, scenario, world key, manifest, seal), output selection, gates, then the policy checks
+ * in `authorize` (producer allowlist, privacy tier), then stream views (built when missing) and a
+ * reader per output after its checkpoint in the run's scope. Policy, budgets and governance go
+ * in `authorize`, the one place every run passes before anything is built or sent.
+ */
+import { Effect, type Scope } from "effect";
+import { canonicalJson, sha256Hex } from "../core/hash.ts";
+import { selectOutputIds } from "../core/profile.ts";
+import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import type { RunRequested } from "../schemas/messages.ts";
+import { effectiveCheckpoint } from "./wal/drain.ts";
+import { DuckDb } from "../stores/duckdb.ts";
+import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
+import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
+import type { ViewPosition } from "../stores/stream_view_read.ts";
+import type { OracleStore } from "../stores/oracle.ts";
+import type { Wal } from "./wal/writer.ts";
+import type { Postgres } from "../stores/postgres.ts";
+import { RunConfig } from "./run_config.ts";
+import type { EnvelopeChunk, EnvelopeSource } from "./streamer.ts";
+
+/** One output of a plan: its reader, opened after the output's checkpoint. */
+export interface OutputPlan {
+  readonly outputId: string;
+  readonly source: EnvelopeSource;
+  /** The first batch read (undefined when nothing is left), which sets the pacing origin. */
+  readonly first: EnvelopeChunk | undefined;
+  /** The checkpoint the output resumes after, if any. */
+  readonly after: ViewPosition | undefined;
+  /** Events left to stream. */
+  readonly total: number;
+}
+
+/** What a run was checked and authorized to do, with its readers open. */
+export interface RunPlan {
+  readonly request: RunRequested;
+  readonly world: World;
+  readonly platformRunId: string;
+  readonly scenarioRunId: string;
+  /** The checkpoint scope (packKey) of the run. */
+  readonly runKey: string;
+  /** The producer id stamped into envelopes and receipts. */
+  readonly producer: string;
+  readonly outputIds: ReadonlyArray<string>;
+  readonly outputs: ReadonlyArray<OutputPlan>;
+}
+
+/** A plan before authorization: the world and outputs checked, nothing built or opened. */
+export interface PlanDraft {
+  readonly world: World;
+  readonly outputs: ReadonlyArray<WorldOutput>;
+  readonly producer: string;
+  /** The IG the run would send to. */
+  readonly igBaseUrl: string;
+}
+
+/**
+ * What the plan step learned before it refused or a defect struck, so the caller's result and
+ * receipt name what was known.
+ */
+export interface PlanNotes {
+  engine_run_root: string | null;
+  scenario_id: string | null;
+  output_ids: string[];
+  /** Set once the run has its checkpoint scope: from then on a defect still ends it receipted. */
+  keyed?: { runKey: string; actor: string; platformRunId: string };
+}
+
+/** The checkpoint scope of a run: a new platform run starts from the first row. */
+export function packKey(world: World, platformRunId: string, scenarioRunId: string): string {
+  return sha256Hex(canonicalJson({
+    trace_id: world.traceId,
+    scenario_id: world.worldKey.scenario_id,
+    platform_run_id: platformRunId,
+    scenario_run_id: scenarioRunId,
+  }));
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+
+/** The policy checks of a run: producer allowlist, privacy tier (budgets and capabilities next). */
+export const authorize = Effect.fn("authorize")(function* (
+  draft: PlanDraft,
+): Effect.fn.Return<void, WorldstreamError, RunConfig> {
+  const { profile } = yield* RunConfig;
+  if (!profile.producerAllowlist.includes(draft.producer)) {
+    return yield* fail(
+      "PRODUCER_NOT_ALLOWED",
+      `Producer ${draft.producer} is not in the allowlist`,
+    );
+  }
+  const igHost = new URL(draft.igBaseUrl).hostname;
+  if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(igHost)) {
+    return yield* fail(
+      "PRIVACY_TIER_LOCAL",
+      `Privacy tier local keeps data on this host; the IG at ${igHost} is not loopback`,
+    );
+  }
+});
+
+/**
+ * Checks a request and plans its run: world, outputs, policy, then views (built when missing)
+ * and readers (closed with the caller's scope).
+ */
+export function planRun(
+  request: RunRequested,
+  notes: PlanNotes,
+): Effect.Effect<
+  RunPlan,
+  WorldstreamError,
+  RunConfig | DuckDb | OracleStore | Wal | Postgres | Scope.Scope
+> {
+  return Effect.gen(function* () {
+    const config = yield* RunConfig;
+    const { profile } = config;
+    const root = request.engine_run_root ?? profile.wiring.oracle_engine_run_root;
+    if (!root) {
+      return yield* fail("ENGINE_ROOT_MISSING", "No engine run root in the request or the profile");
+    }
+    const platformRunId = request.platform_run_id;
+    if (!platformRunId) {
+      return yield* fail("PLATFORM_RUN_ID_MISSING", "The run has no platform_run_id");
+    }
+    const scenarioRunId = request.scenario_run_id ??
+      sha256Hex(`${platformRunId}|${root}`).slice(0, 32);
+
+    const world = yield* resolveWorld(root, {
+      strict: profile.policy.strict_world,
+      requireGatePass: profile.policy.require_gate_pass,
+      interfacePackDir: profile.paths.interfacePack,
+      ...(request.scenario_id ?? profile.wiring.oracle_scenario_id
+        ? { scenarioId: request.scenario_id ?? profile.wiring.oracle_scenario_id }
+        : {}),
+    });
+    notes.engine_run_root = world.engineRunRoot;
+    notes.scenario_id = world.worldKey.scenario_id;
+
+    const selected = selectOutputIds(profile);
+    const outputIds = request.output_ids ?? [...selected.traffic, ...selected.context];
+    if (outputIds.length === 0) {
+      return yield* fail("NO_TRAFFIC_OUTPUTS", "No output selected for streaming");
+    }
+    notes.output_ids = [...outputIds];
+    const outputs = [];
+    for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
+
+    const producer = profile.wiring.wsp_producer.producer_id;
+    yield* authorize({ world, outputs, producer, igBaseUrl: config.courier.endpoint.baseUrl });
+
+    const runKey = packKey(world, platformRunId, scenarioRunId);
+    notes.keyed = { runKey, actor: producer, platformRunId };
+    const opened = [];
+    for (const output of outputs) {
+      opened.push(
+        yield* openOutput(world, output, {
+          runKey,
+          platformRunId,
+          scenarioRunId,
+          producer,
+          viewRoot: config.streamViewRoot(world.engineRunRoot),
+        }),
+      );
+    }
+    return {
+      request,
+      world,
+      platformRunId,
+      scenarioRunId,
+      runKey,
+      producer,
+      outputIds,
+      outputs: opened,
+    } satisfies RunPlan;
+  });
+}
+
+/**
+ * Builds an output's stream view when missing, then opens its reader after its checkpoint. A
+ * build sorts on a DuckDB instance of its own, closed right after, so the memory the sort used
+ * goes back before streaming starts instead of staying with the process for the whole run.
+ */
+function openOutput(
+  world: World,
+  output: WorldOutput,
+  run: {
+    runKey: string;
+    platformRunId: string;
+    scenarioRunId: string;
+    producer: string;
+    viewRoot: string;
+  },
+) {
+  return Effect.gen(function* () {
+    const duck = yield* DuckDb;
+    const outputId = output.entry.output_id;
+    yield* duck.apart(buildStreamView({
+      engineRunRoot: world.engineRunRoot,
+      engineRunId: world.runReceipt.run_id,
+      worldKey: world.worldKey,
+      outputId,
+      parts: output.parts,
+      streamViewRoot: run.viewRoot,
+    }));
+    const after = yield* effectiveCheckpoint(run.runKey, outputId);
+    const pins: EnvelopePins = {
+      manifest_fingerprint: world.worldKey.manifest_fingerprint,
+      parameter_hash: world.worldKey.parameter_hash,
+      seed: world.worldKey.seed,
+      scenario_id: world.worldKey.scenario_id,
+      run_id: world.runReceipt.run_id,
+      platform_run_id: run.platformRunId,
+      scenario_run_id: run.scenarioRunId,
+      producer: run.producer,
+      trace_id: world.traceId,
+      ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
+      output_id: outputId,
+    };
+    const shape = world.pack.rows.get(outputId);
+    if (shape === undefined) {
+      return yield* fail(
+        "ROW_SCHEMA_MISSING",
+        `The interface pack has no row schema for ${outputId}`,
+      );
+    }
+    const cursor = yield* openEnvelopeReader(
+      viewDir(run.viewRoot, outputId),
+      {
+        streamViewId: streamViewId(world.engineRunRoot, world.worldKey.scenario_id, outputId),
+        outputId,
+      },
+      pins,
+      {
+        primaryKey: output.entry.primary_key,
+        payloadColumns: shape.columns,
+        undeclaredColumns: shape.additionalProperties,
+        ...(after ? { after } : {}),
+      },
+    );
+    const source: EnvelopeSource = cursor;
+    const first = yield* source.next;
+    return {
+      outputId,
+      source,
+      first,
+      after,
+      total: cursor.rowCount - (after ? after.seq + 1 : 0),
+    } satisfies OutputPlan;
+  });
+}

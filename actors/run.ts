@@ -1,0 +1,361 @@
+/**
+ * The run step: a checked plan (actors/plan.ts) streamed to its result. Every output streams
+ * concurrently, one courier lane and one streamer each, anchored to one shared pacing origin;
+ * the run's receipts go to the WAL. Whatever ends the run (a refusal, a failed output, a defect),
+ * it ends as a StreamResult.
+ */
+import { Cause, Clock, Context, Effect, Option, Ref, Schedule } from "effect";
+import { describeCause } from "../core/supervise.ts";
+import { fail, WorldstreamError } from "../schemas/errors.ts";
+import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
+import type { ViewPosition } from "../stores/stream_view_read.ts";
+import { Checkpointer } from "./checkpointer.ts";
+import { type LaneStats, openLane } from "./courier.ts";
+import { Journal } from "./journal.ts";
+import { type OutputPlan, type PlanNotes, planRun, type RunPlan } from "./plan.ts";
+import { RunConfig } from "./run_config.ts";
+import { deadLetter, runReceipt } from "./run_records.ts";
+import { Shutdown } from "./shutdown.ts";
+import type { OutputGaps } from "./run_gaps.ts";
+import { type Pacing, runGaps, runStreamer } from "./streamer.ts";
+
+/** Live progress of one output of the current run. */
+export interface OutputProgress {
+  readonly output_id: string;
+  readonly total: number;
+  readonly emitted: number;
+  readonly admitted: number;
+  readonly duplicate: number;
+  readonly quarantined: number;
+  readonly retries: number;
+  readonly lateness: { count: number; p50_ms: number; p99_ms: number; max_ms: number };
+}
+
+/**
+ * Test-only fault injection: called with each run's request after its run_start receipt, just
+ * before its outputs stream. The default does nothing and no production code replaces it;
+ * actors/supervision_test.ts makes one run die of a defect through it, to prove that a bug
+ * ends that run (FAILED INTERNAL_ERROR, receipted) and not the service.
+ */
+export const RunFaultHook = Context.Reference<(request: RunRequested) => Effect.Effect<void>>(
+  "worldstream/actors/RunFaultHook",
+  { defaultValue: () => () => Effect.void },
+);
+
+/** Runs one request to its result (refusals and defects included). */
+export function executeRun(
+  request: RunRequested,
+  live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
+  faultHook: (request: RunRequested) => Effect.Effect<void> = () => Effect.void,
+) {
+  const base = {
+    emitted: 0,
+    output_ids: [] as string[],
+    engine_run_root: request.engine_run_root ?? null,
+    scenario_id: request.scenario_id ?? null,
+    platform_run_id: request.platform_run_id ?? null,
+  };
+  const notes: PlanNotes = {
+    engine_run_root: base.engine_run_root,
+    scenario_id: base.scenario_id,
+    output_ids: [],
+  };
+  const known = () => ({
+    ...base,
+    engine_run_root: notes.engine_run_root,
+    scenario_id: notes.scenario_id,
+    output_ids: notes.output_ids,
+  });
+  return Effect.scoped(Effect.gen(function* () {
+    const plan = yield* planRun(request, notes);
+    return yield* streamPlan(plan, live, faultHook);
+  })).pipe(
+    Effect.catch((e: WorldstreamError) =>
+      Effect.succeed<StreamResult>({
+        ...known(),
+        status: "FAILED",
+        reason: e.reason,
+        message: e.message,
+      })
+    ),
+    // A bug (an exception where none was expected) ends this run, not the service: FAILED
+    // INTERNAL_ERROR with the defect's message, receipted like any other run end.
+    Effect.catchDefect((defect) =>
+      Effect.gen(function* () {
+        const keyed = notes.keyed;
+        const message = describeCause(Cause.die(defect));
+        const emitted = yield* Ref.get(live).pipe(
+          Effect.flatMap((m) => Effect.all([...m.values()])),
+          Effect.map((outputs) => outputs.reduce((n, o) => n + o.emitted, 0)),
+        );
+        yield* Effect.logError("run_defect").pipe(Effect.annotateLogs({
+          platform_run_id: base.platform_run_id,
+          ...(keyed ? { run_key: keyed.runKey } : {}),
+          defect: message,
+        }));
+        if (keyed) {
+          yield* runReceipt(yield* Journal, "run_end", keyed.runKey, keyed.actor, {
+            platform_run_id: keyed.platformRunId,
+            status: "FAILED",
+            emitted,
+            reason: "INTERNAL_ERROR",
+            message,
+          }, "soft_block").pipe(
+            Effect.catchCause((cause) =>
+              Effect.logError("run_end receipt failed").pipe(
+                Effect.annotateLogs({ error: describeCause(cause) }),
+              )
+            ),
+          );
+        }
+        return internalError(request, Cause.die(defect), { ...known(), emitted });
+      })
+    ),
+  );
+}
+
+/**
+ * The run step: one pacing origin, a courier lane and a streamer per output, the run's receipts
+ * and its result.
+ */
+function streamPlan(
+  plan: RunPlan,
+  live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
+  faultHook: (request: RunRequested) => Effect.Effect<void>,
+) {
+  const { request, runKey: scope, producer, platformRunId, scenarioRunId, world, outputIds } = plan;
+  const plans = plan.outputs;
+  return Effect.gen(function* () {
+    const config = yield* RunConfig;
+    const { profile } = config;
+    // One pacing origin for the run: the earliest first event of any output, now.
+    const firsts = plans.flatMap((p) => p.first ? [p.first.tsMicros[0]] : []);
+    const pacing = {
+      speedup: request.speedup ?? config.speedupOverride ?? profile.policy.stream_speedup,
+      w0Ms: yield* Clock.currentTimeMillis,
+      t0Us: firsts.length ? Math.min(...firsts) : 0,
+      ...(config.maxGapSeconds === undefined ? {} : { maxGapSeconds: config.maxGapSeconds }),
+    };
+    // max_gap compresses the run's idle gaps, the same for every output (actors/run_gaps.ts).
+    const gaps = runGaps(pacing, plans.length);
+    const globalLeft = request.max_events === undefined
+      ? undefined
+      : yield* Ref.make(request.max_events);
+    const { stop } = yield* Shutdown;
+    const checkpointer = yield* Checkpointer;
+    const journal = yield* Journal;
+    yield* runReceipt(journal, "run_start", scope, producer, {
+      platform_run_id: platformRunId,
+      scenario_run_id: scenarioRunId,
+      engine_run_root: world.engineRunRoot,
+      output_ids: outputIds,
+      speedup: pacing.speedup,
+      source: request.source,
+      ...(request.message_id ? { message_id: request.message_id } : {}),
+    });
+
+    yield* faultHook(request);
+    yield* Effect.logInfo("stream_start").pipe(Effect.annotateLogs({
+      run_key: scope,
+      platform_run_id: platformRunId,
+      output_ids: outputIds.join(","),
+      speedup: pacing.speedup,
+      // The pacing anchor, so a gate-side observer can tell when each event was due.
+      pacing_w0_ms: pacing.w0Ms,
+      pacing_t0_us: pacing.t0Us,
+    }));
+
+    // Operators without a terminal (and the bench) follow progress through these log lines.
+    yield* Effect.forkScoped(
+      Ref.get(live).pipe(
+        Effect.flatMap((m) => Effect.all([...m.values()])),
+        Effect.flatMap((outputs) =>
+          Effect.logInfo("progress").pipe(Effect.annotateLogs({
+            run_key: scope,
+            emitted: outputs.reduce((n, o) => n + o.emitted, 0),
+            rss_mb: Math.round(Deno.memoryUsage().rss / 1048576),
+            outputs: outputs.map((o) => `${o.output_id}:${o.emitted}/${o.total}`).join(","),
+          }))
+        ),
+        Effect.repeat(Schedule.spaced("5 seconds")),
+        Effect.delay("5 seconds"),
+      ),
+    );
+    const results = yield* Effect.forEach(plans, (output, index) =>
+      streamOutput(output, {
+        runKey: scope,
+        producer,
+        request,
+        pacing,
+        live,
+        stop,
+        ...(globalLeft ? { globalLeft } : {}),
+        ...(gaps ? { gaps: gaps.output(index) } : {}),
+      }).pipe(
+        // An output that ends early (its lane failed to open) must not hold the others' pacing.
+        Effect.ensuring(Effect.sync(() => gaps?.output(index).end())),
+      ), { concurrency: "unbounded" });
+
+    const elapsed = (yield* Clock.currentTimeMillis) - pacing.w0Ms;
+    yield* checkpointer.flush.pipe(
+      Effect.catch((e) => Effect.logWarning("checkpoint flush failed", e.message)),
+    );
+    const emitted = results.reduce((n, r) => n + r.emitted, 0);
+    const deadLettered = results.reduce((n, r) => n + r.dead_lettered, 0);
+    const failed = results.find((r) => r.status !== "STREAMED");
+    // Every event handled, but some only as dead letters (`dead_letter_policy: continue`):
+    // not a clean STREAMED, so the result, the READY ledger and the exit code say so.
+    const status = failed ? "FAILED" : deadLettered > 0 ? "STREAMED_WITH_DEAD_LETTERS" : "STREAMED";
+    const reason = failed
+      ? (failed.reason ?? "STOPPED_BY_OPERATOR")
+      : deadLettered > 0
+      ? "DEAD_LETTERED"
+      : null;
+    yield* runReceipt(journal, "run_end", scope, producer, {
+      platform_run_id: platformRunId,
+      status,
+      emitted,
+      dead_lettered: deadLettered,
+      reason,
+      outputs: results.map((r) => ({
+        output_id: r.output_id,
+        status: r.status,
+        emitted: r.emitted,
+        dead_lettered: r.dead_lettered,
+      })),
+    }, status === "STREAMED" ? "pass" : "soft_block");
+    const outputsOut = results.map(({ message: _m, ...r }) => r);
+    return {
+      output_ids: [...outputIds],
+      engine_run_root: world.engineRunRoot,
+      scenario_id: world.worldKey.scenario_id,
+      platform_run_id: platformRunId,
+      status,
+      emitted,
+      dead_lettered: deadLettered,
+      reason,
+      ...(failed?.message ? { message: failed.message } : {}),
+      outputs: outputsOut,
+      elapsed_ms: elapsed,
+    } satisfies StreamResult as StreamResult;
+  });
+}
+
+/** What every output of a run shares. */
+interface OutputRun {
+  readonly runKey: string;
+  readonly producer: string;
+  readonly request: RunRequested;
+  readonly pacing: Pacing;
+  readonly live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>;
+  readonly stop: Shutdown["Service"]["stop"];
+  /** Events the whole run may still send (max_events), shared by its outputs. */
+  readonly globalLeft?: Ref.Ref<number>;
+  readonly gaps?: OutputGaps;
+}
+
+/** Streams one output through its own courier lane to its result. */
+function streamOutput(output: OutputPlan, run: OutputRun) {
+  return Effect.gen(function* () {
+    const config = yield* RunConfig;
+    const checkpointer = yield* Checkpointer;
+    const journal = yield* Journal;
+    yield* checkpointer.register(run.runKey, output.outputId, output.after);
+    const lane = yield* openLane<ViewPosition>(config.courier, output.outputId, {
+      onDelivered: (batch, stats) =>
+        checkpointer.advance(run.runKey, output.outputId, batch.last, stats),
+      onDeadLetter: (dead) => deadLetter(journal, run.runKey, output.outputId, run.producer, dead),
+      stop: run.stop,
+    });
+    yield* Ref.update(run.live, (m) =>
+      new Map(m).set(
+        output.outputId,
+        lane.stats.pipe(Effect.map((s) => progressOf(output.outputId, output.total, s))),
+      ));
+    const streamed = yield* runStreamer({
+      outputId: output.outputId,
+      source: output.source,
+      ...(output.first ? { first: output.first } : {}),
+      pacing: run.pacing,
+      caps: {
+        ...(run.request.max_events_per_output === undefined
+          ? {}
+          : { perOutput: run.request.max_events_per_output }),
+        ...(run.globalLeft ? { global: run.globalLeft } : {}),
+      },
+      batchSize: config.courier.batchSize,
+      lane,
+      stop: run.stop,
+      ...(run.gaps ? { gaps: run.gaps } : {}),
+    }).pipe(
+      Effect.flatMap((outcome) => lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))),
+      Effect.exit,
+    );
+    const stats = yield* lane.stats;
+    const failure = streamed._tag === "Failure" ? errorOf(streamed.cause) : undefined;
+    const status = failure
+      ? "FAILED"
+      : streamed._tag === "Success" && streamed.value.outcome.stoppedBy === "shutdown"
+      ? "STOPPED"
+      : "STREAMED";
+    yield* Effect.logInfo("stream_complete").pipe(Effect.annotateLogs({
+      run_key: run.runKey,
+      output_id: output.outputId,
+      status,
+      emitted: stats.emitted,
+      ...(failure ? { reason: failure.reason } : {}),
+    }));
+    return {
+      output_id: output.outputId,
+      status,
+      emitted: stats.emitted,
+      admitted: stats.admitted,
+      duplicate: stats.duplicate,
+      quarantined: stats.quarantined,
+      dead_lettered: stats.deadLettered,
+      resumed_from_seq: output.after ? output.after.seq : null,
+      reason: failure?.reason ?? null,
+      ...(run.pacing.speedup > 0
+        ? { lateness: stats.pacing.summary(), send_lag: stats.lateness.summary() }
+        : {}),
+      ...(failure ? { message: failure.message } : {}),
+    } as OutputResult & { message?: string };
+  }).pipe(Effect.scoped);
+}
+
+/** The FAILED INTERNAL_ERROR result of a run that a defect ended. */
+export function internalError(
+  request: RunRequested,
+  cause: Cause.Cause<unknown>,
+  base: Partial<StreamResult> = {},
+): StreamResult {
+  return {
+    emitted: 0,
+    output_ids: request.output_ids ? [...request.output_ids] : [],
+    engine_run_root: request.engine_run_root ?? null,
+    scenario_id: request.scenario_id ?? null,
+    platform_run_id: request.platform_run_id ?? null,
+    ...base,
+    status: "FAILED",
+    reason: "INTERNAL_ERROR",
+    message: describeCause(cause),
+  };
+}
+
+function progressOf(outputId: string, total: number, s: LaneStats): OutputProgress {
+  return {
+    output_id: outputId,
+    total,
+    emitted: s.emitted,
+    admitted: s.admitted,
+    duplicate: s.duplicate,
+    quarantined: s.quarantined,
+    retries: s.retries,
+    lateness: s.pacing.summary(),
+  };
+}
+
+function errorOf(cause: Cause.Cause<unknown>): WorldstreamError {
+  const error = Option.getOrUndefined(Cause.findErrorOption(cause));
+  return error instanceof WorldstreamError ? error : fail("INTERNAL_ERROR", describeCause(cause));
+}
