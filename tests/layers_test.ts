@@ -28,8 +28,7 @@ const MAY_IMPORT: Readonly<Record<string, ReadonlyArray<string>>> = {
 };
 
 /** Imports that go against the order today, each with the change that removes it. */
-const KNOWN_EXCEPTIONS: ReadonlySet<string> = new Set([
-]);
+const KNOWN_EXCEPTIONS: ReadonlySet<string> = new Set([]);
 
 const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["'](\.{1,2}\/[^"']+)["']/g;
 
