@@ -373,3 +373,19 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/**
+ * The site of a test file that runs worldstream as a process: a temporary folder, a generated
+ * world of `events` (its rows per output and in all) and a PGlite template for the gate's and
+ * worldstream's databases, made side by side.
+ */
+export async function processSite(prefix: string, events: number) {
+  const tmp = await fileTempDir(prefix);
+  const world = join(tmp, "world");
+  const [template, rows] = await Promise.all([
+    pgliteTemplate(join(tmp, "bare")),
+    makeWorld(world, events),
+  ]);
+  const total = OUTPUTS.reduce((n, id) => n + rows[id], 0);
+  return { tmp, world, template, rows, total };
+}

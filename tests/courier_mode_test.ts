@@ -5,15 +5,13 @@ import { startIg } from "../ig/server.ts";
 import {
   copyDb,
   expectedIds,
-  fileTempDir,
   gateAdmitted,
   gateCounts,
   logLines,
-  makeWorld,
   ofOutput,
   OUTPUTS,
-  pgliteTemplate,
   processEnv,
+  processSite,
   SCENARIO_RUN,
   scopedTempDir,
   spawnWorldstream,
@@ -23,13 +21,10 @@ import {
 // `main.ts stream` with the default (`local`) profile and no courier flag, against gates with and
 // without a batch route: the platform's own gate has none and answers it 404.
 
-const TMP = await fileTempDir("courier_mode_test_");
-const WORLD = join(TMP, "world");
-const [TEMPLATE, ROWS] = await Promise.all([
-  pgliteTemplate(join(TMP, "bare")),
-  makeWorld(WORLD, 600),
-]);
-const TOTAL = OUTPUTS.reduce((n, id) => n + ROWS[id], 0);
+const { tmp: TMP, world: WORLD, template: TEMPLATE, total: TOTAL } = await processSite(
+  "courier_mode_test_",
+  600,
+);
 const EXPECTED = await Effect.runPromise(expectedIds(WORLD, OUTPUTS));
 const SWITCH = "IG has no batch route";
 

@@ -13,14 +13,12 @@ import {
   assertTimeOrdered,
   copyDb,
   expectedIds,
-  fileTempDir,
   gateAdmitted,
   gateCounts,
-  makeWorld,
   ofOutput,
   OUTPUTS,
-  pgliteTemplate,
   processEnv,
+  processSite,
   SCENARIO_RUN,
   scopedTempDir,
   seededRandom,
@@ -35,13 +33,10 @@ import {
 // outlives every crash. Between crashes, while worldstream is dead, this process opens its WAL
 // and PGlite folder and reads the checkpoint the next start will resume from.
 
-const TMP = await fileTempDir("crash_test_");
-const WORLD = join(TMP, "world");
-const [TEMPLATE, ROWS] = await Promise.all([
-  pgliteTemplate(join(TMP, "bare")),
-  makeWorld(WORLD, 4000),
-]);
-const TOTAL = OUTPUTS.reduce((n, id) => n + ROWS[id], 0);
+const { tmp: TMP, world: WORLD, template: TEMPLATE, rows: ROWS, total: TOTAL } = await processSite(
+  "crash_test_",
+  4000,
+);
 
 const RUN = "platform_20260101T000000Z";
 const CYCLES = 10;

@@ -14,16 +14,14 @@ import {
   copyDb,
   type Envelope,
   expectedIds,
-  fileTempDir,
   freePort,
   gateAdmitted,
   gateCounts,
   logLines,
-  makeWorld,
   ofOutput,
   OUTPUTS,
-  pgliteTemplate,
   processEnv,
+  processSite,
   REPO,
   SCENARIO_RUN,
   scopedTempDir,
@@ -37,13 +35,10 @@ import {
 // drops connections and answers slowly; and its Postgres server stopped in the middle of a run.
 // The gate runs in this process, on PGlite, so it stays up whatever happens to the rest.
 
-const TMP = await fileTempDir("fault_test_");
-const WORLD = join(TMP, "world");
-const [TEMPLATE, ROWS] = await Promise.all([
-  pgliteTemplate(join(TMP, "bare")),
-  makeWorld(WORLD, 4000),
-]);
-const TOTAL = OUTPUTS.reduce((n, id) => n + ROWS[id], 0);
+const { tmp: TMP, world: WORLD, template: TEMPLATE, rows: ROWS, total: TOTAL } = await processSite(
+  "fault_test_",
+  4000,
+);
 const EXPECTED = await Effect.runPromise(expectedIds(WORLD, OUTPUTS));
 
 function test(

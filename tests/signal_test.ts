@@ -5,14 +5,12 @@ import { startIg } from "../ig/server.ts";
 import {
   copyDb,
   expectedIds,
-  fileTempDir,
   gateAdmitted,
   gateCounts,
-  makeWorld,
   ofOutput,
   OUTPUTS,
-  pgliteTemplate,
   processEnv,
+  processSite,
   SCENARIO_RUN,
   scopedTempDir,
   spawnWorldstream,
@@ -25,13 +23,10 @@ import {
 // this process. A stop must end the process within a few seconds, exit 130 (STOPPED_BY_OPERATOR),
 // and leave a checkpoint the same command resumes from without losing or re-sending anything.
 
-const TMP = await fileTempDir("signal_test_");
-const WORLD = join(TMP, "world");
-const [TEMPLATE, ROWS] = await Promise.all([
-  pgliteTemplate(join(TMP, "bare")),
-  makeWorld(WORLD, 4000),
-]);
-const TOTAL = OUTPUTS.reduce((n, id) => n + ROWS[id], 0);
+const { tmp: TMP, world: WORLD, template: TEMPLATE, total: TOTAL } = await processSite(
+  "signal_test_",
+  4000,
+);
 const EXPECTED = await Effect.runPromise(expectedIds(WORLD, OUTPUTS));
 // The world's five days at 20 000x take ~22 s: a stop lands mid-stream.
 const PACED_SPEEDUP = 20_000;
