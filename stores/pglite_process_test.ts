@@ -199,6 +199,22 @@ function processesUnder(pid: number): number[] {
   return found;
 }
 
+/** Whether process `pid` holds this folder's PGlite lock file open (Linux). */
+function holdsLockIn(pid: number, dir: string): boolean {
+  try {
+    for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`).startsWith(dir)) return true;
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch {
+    // Gone meanwhile.
+  }
+  return false;
+}
+
 Deno.test({
   name:
     "once PGlite's process has died, statements fail PG_UNAVAILABLE at once and closing does not wait for it",
@@ -210,7 +226,9 @@ Deno.test({
       Effect.scoped(Effect.gen(function* () {
         const pg = yield* Postgres;
         yield* pg.query("select 1");
-        const children = processesUnder(Deno.pid);
+        // Test files run side by side (`--parallel`), so other PGlite children may be ours too:
+        // this folder's is the one holding its lock file open.
+        const children = processesUnder(Deno.pid).filter((pid) => holdsLockIn(pid, dir));
         assert.equal(children.length, 1, "PGlite runs in one child process");
         // What Ctrl-C does to the whole process group: the child goes too.
         Deno.kill(children[0], "SIGINT");
