@@ -17,7 +17,7 @@ import { sha256Hex } from "../core/hash.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ReceiptDraft } from "../schemas/receipt.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
-import { checkpointRecord, type WalRecord } from "../stores/wal_records.ts";
+import { checkpointRecord, type OwedReceipt, type WalRecord } from "../stores/wal_records.ts";
 import type { LaneStats } from "./courier.ts";
 import { Journal } from "./journal.ts";
 
@@ -33,7 +33,17 @@ interface Entry {
   /** First sequence not yet covered by a delivery receipt. */
   fromSeq: number;
   flushed: DeliveryCounts;
-  latest?: { position: ViewPosition; counts: DeliveryCounts };
+  /** When (epoch ms) this output's last delivery receipt was journaled (-∞: none yet). */
+  receiptAt: number;
+  /** The newest advance not yet journaled. */
+  latest?: Advance;
+  /** The newest advance journaled as a checkpoint. */
+  journaled?: Advance;
+}
+
+interface Advance {
+  readonly position: ViewPosition;
+  readonly counts: DeliveryCounts;
 }
 
 const ZERO: DeliveryCounts = { admitted: 0, duplicate: 0, quarantined: 0, deadLettered: 0 };
@@ -45,6 +55,7 @@ export class Checkpointer extends Context.Service<Checkpointer, {
     packKey: string,
     outputId: string,
     after?: ViewPosition,
+    owed?: OwedReceipt,
   ) => Effect.Effect<void>;
   /**
    * Records that everything up to `position` was handled in order (`counts` are cumulative) and
@@ -56,12 +67,17 @@ export class Checkpointer extends Context.Service<Checkpointer, {
     position: ViewPosition,
     counts: DeliveryCounts,
   ) => Effect.Effect<void>;
-  /** Journals pending checkpoints now. */
+  /** Journals pending checkpoints now, with the delivery receipts they are owed. */
   readonly flush: Effect.Effect<void, WorldstreamError>;
 }>()("worldstream/actors/Checkpointer") {
   /** A checkpointer flushing as advances arrive, and once more when its scope closes. */
   static readonly layer = (
-    options: { readonly retryMs?: number; readonly actor?: string } = {},
+    options: {
+      readonly retryMs?: number;
+      readonly actor?: string;
+      /** Shortest time between two delivery receipts of an output, in ms (1 000). */
+      readonly receiptEveryMs?: number;
+    } = {},
   ) =>
     Layer.effect(
       Checkpointer,
@@ -79,74 +95,73 @@ export class Checkpointer extends Context.Service<Checkpointer, {
         // Wakes the flusher; one pending wake-up is enough however many advances arrive.
         const wake = yield* Queue.dropping<void>(1);
 
-        const journalDue = Effect.gen(function* () {
-          // What this flush journals, captured now: advances during the append wait for the next.
-          const due = [...entries.values()].flatMap((e) =>
-            e.latest ? [{ e, taken: e.latest }] : []
-          );
-          if (due.length === 0) return;
-          const now = yield* journal.now;
-          const records: WalRecord[] = [];
-          const receipts: ReceiptDraft[] = [];
-          for (const { e, taken } of due) {
-            const { position, counts } = taken;
-            records.push(checkpointRecord(e.packKey, e.outputId, position, now));
-            const delta = {
-              ADMIT: counts.admitted - e.flushed.admitted,
-              DUPLICATE: counts.duplicate - e.flushed.duplicate,
-              QUARANTINE: counts.quarantined - e.flushed.quarantined,
-            };
-            const deadLettered = counts.deadLettered - e.flushed.deadLettered;
-            receipts.push({
-              kind: "delivery",
-              status: delta.QUARANTINE > 0 || deadLettered > 0 ? "warn" : "pass",
-              rationale: `${e.outputId}: events ${e.fromSeq}..${position.seq} handled in order`,
-              badges: [
-                ...(delta.QUARANTINE > 0 ? ["quarantined"] : []),
-                ...(deadLettered > 0 ? ["dead_lettered"] : []),
-              ],
-              inputs_digest: sha256Hex(`${e.packKey}|${e.outputId}|${e.fromSeq}|${position.seq}`),
-              actor,
-              run_key: e.packKey,
-              output_id: e.outputId,
-              detail: {
-                sequence_from: e.fromSeq,
-                sequence_to: position.seq,
-                events: position.seq - e.fromSeq + 1,
-                counts: delta,
-                dead_lettered: deadLettered,
-                checkpoint: { ...position },
-              },
+        const receiptEvery = options.receiptEveryMs ?? 1_000;
+        // One flush: a checkpoint record per output with a pending advance, and a delivery
+        // receipt per output whose journaled checkpoints are ahead of its last receipt and whose
+        // last receipt is `receiptEvery` old (or on the final flush).
+        const journalDue = (final: boolean) =>
+          Effect.gen(function* () {
+            const now = yield* journal.now;
+            const receiptDue = (e: Entry) => final || now.getTime() - e.receiptAt >= receiptEvery;
+            // What this flush journals, captured now: advances during the append wait for the next.
+            const due = [...entries.values()].flatMap((e) => {
+              const tip = e.latest ?? e.journaled;
+              const receipt = tip !== undefined && tip.position.seq >= e.fromSeq && receiptDue(e);
+              return e.latest !== undefined || receipt
+                ? [{ e, taken: e.latest, tip: tip!, receipt }]
+                : [];
             });
-          }
-          // On failure the entries stay pending for the next flush.
-          yield* journal.append(records, receipts);
-          for (const { e, taken } of due) {
-            // An advance that arrived while journaling stays pending for the next flush.
-            if (e.latest === taken) e.latest = undefined;
-            e.fromSeq = taken.position.seq + 1;
-            e.flushed = taken.counts;
-          }
-          yield* Effect.logDebug("checkpoint_saved").pipe(
-            Effect.annotateLogs({
-              outputs: due.map(({ e }) => `${e.outputId}@${e.fromSeq - 1}`).join(","),
-            }),
-          );
-        });
+            if (due.length === 0) return;
+            const records: WalRecord[] = [];
+            const receipts: ReceiptDraft[] = [];
+            for (const { e, taken, tip, receipt } of due) {
+              if (receipt) {
+                // The checkpoint (a new one, or the journaled one again) says it owes nothing.
+                records.push(checkpointRecord(e.packKey, e.outputId, tip.position, now));
+                receipts.push(deliveryReceipt(e, tip, actor));
+              } else if (taken !== undefined) {
+                records.push(
+                  checkpointRecord(e.packKey, e.outputId, taken.position, now, owedBy(e, taken)),
+                );
+              }
+            }
+            // On failure the entries stay pending for the next flush.
+            yield* journal.append(records, receipts);
+            for (const { e, taken, tip, receipt } of due) {
+              if (taken !== undefined) {
+                e.journaled = taken;
+                // An advance that arrived while journaling stays pending for the next flush.
+                if (e.latest === taken) e.latest = undefined;
+              }
+              if (receipt) {
+                e.fromSeq = tip.position.seq + 1;
+                e.flushed = tip.counts;
+                e.receiptAt = now.getTime();
+              }
+            }
+            yield* Effect.logDebug("checkpoint_saved").pipe(
+              Effect.annotateLogs({
+                outputs: due.map(({ e, tip }) => `${e.outputId}@${tip.position.seq}`).join(","),
+              }),
+            );
+          });
         // Whatever way a flush ends, its waiters are released: true only when it is durable.
-        const flushNow = Effect.suspend(() => {
-          const mine = round;
-          round = Deferred.makeUnsafe<boolean>();
-          return journalDue.pipe(
-            Effect.onExit((exit) => Deferred.succeed(mine, exit._tag === "Success")),
-          );
-        });
-        const flush = Semaphore.withPermit(permit, Effect.uninterruptible(flushNow));
+        const flushNow = (final: boolean) =>
+          Effect.suspend(() => {
+            const mine = round;
+            round = Deferred.makeUnsafe<boolean>();
+            return journalDue(final).pipe(
+              Effect.onExit((exit) => Deferred.succeed(mine, exit._tag === "Success")),
+            );
+          });
+        const flushWith = (final: boolean) =>
+          Semaphore.withPermit(permit, Effect.uninterruptible(flushNow(final)));
+        const flush = flushWith(true);
         const retry = Duration.millis(options.retryMs ?? 250);
         // A failed flush, even a defect, is logged and retried: lanes wait on this fiber.
         yield* Effect.forkScoped(Effect.forever(
           Queue.take(wake).pipe(
-            Effect.andThen(flush),
+            Effect.andThen(flushWith(false)),
             Effect.catchCause((cause) =>
               Effect.logWarning("checkpoint flush failed; will retry", cause).pipe(
                 Effect.andThen(Effect.sleep(retry)),
@@ -161,29 +176,40 @@ export class Checkpointer extends Context.Service<Checkpointer, {
           )
         );
         return Checkpointer.of({
-          register: (packKey, outputId, after) =>
+          register: (packKey, outputId, after, owed) =>
             Effect.sync(() => {
-              const key = keyOf(packKey, outputId);
-              if (!entries.has(key)) {
-                entries.set(key, {
-                  packKey,
-                  outputId,
-                  fromSeq: after ? after.seq + 1 : 0,
-                  flushed: ZERO,
-                });
-              } else {
-                // A new lane for the same output (a rerun in this process) counts from zero.
-                const e = entries.get(key)!;
-                e.flushed = ZERO;
-                if (e.latest === undefined) e.fromSeq = after ? after.seq + 1 : e.fromSeq;
-              }
+              // A lane (also a rerun in this process) counts from zero and starts from its
+              // resume point. A receipt its checkpoint still owes (a crash came before the
+              // coalesced receipt) is paid first: its counts start the entry's, so the next
+              // receipt, or the final flush, covers the owed events with their answers.
+              entries.set(keyOf(packKey, outputId), {
+                packKey,
+                outputId,
+                fromSeq: owed && after ? owed.from_seq : after ? after.seq + 1 : 0,
+                flushed: owed && after
+                  ? {
+                    admitted: -owed.admitted,
+                    duplicate: -owed.duplicate,
+                    quarantined: -owed.quarantined,
+                    deadLettered: -owed.dead_lettered,
+                  }
+                  : ZERO,
+                receiptAt: Number.NEGATIVE_INFINITY,
+                ...(owed && after ? { journaled: { position: after, counts: ZERO } } : {}),
+              });
             }),
           advance: (packKey, outputId, position, counts) =>
             Effect.suspend(() => {
               const key = keyOf(packKey, outputId);
               let e = entries.get(key);
               if (e === undefined) {
-                e = { packKey, outputId, fromSeq: 0, flushed: ZERO };
+                e = {
+                  packKey,
+                  outputId,
+                  fromSeq: 0,
+                  flushed: ZERO,
+                  receiptAt: Number.NEGATIVE_INFINITY,
+                };
                 entries.set(key, e);
               }
               if (e.latest === undefined || e.latest.position.seq < position.seq) {
@@ -200,4 +226,47 @@ export class Checkpointer extends Context.Service<Checkpointer, {
         });
       }),
     );
+}
+
+/** What a checkpoint at `tip` owes when no receipt goes with it (see OwedReceipt). */
+function owedBy(e: Entry, tip: Advance): OwedReceipt {
+  return {
+    from_seq: e.fromSeq,
+    admitted: tip.counts.admitted - e.flushed.admitted,
+    duplicate: tip.counts.duplicate - e.flushed.duplicate,
+    quarantined: tip.counts.quarantined - e.flushed.quarantined,
+    dead_lettered: tip.counts.deadLettered - e.flushed.deadLettered,
+  };
+}
+
+/** The delivery receipt for `e`'s events from its last receipt up to `tip`. */
+function deliveryReceipt(e: Entry, tip: Advance, actor: string): ReceiptDraft {
+  const { position, counts } = tip;
+  const delta = {
+    ADMIT: counts.admitted - e.flushed.admitted,
+    DUPLICATE: counts.duplicate - e.flushed.duplicate,
+    QUARANTINE: counts.quarantined - e.flushed.quarantined,
+  };
+  const deadLettered = counts.deadLettered - e.flushed.deadLettered;
+  return {
+    kind: "delivery",
+    status: delta.QUARANTINE > 0 || deadLettered > 0 ? "warn" : "pass",
+    rationale: `${e.outputId}: events ${e.fromSeq}..${position.seq} handled in order`,
+    badges: [
+      ...(delta.QUARANTINE > 0 ? ["quarantined"] : []),
+      ...(deadLettered > 0 ? ["dead_lettered"] : []),
+    ],
+    inputs_digest: sha256Hex(`${e.packKey}|${e.outputId}|${e.fromSeq}|${position.seq}`),
+    actor,
+    run_key: e.packKey,
+    output_id: e.outputId,
+    detail: {
+      sequence_from: e.fromSeq,
+      sequence_to: position.seq,
+      events: position.seq - e.fromSeq + 1,
+      counts: delta,
+      dead_lettered: deadLettered,
+      checkpoint: { ...position },
+    },
+  };
 }

@@ -9,7 +9,8 @@ import { migrate } from "../stores/postgres_migrate.ts";
 import { Receipts } from "../stores/receipts.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import { Wal } from "./wal/writer.ts";
-import { effectiveCheckpoint } from "./wal/drain.ts";
+import { effectiveCheckpoint, resumePoint, writeToPostgres } from "./wal/drain.ts";
+import { loadStoredCheckpoint } from "../stores/checkpoints.ts";
 import { readFrames, segmentSeq } from "../stores/wal_format.ts";
 import { type CheckpointBody, parseWalRecord, type WalRecord } from "../stores/wal_records.ts";
 import { Checkpointer, type DeliveryCounts } from "./checkpointer.ts";
@@ -72,6 +73,7 @@ const services = Effect.gen(function* () {
     walDir,
     wal: Context.get(built, Wal),
     checkpointer: Context.get(built, Checkpointer),
+    receipts: Context.get(built, Receipts),
   };
 });
 
@@ -129,6 +131,8 @@ pgTest(
           ], { concurrency: 2 }),
         { concurrency: "unbounded" },
       ).pipe(Effect.timeout(DEADLINE));
+      // The run's end: the final flush pays the receipts the coalesced checkpoints owe.
+      yield* checkpointer.flush;
 
       const records = yield* Effect.promise(() => onDisk(walDir));
       const stats = yield* wal.stats;
@@ -154,7 +158,57 @@ pgTest(
           next = d.sequence_to + 1;
         }
         assert.equal(next, acks);
+        // On a still clock: the first flush's receipt, then at most one at the end (receipts
+        // coalesce to one per output per second while checkpoints ride every group commit).
+        assert.ok(details.length <= 2, `${output}: ${details.length} delivery receipts`);
       }
     }),
   { only: "pglite" },
+);
+
+pgTest(
+  "a checkpoint journaled before its coalesced receipt owes it; the resumed lane pays it, in the WAL and in Postgres",
+  () =>
+    Effect.gen(function* () {
+      const { walDir, wal, checkpointer, receipts } = yield* services;
+      const drain = (records: ReadonlyArray<WalRecord>) =>
+        writeToPostgres(records).pipe(Effect.provideService(Receipts, receipts));
+      yield* checkpointer.register(SCOPE, OUTPUT);
+      // The first advance gets its receipt; the second, on a still clock, only a checkpoint.
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(41), counts(42)).pipe(Effect.timeout(DEADLINE));
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(99), { ...counts(100), quarantined: 3 }).pipe(
+        Effect.timeout(DEADLINE),
+      );
+      const owed = { from_seq: 42, admitted: 58, duplicate: 0, quarantined: 3, dead_lettered: 0 };
+      // What a process started after a SIGKILL here reads: from the WAL, then from Postgres.
+      const resume = yield* resumePoint(SCOPE, OUTPUT).pipe(Effect.provideService(Wal, wal));
+      assert.deepEqual(resume, { position: at(99), owed });
+      yield* drain(yield* Effect.promise(() => onDisk(walDir)));
+      assert.deepEqual(yield* loadStoredCheckpoint(SCOPE, OUTPUT), { position: at(99), owed });
+
+      // The restarted lane registers with what it owes; it sends nothing more (the view ended),
+      // and the run's final flush writes the owed receipt and a checkpoint that owes nothing.
+      yield* checkpointer.register(SCOPE, OUTPUT, resume!.position, resume!.owed);
+      yield* checkpointer.flush;
+      const records = yield* Effect.promise(() => onDisk(walDir));
+      const details = records.filter((r) => r.kind === "receipt").map((r) =>
+        (r.body as { detail: { sequence_from: number; sequence_to: number; counts: unknown } })
+          .detail
+      );
+      assert.deepEqual(
+        details.map((d) => [d.sequence_from, d.sequence_to, d.counts]),
+        [
+          [0, 41, { ADMIT: 42, DUPLICATE: 0, QUARANTINE: 0 }],
+          [42, 99, { ADMIT: 58, DUPLICATE: 0, QUARANTINE: 3 }],
+        ],
+        "the receipts cover every delivered event once, with its answers",
+      );
+      const paid = yield* resumePoint(SCOPE, OUTPUT).pipe(Effect.provideService(Wal, wal));
+      assert.deepEqual(paid, { position: at(99), owed: undefined });
+      yield* drain(records);
+      assert.deepEqual(yield* loadStoredCheckpoint(SCOPE, OUTPUT), {
+        position: at(99),
+        owed: undefined,
+      });
+    }),
 );

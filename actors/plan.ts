@@ -13,11 +13,12 @@ import { selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested } from "../schemas/messages.ts";
-import { effectiveCheckpoint } from "./wal/drain.ts";
+import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
 import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
+import type { OwedReceipt } from "../stores/wal_records.ts";
 import type { OracleStore } from "../stores/oracle.ts";
 import type { Wal } from "./wal/writer.ts";
 import type { Postgres } from "../stores/postgres.ts";
@@ -32,6 +33,8 @@ export interface OutputPlan {
   readonly first: EnvelopeChunk | undefined;
   /** The checkpoint the output resumes after, if any. */
   readonly after: ViewPosition | undefined;
+  /** The delivery receipt that checkpoint still owes (written first), if any. */
+  readonly owed: OwedReceipt | undefined;
   /** Events left to stream. */
   readonly total: number;
 }
@@ -206,7 +209,8 @@ function openOutput(
       parts: output.parts,
       streamViewRoot: run.viewRoot,
     }));
-    const after = yield* effectiveCheckpoint(run.runKey, outputId);
+    const resume = yield* resumePoint(run.runKey, outputId);
+    const after = resume?.position;
     const pins: EnvelopePins = {
       manifest_fingerprint: world.worldKey.manifest_fingerprint,
       parameter_hash: world.worldKey.parameter_hash,
@@ -248,6 +252,7 @@ function openOutput(
       source,
       first,
       after,
+      owed: resume?.owed,
       total: cursor.rowCount - (after ? after.seq + 1 : 0),
     } satisfies OutputPlan;
   });

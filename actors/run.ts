@@ -260,7 +260,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
     const config = yield* RunConfig;
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
-    yield* checkpointer.register(run.runKey, output.outputId, output.after);
+    yield* checkpointer.register(run.runKey, output.outputId, output.after, output.owed);
     const lane = yield* openLane<ViewPosition>(config.courier, output.outputId, {
       onDelivered: (batch, stats) =>
         checkpointer.advance(run.runKey, output.outputId, batch.last, stats),

@@ -47,6 +47,27 @@ export type WalRecord = typeof WalRecord.Type;
 const OptionalText = Schema.optionalKey(Schema.NullOr(Schema.String));
 const OptionalObject = Schema.optionalKey(JsonObject);
 
+/**
+ * What a checkpoint covers that no delivery receipt vouches for yet (receipts coalesce, see
+ * actors/checkpointer.ts): the events from `from_seq` to the checkpoint and their answers. A
+ * restart after a crash writes the receipt it is owed, so the chain has no gap.
+ */
+export const OwedReceipt = Schema.Struct({
+  from_seq: NonNegativeInt,
+  admitted: NonNegativeInt,
+  duplicate: NonNegativeInt,
+  quarantined: NonNegativeInt,
+  dead_lettered: NonNegativeInt,
+});
+export type OwedReceipt = typeof OwedReceipt.Type;
+
+/** Decodes a stored checkpoint's `receipt_owed` (it came from a WAL checkpoint body). */
+export const decodeOwedReceipt = decodeWith(
+  OwedReceipt,
+  "WAL_RECORD_INVALID",
+  "stored checkpoint's receipt_owed",
+);
+
 /** `ws_checkpoints`: the last event an output delivered in order; `at` is `updated_at_utc`. */
 export const CheckpointBody = Schema.Struct({
   pack_key: NonEmptyString,
@@ -55,6 +76,7 @@ export const CheckpointBody = Schema.Struct({
   last_file: Schema.String,
   last_row_index: NonNegativeInt,
   last_ts_utc: Schema.String,
+  receipt_owed: Schema.optionalKey(OwedReceipt),
 });
 export type CheckpointBody = typeof CheckpointBody.Type;
 
@@ -270,7 +292,8 @@ export function defaultRecordId<K extends WalKind>(kind: K, body: WalBodies[K], 
       return (body as ReceiptBody).receipt_id;
     case "checkpoint": {
       const b = body as CheckpointBody;
-      return sha256Hex(`checkpoint|${b.pack_key}|${b.output_id}|${b.last_seq}`);
+      const owed = b.receipt_owed === undefined ? "" : `|owed:${b.receipt_owed.from_seq}`;
+      return sha256Hex(`checkpoint|${b.pack_key}|${b.output_id}|${b.last_seq}${owed}`);
     }
     default:
       return sha256Hex(canonicalJson({ kind, at: at.toISOString(), body }));
@@ -288,6 +311,7 @@ export function checkpointRecord(
   outputId: string,
   position: ViewPosition,
   at: Date,
+  owed?: OwedReceipt,
 ): WalRecord {
   return walRecord("checkpoint", {
     pack_key: packKey,
@@ -296,5 +320,6 @@ export function checkpointRecord(
     last_file: position.filename,
     last_row_index: position.file_row_number,
     last_ts_utc: position.ts_utc,
+    ...(owed ? { receipt_owed: owed } : {}),
   }, at);
 }

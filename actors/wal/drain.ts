@@ -14,7 +14,7 @@ import { Context, Duration, Effect, Layer, Schedule } from "effect";
 import { supervised } from "../../core/supervise.ts";
 import type { WorldstreamError } from "../../schemas/errors.ts";
 import type { Receipt } from "../../schemas/receipt.ts";
-import { loadCheckpoint } from "../../stores/checkpoints.ts";
+import { loadStoredCheckpoint, type StoredCheckpoint } from "../../stores/checkpoints.ts";
 import { pgQuery, Postgres } from "../../stores/postgres.ts";
 import { Receipts } from "../../stores/receipts.ts";
 import type { ViewPosition } from "../../stores/stream_view_read.ts";
@@ -34,7 +34,10 @@ export type WalHandler<R> = (
 
 /** Tuning of the drain fiber. */
 export interface WalDrainOptions {
-  /** Pause between drains once the WAL is empty, in ms (200). */
+  /**
+   * Pause between drains, in ms (1 000): what waits is durable in the WAL already, and each
+   * drain costs Postgres (embedded PGlite above all) a transaction or two.
+   */
   readonly intervalMs?: number;
   /** Records per Postgres batch (500). */
   readonly batchSize?: number;
@@ -81,7 +84,7 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
   return Effect.gen(function* () {
     const wal = yield* Wal;
     const context = yield* Effect.context<R>();
-    const intervalMs = options.intervalMs ?? 200;
+    const intervalMs = options.intervalMs ?? 1000;
     const backoffMs = options.backoffMs ?? 250;
     const maxBackoffMs = options.maxBackoffMs ?? 30_000;
     let status: WalDrainStatus = {
@@ -201,8 +204,9 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
         const c = { body: body.success as CheckpointBody, at: record.at };
         const key = `${c.body.pack_key}\u0000${c.body.output_id}`;
         const known = checkpoints.get(key);
-        // One upsert statement may touch a row only once: keep the furthest per output.
-        if (known === undefined || known.body.last_seq < c.body.last_seq) checkpoints.set(key, c);
+        // One upsert statement may touch a row only once: keep the furthest per output (at an
+        // equal sequence the later record, which has paid the receipt the earlier one owed).
+        if (known === undefined || known.body.last_seq <= c.body.last_seq) checkpoints.set(key, c);
         break;
       }
       default:
@@ -235,6 +239,7 @@ function checkpointColumns(checkpoints: ReadonlyMap<string, CheckpointRow>) {
     list.map((c) => c.body.last_row_index),
     list.map((c) => c.body.last_ts_utc),
     list.map((c) => c.at),
+    list.map((c) => c.body.receipt_owed === undefined ? "" : JSON.stringify(c.body.receipt_owed)),
   ];
 }
 
@@ -261,12 +266,22 @@ function toPosition(body: CheckpointBody): ViewPosition {
  * was drained, so the output re-sends from an earlier event, and the gate answers DUPLICATE for
  * what it already admitted (event ids are deterministic). Nothing is skipped.
  */
-export const effectiveCheckpoint = Effect.fn("effectiveCheckpoint")(function* (
+export const effectiveCheckpoint = (
   packKey: string,
   outputId: string,
-): Effect.fn.Return<ViewPosition | undefined, WorldstreamError, Wal | Postgres> {
+): Effect.Effect<ViewPosition | undefined, WorldstreamError, Wal | Postgres> =>
+  Effect.map(resumePoint(packKey, outputId), (c) => c?.position);
+
+/**
+ * {@link effectiveCheckpoint} with the delivery receipt that checkpoint is still owed (a crash
+ * came between the checkpoint and its coalesced receipt), which the resumed lane writes first.
+ */
+export const resumePoint = Effect.fn("resumePoint")(function* (
+  packKey: string,
+  outputId: string,
+): Effect.fn.Return<StoredCheckpoint | undefined, WorldstreamError, Wal | Postgres> {
   const fromWal = yield* (yield* Wal).checkpoint(packKey, outputId);
-  const fromPg = yield* loadCheckpoint(packKey, outputId).pipe(
+  const fromPg = yield* loadStoredCheckpoint(packKey, outputId).pipe(
     Effect.catchIf(
       (e) => e.reason === "PG_UNAVAILABLE",
       (e) =>
@@ -283,6 +298,7 @@ export const effectiveCheckpoint = Effect.fn("effectiveCheckpoint")(function* (
     ),
   );
   if (fromWal === undefined) return fromPg;
-  const walPosition = toPosition(fromWal.body);
-  return fromPg === undefined || fromPg.seq < walPosition.seq ? walPosition : fromPg;
+  const wal = { position: toPosition(fromWal.body), owed: fromWal.body.receipt_owed };
+  // At an equal sequence the WAL's record is the same or a later one (it paid a receipt owed).
+  return fromPg === undefined || fromPg.position.seq <= wal.position.seq ? wal : fromPg;
 });

@@ -712,7 +712,8 @@ function noteCheckpoint(index: Map<string, WalRecord>, record: WalRecord): void 
   const body = record.body as CheckpointBody;
   const key = checkpointKey(body.pack_key, body.output_id);
   const known = index.get(key);
-  if (known === undefined || (known.body as CheckpointBody).last_seq < body.last_seq) {
+  // At an equal sequence the later record wins: it has paid the receipt the earlier one owed.
+  if (known === undefined || (known.body as CheckpointBody).last_seq <= body.last_seq) {
     index.set(key, record);
   }
 }
