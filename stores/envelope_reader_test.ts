@@ -16,8 +16,8 @@ import {
   type EnvelopeReadOptions,
   openEnvelopeReader,
 } from "./envelope_reader.ts";
-import { buildStreamView, listParts, streamViewId } from "./stream_view_build.ts";
-import { openViewReader, type ViewPosition, type ViewRow } from "./stream_view_read.ts";
+import { buildStreamView, streamViewId } from "./stream_view_build.ts";
+import { listParts, openViewReader, type ViewPosition, type ViewRow } from "./stream_view_read.ts";
 import { hasPlatformContracts, platformEnvelopeValidator } from "../tests/platform_envelope.ts";
 
 const EVENTS = "s3_event_stream_with_fraud_6B";

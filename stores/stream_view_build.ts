@@ -21,6 +21,7 @@ import {
 } from "../schemas/stream_view.ts";
 import { DuckDb, type DuckSession, duckSql, sqlLiteral } from "./duckdb.ts";
 import { writeFileAtomic } from "./oracle_fs.ts";
+import { listParts } from "./stream_view_read.ts";
 
 /** The sort keys of every stream view, in order. */
 export const SORT_KEYS = STREAM_SORT_KEYS;
@@ -242,21 +243,6 @@ function verifyExisting(
       status: "SKIPPED",
       view_dir: dir,
     };
-  });
-}
-
-/** The view's part files in lexicographic order (absolute paths). */
-export function listParts(dir: string): Effect.Effect<ReadonlyArray<string>> {
-  return Effect.promise(async () => {
-    const names: string[] = [];
-    try {
-      for await (const e of Deno.readDir(dir)) {
-        if (e.isFile && /^part-.*\.parquet$/.test(e.name)) names.push(e.name);
-      }
-    } catch {
-      // A missing folder has no parts.
-    }
-    return names.sort().map((n) => join(dir, n));
   });
 }
 

@@ -9,7 +9,6 @@ import { decodeJsonText } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { StreamSortReceipt } from "../schemas/stream_view.ts";
 import { DuckDb, duckSql } from "./duckdb.ts";
-import { listParts } from "./stream_view_build.ts";
 
 /** Where a reader stands: the last row already handled (its view sequence and sort key). */
 export interface ViewPosition {
@@ -138,4 +137,19 @@ function readReceipt(dir: string) {
     try: () => Deno.readTextFile(path),
     catch: () => fail("STREAM_VIEW_MISSING", `No complete stream view at ${dir}`),
   }).pipe(Effect.flatMap(decodeJsonText(StreamSortReceipt, "STREAM_VIEW_MISSING", path)));
+}
+
+/** The view's part files in lexicographic order (absolute paths). */
+export function listParts(dir: string): Effect.Effect<ReadonlyArray<string>> {
+  return Effect.promise(async () => {
+    const names: string[] = [];
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        if (e.isFile && /^part-.*\.parquet$/.test(e.name)) names.push(e.name);
+      }
+    } catch {
+      // A missing folder has no parts.
+    }
+    return names.sort().map((n) => join(dir, n));
+  });
 }
