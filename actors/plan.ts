@@ -16,7 +16,8 @@ import type { RunRequested } from "../schemas/messages.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
-import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
+import { buildStreamView, viewDir } from "../stores/stream_view_build.ts";
+import { streamViewId } from "../stores/stream_view_read.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OwedReceipt } from "../stores/wal_records.ts";
 import type { OracleStore } from "../stores/oracle.ts";
@@ -201,6 +202,13 @@ function openOutput(
   return Effect.gen(function* () {
     const duck = yield* DuckDb;
     const outputId = output.entry.output_id;
+    const shape = world.pack.rows.get(outputId);
+    if (shape === undefined) {
+      return yield* fail(
+        "ROW_SCHEMA_MISSING",
+        `The interface pack has no row schema for ${outputId}`,
+      );
+    }
     yield* duck.apart(buildStreamView({
       engineRunRoot: world.engineRunRoot,
       engineRunId: world.runReceipt.run_id,
@@ -208,6 +216,7 @@ function openOutput(
       outputId,
       parts: output.parts,
       streamViewRoot: run.viewRoot,
+      rowShape: shape,
     }));
     const resume = yield* resumePoint(run.runKey, outputId);
     const after = resume?.position;
@@ -224,18 +233,16 @@ function openOutput(
       ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
       output_id: outputId,
     };
-    const shape = world.pack.rows.get(outputId);
-    if (shape === undefined) {
-      return yield* fail(
-        "ROW_SCHEMA_MISSING",
-        `The interface pack has no row schema for ${outputId}`,
-      );
-    }
     const cursor = yield* openEnvelopeReader(
       viewDir(run.viewRoot, outputId),
       {
-        streamViewId: streamViewId(world.engineRunRoot, world.worldKey.scenario_id, outputId),
+        streamViewId: streamViewId({
+          engineRunId: world.runReceipt.run_id,
+          worldKey: world.worldKey,
+          outputId,
+        }),
         outputId,
+        world: { engineRunId: world.runReceipt.run_id, worldKey: world.worldKey },
       },
       pins,
       {

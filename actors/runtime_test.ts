@@ -16,8 +16,8 @@ import { DuckDb } from "../stores/duckdb.ts";
 import { WalDrain } from "./wal/drain.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { ReadyLedger } from "./ready_ledger.ts";
-import { streamViewId, viewDir } from "../stores/stream_view_build.ts";
-import { openViewReader } from "../stores/stream_view_read.ts";
+import { viewDir } from "../stores/stream_view_build.ts";
+import { openViewReader, streamViewId } from "../stores/stream_view_read.ts";
 import { ControlBus } from "./control_bus.ts";
 import { coreLayer, runtimeLayer } from "./runtime.ts";
 import { Shutdown } from "./shutdown.ts";
@@ -197,7 +197,14 @@ function expectedIds(outputId: string) {
     const { manifest_fingerprint, parameter_hash, seed, scenario_id } = world.worldKey;
     const cursor = yield* openViewReader(
       viewDir(join(world.engineRunRoot, "stream_view", "ts_utc"), outputId),
-      { streamViewId: streamViewId(world.engineRunRoot, scenario_id, outputId), outputId },
+      {
+        streamViewId: streamViewId({
+          engineRunId: world.runReceipt.run_id,
+          worldKey: world.worldKey,
+          outputId,
+        }),
+        outputId,
+      },
     );
     const ids: Array<string> = [];
     for (let rows = yield* cursor.next; rows !== undefined; rows = yield* cursor.next) {

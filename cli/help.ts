@@ -83,7 +83,10 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       "output-ids": OUTPUT_IDS,
       "scenario-id": SCENARIO_ID,
       profile: PROFILE,
-      repair: { meaning: "rebuild a view that has files but no receipt (a crashed build)" },
+      repair: {
+        meaning:
+          "rebuild a view that has files but no receipt (a crashed build), or whose sources changed or whose receipt or manifest no longer match",
+      },
     },
   },
   stream: {

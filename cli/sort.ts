@@ -43,8 +43,15 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
     const viewRoot = options.streamViewRoot ?? join(world.engineRunRoot, "stream_view", "ts_utc");
     // Check every output before building any, so a bad id leaves nothing half-done.
     const resolved = [];
-    for (const id of options.outputIds) resolved.push(yield* resolveOutput(world, id));
-    for (const output of resolved) {
+    for (const id of options.outputIds) {
+      const output = yield* resolveOutput(world, id);
+      const shape = world.pack.rows.get(output.entry.output_id);
+      if (shape === undefined) {
+        return yield* fail("ROW_SCHEMA_MISSING", `The interface pack has no row schema for ${id}`);
+      }
+      resolved.push({ output, shape });
+    }
+    for (const { output, shape } of resolved) {
       const id = output.entry.output_id;
       const bar = progressBar(`sort ${id}`);
       const result = yield* buildStreamView({
@@ -54,6 +61,7 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
         outputId: id,
         parts: output.parts,
         streamViewRoot: viewRoot,
+        rowShape: shape,
       }, { repair: options.repair, onProgress: bar.update }).pipe(Effect.ensuring(bar.done));
       yield* Effect.logInfo("stream view ready").pipe(
         Effect.annotateLogs({ output_id: id, status: result.status, rows: result.row_count }),

@@ -188,11 +188,13 @@ Deno.test("a part that is not parquet fails PARQUET_UNREADABLE", async () => {
   await assertNothingWritten(truncated, TRAFFIC);
 });
 
-Deno.test("a part whose columns differ from the others fails PARQUET_UNREADABLE without leaving staging", async () => {
+Deno.test("a part that lacks the row schema's columns fails ROW_COLUMN_MISSING naming the part, without leaving staging", async () => {
   const root = await freshWorld();
   const [, second] = await partsOf(root, TRAFFIC);
   await rewritePart(second, "ts_utc");
-  await sortFails(root, [TRAFFIC], "PARQUET_UNREADABLE");
+  const result = await sortFails(root, [TRAFFIC], "ROW_COLUMN_MISSING");
+  assert.ok(result.message?.includes(second.slice(root.length + 1)), result.message);
+  assert.match(result.message ?? "", /lacks column flow_id/);
   await assertNothingWritten(root, TRAFFIC);
 });
 
@@ -255,16 +257,23 @@ Deno.test("an output whose parts hold zero rows fails OUTPUT_EMPTY", async () =>
   await assertNothingWritten(root, TRAFFIC);
 });
 
-Deno.test("parts with their own filename column fail STREAM_SORT_STATS_MISMATCH, not a view with wrong provenance", async () => {
-  // A source column named `filename` hides DuckDB's provenance column of that name: the raw
-  // stats hash the column's values, the view the part names, so the two disagree.
-  const root = await freshWorld();
-  for (const part of await partsOf(root, TRAFFIC)) {
-    await rewritePart(part, "*, 'engine.parquet' AS filename");
+Deno.test("parts with their own filename or file_row_number column fail ROW_COLUMN_RESERVED, not a view with wrong provenance", async () => {
+  // A source column of either name hides DuckDB's provenance column of that name: the view
+  // would order and resume by the part's values instead of the file and row it came from.
+  // Open and closed row schemas alike (arrival_events_5B allows undeclared columns).
+  for (const outputId of [TRAFFIC, ARRIVALS]) {
+    for (const column of ["filename", "file_row_number"]) {
+      const root = await freshWorld();
+      const [first] = await partsOf(root, outputId);
+      for (const part of await partsOf(root, outputId)) {
+        await rewritePart(part, `*, 7 AS ${column}`);
+      }
+      const result = await sortFails(root, [outputId], "ROW_COLUMN_RESERVED");
+      assert.ok(result.message?.includes(first.slice(root.length + 1)), result.message);
+      assert.match(result.message ?? "", new RegExp(`a column named ${column}`));
+      await assertNothingWritten(root, outputId);
+    }
   }
-  const result = await sortFails(root, [TRAFFIC], "STREAM_SORT_STATS_MISMATCH");
-  assert.match(result.message ?? "", new RegExp(`^Output ${TRAFFIC}: .* in hash_sum, hash_sum2$`));
-  await assertNothingWritten(root, TRAFFIC);
 });
 
 // ---------------------------------------------------------------------------------------------

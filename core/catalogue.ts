@@ -29,18 +29,49 @@ export type GateEntry = typeof GateEntry.Type;
 const CatalogueFile = Schema.Struct({ version: Schema.String, outputs: Schema.Array(OutputEntry) });
 const GatesFile = Schema.Struct({ version: Schema.String, gates: Schema.Array(GateEntry) });
 
-/** An output's row shape: its declared columns and whether undeclared ones are allowed. */
+/** A JSON type a row schema allows for a column. */
+export type JsonType = "string" | "integer" | "number" | "boolean" | "null";
+
+/**
+ * An output's row shape: its declared columns, which of them every row must have, the JSON
+ * types each may hold ("null" among them when it may be null) and whether undeclared columns
+ * are allowed.
+ */
 export interface RowShape {
   readonly columns: ReadonlyArray<string>;
+  readonly required: ReadonlyArray<string>;
+  readonly types: ReadonlyMap<string, ReadonlyArray<JsonType>>;
   readonly additionalProperties: boolean;
 }
+
+const JSON_TYPES: ReadonlySet<string> = new Set(["string", "integer", "number", "boolean", "null"]);
+
+// The JSON type of each `$defs` entry the row schemas point at (schemas.layer1.yaml,
+// schemas.5B.yaml); the extracted subset does not carry the `$defs` themselves.
+const DEF_TYPES: Readonly<Record<string, JsonType>> = {
+  hex64: "string",
+  id64: "integer",
+  seed: "integer",
+  scenario_id: "string",
+  zone_representation: "string",
+  rfc3339_micros: "string",
+  iana_tzid: "string",
+  local_wall_timestamp_micros: "string",
+};
+
+const PropertyNode = Schema.Struct({
+  type: Schema.optionalKey(Schema.Union([Schema.String, Schema.Array(Schema.String)])),
+  $ref: Schema.optionalKey(Schema.String),
+  nullable: Schema.optionalKey(Schema.Boolean),
+});
 
 const RowSchemasFile = Schema.Struct({
   outputs: Schema.Record(
     Schema.String,
     Schema.Struct({
       additionalProperties: Schema.Boolean,
-      properties: Schema.Record(Schema.String, Schema.Unknown),
+      required: Schema.optionalKey(Schema.Array(Schema.String)),
+      properties: Schema.Record(Schema.String, PropertyNode),
     }),
   ),
 });
@@ -82,13 +113,29 @@ export const loadInterfacePack = Effect.fn("loadInterfacePack")(function* (dir?:
   const rows = rowsText === undefined
     ? { outputs: {} }
     : yield* decodeYaml(RowSchemasFile, rowsText, "row_schemas.yaml");
+  const shapes = new Map<string, RowShape>();
+  for (const [id, r] of Object.entries(rows.outputs)) {
+    const types = new Map<string, ReadonlyArray<JsonType>>();
+    for (const [column, node] of Object.entries(r.properties)) {
+      types.set(column, yield* jsonTypesOf(node, `${id}.${column}`));
+    }
+    const required = r.required ?? [];
+    const undeclared = required.find((c) => !types.has(c));
+    if (undeclared !== undefined) {
+      return yield* fail(
+        "INTERFACE_PACK_INVALID",
+        `row_schemas.yaml: ${id} requires ${undeclared}, which it does not declare`,
+      );
+    }
+    shapes.set(id, {
+      columns: Object.keys(r.properties),
+      required,
+      types,
+      additionalProperties: r.additionalProperties,
+    });
+  }
   return {
-    rows: new Map(
-      Object.entries(rows.outputs).map(([id, r]) => [id, {
-        columns: Object.keys(r.properties),
-        additionalProperties: r.additionalProperties,
-      }]),
-    ),
+    rows: shapes,
     outputs: new Map(catalogue.outputs.map((o) => [o.output_id, o])),
     gates: new Map(gates.gates.map((g) => [g.gate_id, g])),
     catalogueDigest: sha256Hex(catalogueText),
@@ -142,6 +189,32 @@ export function renderTemplate(template: string, key: WorldKey): string {
     /\{(seed|parameter_hash|manifest_fingerprint|scenario_id)\}/g,
     (_, k) => String(key[k as keyof WorldKey]),
   );
+}
+
+// A property's JSON types: its `type` (one or a list) or its `$ref`'s, plus "null" when
+// `nullable` (an OpenAPI keyword the engine schemas use).
+function jsonTypesOf(
+  node: typeof PropertyNode.Type,
+  where: string,
+): Effect.Effect<ReadonlyArray<JsonType>, WorldstreamError> {
+  const invalid = (problem: string) =>
+    Effect.fail(fail("INTERFACE_PACK_INVALID", `row_schemas.yaml: ${where} ${problem}`));
+  let types: ReadonlyArray<string>;
+  if (node.$ref !== undefined) {
+    const name = /^#\/\$defs\/([A-Za-z0-9_]+)$/.exec(node.$ref)?.[1];
+    if (name === undefined || !Object.hasOwn(DEF_TYPES, name)) {
+      return invalid(`has an unknown $ref ${node.$ref}`);
+    }
+    types = [DEF_TYPES[name]];
+  } else if (node.type !== undefined) {
+    types = typeof node.type === "string" ? [node.type] : node.type;
+    const unknown = types.find((t) => !JSON_TYPES.has(t));
+    if (unknown !== undefined) return invalid(`has an unsupported type ${unknown}`);
+  } else {
+    return invalid("has no type and no $ref");
+  }
+  const all = node.nullable === true ? [...types, "null"] : types;
+  return Effect.succeed([...new Set(all)] as ReadonlyArray<JsonType>);
 }
 
 function readText(url: URL): Effect.Effect<string, WorldstreamError> {

@@ -3,6 +3,9 @@
  * `_stream_view_manifest.json` says what the view is, `_stream_sort_receipt.json` proves it was
  * sorted completely (raw and sorted stats agree). Both are closed objects.
  *
+ * The receipt also lists what identifies each source part (`sources`), so a view whose sources
+ * were rewritten after it was built is refused instead of streamed.
+ *
  * `hash_sum`/`hash_sum2` are sums of 64-bit hashes, beyond 2^53, so they travel as decimal
  * strings; min/max ts are null for an empty output.
  */
@@ -40,6 +43,20 @@ export const StreamSortStats = Schema.Struct({
 });
 export type StreamSortStats = typeof StreamSortStats.Type;
 
+/**
+ * What identifies one source part when its view was built: its path relative to the engine run
+ * root, its size, its modification time and the sha256 of its parquet footer (the file
+ * metadata: schema, row groups, their statistics and offsets). A part rewritten after the
+ * build differs in at least one of them, so the view is known stale without reading its rows.
+ */
+export const StreamViewSource = Schema.Struct({
+  path: NonEmptyString,
+  size: NonNegativeInt,
+  mtime_utc: NonEmptyString,
+  footer_sha256: Hex64,
+});
+export type StreamViewSource = typeof StreamViewSource.Type;
+
 /** `_stream_view_manifest.json`: the view's id, roots, world and sort order. */
 export const StreamViewManifest = Schema.Struct({
   stream_view_id: Hex64,
@@ -66,6 +83,8 @@ export const StreamSortReceipt = Schema.Struct({
   sort_keys: StreamSortKeys,
   partition_granularity: PartitionGranularity,
   source_locator_digest: Hex64,
+  /** Each source part's identity, in path order (worldstream's addition to the format). */
+  sources: Schema.Array(StreamViewSource).check(Schema.isMinLength(1)),
   raw_stats: StreamSortStats,
   sorted_stats: StreamSortStats,
   created_utc: NonEmptyString,

@@ -17,8 +17,8 @@ import { parseFlags } from "../cli/args.ts";
 import { resolveOutput, resolveWorld } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
 import { DuckDb, duckSql, sqlLiteral } from "../stores/duckdb.ts";
-import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
-import { openViewReader, type ViewPosition } from "../stores/stream_view_read.ts";
+import { buildStreamView, viewDir } from "../stores/stream_view_build.ts";
+import { openViewReader, streamViewId, type ViewPosition } from "../stores/stream_view_read.ts";
 import { genWorld } from "./gen_world.ts";
 
 const OUTPUT = "s3_event_stream_with_fraud_6B";
@@ -49,6 +49,7 @@ const bench = Effect.gen(function* () {
     outputId: OUTPUT,
     parts: output.parts,
     streamViewRoot: viewRoot,
+    rowShape: world.pack.rows.get(OUTPUT)!,
   };
   const db = yield* DuckDb;
 
@@ -99,7 +100,11 @@ const bench = Effect.gen(function* () {
     return { seq: events - 1000, ...rows[0], file_row_number: Number(rows[0].file_row_number) };
   }));
   const expectation = {
-    streamViewId: streamViewId(world.engineRunRoot, world.worldKey.scenario_id, OUTPUT),
+    streamViewId: streamViewId({
+      engineRunId: world.runReceipt.run_id,
+      worldKey: world.worldKey,
+      outputId: OUTPUT,
+    }),
     outputId: OUTPUT,
   };
   const seek = yield* Effect.scoped(Effect.gen(function* () {

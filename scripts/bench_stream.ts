@@ -32,7 +32,8 @@ import { OracleStore } from "../stores/oracle.ts";
 import { DuckDb, duckSql } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { openEnvelopeReader } from "../stores/envelope_reader.ts";
-import { buildStreamView, streamViewId, viewDir } from "../stores/stream_view_build.ts";
+import { buildStreamView, viewDir } from "../stores/stream_view_build.ts";
+import { streamViewId } from "../stores/stream_view_read.ts";
 import { genWorld } from "./gen_world.ts";
 
 const OUTPUT = "s3_event_stream_with_fraud_6B";
@@ -84,6 +85,7 @@ async function prepareWorld(n: number) {
         outputId: OUTPUT,
         parts: output.parts,
         streamViewRoot: viewRoot,
+        rowShape: world.pack.rows.get(OUTPUT)!,
       });
       return { root: world.engineRunRoot, world, output, vdir: viewDir(viewRoot, OUTPUT) };
     }).pipe(Effect.provide(DuckDb.layer())),
@@ -360,7 +362,11 @@ async function envelopeTexts(w: Awaited<ReturnType<typeof prepareWorld>>, pr: st
       const cursor = yield* openEnvelopeReader(
         w.vdir,
         {
-          streamViewId: streamViewId(w.root, w.world.worldKey.scenario_id, OUTPUT),
+          streamViewId: streamViewId({
+            engineRunId: w.world.runReceipt.run_id,
+            worldKey: w.world.worldKey,
+            outputId: OUTPUT,
+          }),
           outputId: OUTPUT,
         },
         pinsOf(w, pr),
@@ -437,7 +443,11 @@ if (only.has("throughput")) {
       const cursor = yield* openEnvelopeReader(
         w.vdir,
         {
-          streamViewId: streamViewId(w.root, w.world.worldKey.scenario_id, OUTPUT),
+          streamViewId: streamViewId({
+            engineRunId: w.world.runReceipt.run_id,
+            worldKey: w.world.worldKey,
+            outputId: OUTPUT,
+          }),
           outputId: OUTPUT,
         },
         pinsOf(w, platformRunId()),

@@ -16,8 +16,14 @@ import {
   type EnvelopeReadOptions,
   openEnvelopeReader,
 } from "./envelope_reader.ts";
-import { buildStreamView, listParts, streamViewId } from "./stream_view_build.ts";
-import { openViewReader, type ViewPosition, type ViewRow } from "./stream_view_read.ts";
+import { buildStreamView } from "./stream_view_build.ts";
+import {
+  listParts,
+  openViewReader,
+  streamViewId,
+  type ViewPosition,
+  type ViewRow,
+} from "./stream_view_read.ts";
 import { hasPlatformContracts, platformEnvelopeValidator } from "../tests/platform_envelope.ts";
 
 const EVENTS = "s3_event_stream_with_fraud_6B";
@@ -55,6 +61,7 @@ for (const outputId of [EVENTS, ARRIVALS]) {
     outputId,
     parts: output.parts,
     streamViewRoot: viewRoot,
+    rowShape: world.pack.rows.get(outputId)!,
   }));
   viewDirs[outputId] = built.view_dir;
 }
@@ -90,7 +97,11 @@ function pinsFor(outputId: string, extra: Partial<EnvelopePins> = {}): EnvelopeP
 }
 
 const expectation = (outputId: string) => ({
-  streamViewId: streamViewId(root, world.worldKey.scenario_id, outputId),
+  streamViewId: streamViewId({
+    engineRunId: world.runReceipt.run_id,
+    worldKey: world.worldKey,
+    outputId,
+  }),
   outputId,
 });
 

@@ -1,6 +1,11 @@
 /**
- * Builds an output's stream view: its parquet parts sorted into one time-ordered view with
- * DuckDB, checked (raw vs sorted stats) and published atomically.
+ * Builds an output's stream view: its parquet parts checked (columns against the row schema and
+ * each other), sorted into one time-ordered view with DuckDB, checked again (raw vs sorted
+ * stats) and published atomically, with a receipt that records what identifies each source.
+ *
+ * An existing view is used only while its receipt and manifest still name this world and output
+ * and every source part is the one it was built from; a stale view is refused
+ * (`STREAM_VIEW_STALE`), and rebuilt when the caller asks for a repair.
  *
  * Publication: everything is written into a staging folder beside the view (parts, then the
  * manifest, then the receipt, each fsynced) and the folder is renamed into place in one step. A
@@ -10,17 +15,26 @@
  */
 import { Clock, Effect } from "effect";
 import { basename, join } from "node:path";
-import { canonicalJson, sha256Hex } from "../core/hash.ts";
-import type { WorldKey } from "../core/catalogue.ts";
+import { sha256Hex } from "../core/hash.ts";
+import type { RowShape, WorldKey } from "../core/catalogue.ts";
+import { checkPartColumns } from "../core/row_shape.ts";
 import { decodeJsonText } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import {
   STREAM_SORT_KEYS,
   StreamSortReceipt,
   type StreamSortStats,
+  type StreamViewSource,
 } from "../schemas/stream_view.ts";
 import { DuckDb, type DuckSession, duckSql, sqlLiteral } from "./duckdb.ts";
 import { writeFileAtomic } from "./oracle_fs.ts";
+import { checkManifest, listParts, streamViewId } from "./stream_view_read.ts";
+import {
+  compareSources,
+  describeParts,
+  fingerprintParts,
+  type SourcePart,
+} from "./stream_view_sources.ts";
 
 /** The sort keys of every stream view, in order. */
 export const SORT_KEYS = STREAM_SORT_KEYS;
@@ -37,6 +51,8 @@ export interface ViewSource {
   readonly parts: ReadonlyArray<string>;
   /** Absolute folder holding the views, e.g. `<root>/stream_view/ts_utc`. */
   readonly streamViewRoot: string;
+  /** The output's row schema: every part must fit it before a view is built or used. */
+  readonly rowShape: RowShape;
 }
 
 /** Row count, hash sums and time range of a set of rows (raw sources or a sorted view). */
@@ -53,21 +69,13 @@ export interface BuildResult {
 
 /** Options of a build. */
 export interface BuildOptions {
-  /** Remove a view folder that has parts but no receipt, then rebuild it. */
+  /**
+   * Remove a view folder that has parts but no receipt, or whose receipt or manifest no longer
+   * matches this world's sources (stale, edited, built for another id), then rebuild it.
+   */
   readonly repair?: boolean;
   /** Called with 0–100 while DuckDB sorts. */
   readonly onProgress?: (percentage: number) => Effect.Effect<void>;
-}
-
-/** `sha256_hex(canonical JSON of {engine_run_root, scenario_id, output_id, sort_keys, partition_granularity})`. */
-export function streamViewId(engineRunRoot: string, scenarioId: string, outputId: string): string {
-  return sha256Hex(canonicalJson({
-    engine_run_root: engineRunRoot,
-    scenario_id: scenarioId,
-    output_id: outputId,
-    sort_keys: SORT_KEYS,
-    partition_granularity: "flat",
-  }));
 }
 
 /** The folder of an output's view under a stream view root. */
@@ -88,16 +96,40 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
   const db = yield* DuckDb;
   return yield* Effect.scoped(Effect.gen(function* () {
     const session = yield* db.session;
-    const id = streamViewId(source.engineRunRoot, source.worldKey.scenario_id, source.outputId);
+    const id = streamViewId(source);
     const dir = viewDir(source.streamViewRoot, source.outputId);
     const digest = sourceLocatorDigest(source.engineRunRoot, source.parts);
     if (source.parts.length === 0) {
       return yield* fail("OUTPUT_PARTS_MISSING", `Output ${source.outputId} has no part files`);
     }
+    const parts: ReadonlyArray<SourcePart> = source.parts.map((path) => ({
+      path,
+      relative: relativeTo(source.engineRunRoot, path),
+    }));
+    // What identifies the sources is taken before anything reads them, so a part rewritten
+    // while the view is built shows up as a change (below, and on the next use).
+    const sources = yield* fingerprintParts(source.outputId, parts);
+    yield* checkPartColumns(
+      source.outputId,
+      source.rowShape,
+      yield* describeParts(session, source.outputId, parts),
+    );
 
-    const existing = yield* inspectExisting(dir);
+    let existing = yield* inspectExisting(dir);
     if (existing === "complete") {
-      return yield* verifyExisting(session, source, id, dir, digest);
+      const verified = yield* verifyExisting(session, source, { id, dir, digest, sources }).pipe(
+        Effect.catch((e: WorldstreamError) =>
+          options.repair && REPAIRABLE.has(e.reason)
+            ? Effect.logWarning("removing a stream view that no longer matches its world").pipe(
+              Effect.annotateLogs({ output_id: source.outputId, view_dir: dir, reason: e.reason }),
+              Effect.andThen(removeDir(dir)),
+              Effect.as(undefined),
+            )
+            : Effect.fail(e)
+        ),
+      );
+      if (verified !== undefined) return verified;
+      existing = "absent";
     }
     if (existing === "partial") {
       if (!options.repair) {
@@ -138,6 +170,12 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
 
       const sorted = yield* statsOf(session, "stream_view_sorted_stats", { files: [partPath] });
       yield* compareStats(source.outputId, raw, sorted);
+      yield* compareSources(
+        dir,
+        sources,
+        yield* fingerprintParts(source.outputId, parts),
+        "while the view was built",
+      );
 
       const now = new Date(yield* Clock.currentTimeMillis).toISOString();
       const manifest = {
@@ -162,6 +200,7 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
         sort_keys: SORT_KEYS,
         partition_granularity: "flat",
         source_locator_digest: digest,
+        sources,
         raw_stats: raw,
         sorted_stats: sorted,
         created_utc: now,
@@ -174,7 +213,7 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
     if (!published) {
       // Another build published first; it must have built the same view.
       yield* removeDir(staging);
-      return yield* verifyExisting(session, source, id, dir, digest);
+      return yield* verifyExisting(session, source, { id, dir, digest, sources });
     }
     return {
       output_id: source.outputId,
@@ -189,6 +228,16 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
 
 const RECEIPT = "_stream_sort_receipt.json";
 
+// What a repair may remove and rebuild: a view that no longer matches its world. A view that
+// matches but is unreadable or empty is a different problem and is left for a person to see.
+const REPAIRABLE: ReadonlySet<string> = new Set([
+  "STREAM_RECEIPT_MISMATCH",
+  "STREAM_VIEW_STALE",
+  "STREAM_VIEW_MANIFEST_INVALID",
+  "STREAM_VIEW_ID_MISMATCH",
+  "STREAM_VIEW_OUTPUT_MISMATCH",
+]);
+
 function inspectExisting(dir: string): Effect.Effect<"absent" | "partial" | "complete"> {
   return Effect.promise(async () => {
     const names: string[] = [];
@@ -202,14 +251,21 @@ function inspectExisting(dir: string): Effect.Effect<"absent" | "partial" | "com
   });
 }
 
-/** A view with a receipt is trusted only if the receipt still describes these sources and parts. */
+/**
+ * A view with a receipt is trusted only if the receipt and the manifest still name this view,
+ * and the receipt still describes these sources (each part's identity) and the view's parts.
+ */
 function verifyExisting(
   session: DuckSession,
   source: ViewSource,
-  id: string,
-  dir: string,
-  digest: string,
+  expected: {
+    readonly id: string;
+    readonly dir: string;
+    readonly digest: string;
+    readonly sources: ReadonlyArray<StreamViewSource>;
+  },
 ): Effect.Effect<BuildResult, WorldstreamError> {
+  const { id, dir, digest, sources } = expected;
   return Effect.gen(function* () {
     const text = yield* Effect.tryPromise({
       try: () => Deno.readTextFile(join(dir, RECEIPT)),
@@ -227,6 +283,12 @@ function verifyExisting(
       );
     if (receipt.stream_view_id !== id) return yield* mismatch("stream_view_id");
     if (receipt.output_id !== source.outputId) return yield* mismatch("output_id");
+    yield* checkManifest(dir, {
+      streamViewId: id,
+      outputId: source.outputId,
+      world: { engineRunId: source.engineRunId, worldKey: source.worldKey },
+    });
+    yield* compareSources(dir, receipt.sources, sources);
     if (receipt.source_locator_digest !== digest) return yield* mismatch("source_locator_digest");
     const rawCount = yield* footerRowCount(session, source.parts);
     const viewParts = yield* listParts(dir);
@@ -242,21 +304,6 @@ function verifyExisting(
       status: "SKIPPED",
       view_dir: dir,
     };
-  });
-}
-
-/** The view's part files in lexicographic order (absolute paths). */
-export function listParts(dir: string): Effect.Effect<ReadonlyArray<string>> {
-  return Effect.promise(async () => {
-    const names: string[] = [];
-    try {
-      for await (const e of Deno.readDir(dir)) {
-        if (e.isFile && /^part-.*\.parquet$/.test(e.name)) names.push(e.name);
-      }
-    } catch {
-      // A missing folder has no parts.
-    }
-    return names.sort().map((n) => join(dir, n));
   });
 }
 
@@ -324,7 +371,12 @@ function toStats(r: Record<string, unknown>): ViewStats {
   };
 }
 
-function compareStats(outputId: string, raw: ViewStats, sorted: ViewStats) {
+/** Fails `STREAM_SORT_STATS_MISMATCH` naming every stat in which the sorted view differs. */
+export function compareStats(
+  outputId: string,
+  raw: ViewStats,
+  sorted: ViewStats,
+): Effect.Effect<void, WorldstreamError> {
   const diff = (Object.keys(raw) as Array<keyof ViewStats>).filter((k) => raw[k] !== sorted[k]);
   return diff.length === 0 ? Effect.void : Effect.fail(
     fail(

@@ -10,11 +10,16 @@ import { DuckDb } from "./duckdb.ts";
 import {
   type BuildOptions,
   buildStreamView,
-  streamViewId,
+  compareStats,
   viewDir,
   type ViewSource,
 } from "./stream_view_build.ts";
-import { openViewReader, type ViewPosition, type ViewRow } from "./stream_view_read.ts";
+import {
+  openViewReader,
+  streamViewId,
+  type ViewPosition,
+  type ViewRow,
+} from "./stream_view_read.ts";
 
 const OUTPUT = "s3_event_stream_with_fraud_6B";
 const run = <A, E>(eff: Effect.Effect<A, E, DuckDb>) =>
@@ -47,6 +52,7 @@ async function sourceOf(root: string, outputId = OUTPUT): Promise<ViewSource> {
     outputId,
     parts: output.parts,
     streamViewRoot: join(world.engineRunRoot, "stream_view", "ts_utc"),
+    rowShape: world.pack.rows.get(outputId)!,
   };
 }
 
@@ -61,11 +67,7 @@ function failureReason(exit: Exit.Exit<unknown, unknown>): string | undefined {
 async function readAll(dir: string, source: ViewSource, after?: ViewPosition) {
   return await run(Effect.scoped(Effect.gen(function* () {
     const cursor = yield* openViewReader(dir, {
-      streamViewId: streamViewId(
-        source.engineRunRoot,
-        source.worldKey.scenario_id,
-        source.outputId,
-      ),
+      streamViewId: streamViewId(source),
       outputId: source.outputId,
     }, after);
     const rows: ViewRow[] = [];
@@ -82,7 +84,7 @@ Deno.test("a built view holds every source row exactly once, globally ordered by
   const result = await run(build(source));
   assert.equal(result.status, "BUILT");
   assert.equal(result.row_count, 3000);
-  assert.equal(result.stream_view_id, streamViewId(root, "baseline_v1", OUTPUT));
+  assert.equal(result.stream_view_id, streamViewId(source));
 
   // An independent DuckDB query over the published files confirms order, counts and content.
   const check = await run(Effect.scoped(Effect.gen(function* () {
@@ -217,7 +219,7 @@ Deno.test("the reader fails closed on a missing view, another view's id or anoth
   const { view_dir } = await run(build(source));
   const open = (dir: string, streamViewId: string, outputId: string) =>
     runExit(Effect.scoped(openViewReader(dir, { streamViewId, outputId })));
-  const id = streamViewId(root, "baseline_v1", OUTPUT);
+  const id = streamViewId(source);
   assert.equal(failureReason(await open(join(root, "nowhere"), id, OUTPUT)), "STREAM_VIEW_MISSING");
   assert.equal(
     failureReason(await open(view_dir, "f".repeat(64), OUTPUT)),
@@ -238,10 +240,57 @@ Deno.test("an empty view is refused by the reader", async () => {
   receipt.sorted_stats.row_count = 0;
   await Deno.writeTextFile(receiptPath, JSON.stringify(receipt));
   const exit = await runExit(Effect.scoped(openViewReader(view_dir, {
-    streamViewId: streamViewId(root, "baseline_v1", OUTPUT),
+    streamViewId: streamViewId(source),
     outputId: OUTPUT,
   })));
   assert.equal(failureReason(exit), "STREAM_VIEW_EMPTY");
+});
+
+Deno.test("a view whose source parts changed since the build is refused STREAM_VIEW_STALE, and a repair rebuilds it", async () => {
+  const root = await freshWorld("stale");
+  const source = await sourceOf(root);
+  const first = await run(build(source));
+  const receipt = await Deno.readTextFile(join(first.view_dir, "_stream_sort_receipt.json"));
+  // Same size, same footer: only the modification time tells this part apart.
+  const part = source.parts[0];
+  await Deno.utime(part, new Date("2020-01-01T00:00:00Z"), new Date("2020-01-01T00:00:00Z"));
+  const exit = await runExit(build(source));
+  assert.equal(failureReason(exit), "STREAM_VIEW_STALE");
+  assert.match(String(exit), /mtime_utc .* -> 2020-01-01T00:00:00.000Z/);
+  assert.equal(
+    await Deno.readTextFile(join(first.view_dir, "_stream_sort_receipt.json")),
+    receipt,
+    "a refused view is left as it was",
+  );
+  const repaired = await run(build(source, { repair: true }));
+  assert.equal(repaired.status, "BUILT");
+  assert.equal((await run(build(source))).status, "SKIPPED");
+});
+
+Deno.test("a world moved after its views were built keeps them: same id, skipped, readable", async () => {
+  const root = await freshWorld("before-move");
+  const first = await run(build(await sourceOf(root)));
+  const moved = join(base, "after-move");
+  await Deno.rename(root, moved);
+  const source = await sourceOf(moved);
+  const again = await run(build(source));
+  assert.equal(again.status, "SKIPPED");
+  assert.equal(again.stream_view_id, first.stream_view_id);
+  assert.equal((await readAll(again.view_dir, source)).length, 3000);
+});
+
+Deno.test("sorted stats that differ from the raw stats fail STREAM_SORT_STATS_MISMATCH naming each stat", async () => {
+  const raw = {
+    row_count: 3,
+    hash_sum: "1",
+    hash_sum2: "2",
+    min_ts_utc: "2026-01-01T00:00:00.000000Z",
+    max_ts_utc: "2026-01-02T00:00:00.000000Z",
+  };
+  await run(compareStats(OUTPUT, raw, { ...raw }));
+  const exit = await runExit(compareStats(OUTPUT, raw, { ...raw, row_count: 2, hash_sum2: "3" }));
+  assert.equal(failureReason(exit), "STREAM_SORT_STATS_MISMATCH");
+  assert.match(String(exit), /in row_count, hash_sum2/);
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(base, { recursive: true }));
