@@ -196,6 +196,8 @@ function flagDigest(
       return invalid(`does not hold ${field} = <sha256>`);
     }
     value = content.slice(at + 1).trim();
+  } else {
+    return invalid(`does not hold ${field ?? "<digest field>"} = <sha256>`);
   }
   if (typeof value !== "string" || !HEX64.test(value)) {
     return invalid(`does not hold a sha256 digest in ${field ?? "its digest field"}`);
