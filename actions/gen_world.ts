@@ -296,9 +296,14 @@ function runReceipt(plan: WorldPlan, outputs: Record<string, number>) {
 }
 
 /**
- * A gate's validation bundle: `validation_report.json` (each authorised output's row count and
- * part digests), `index.json` listing the bundle files with their sha256 (ASCII-lex by path),
- * and `_passed.flag` = `sha256_hex = <sha256 of the index.json bytes>`.
+ * A gate's validation bundle, laid out as the platform's engine writes it (its S5 validation
+ * states), so the check that reads an engine's world reads this one too (stores/gate_verify.ts):
+ * `validation_report.json` (status PASS and each authorised output's row count and part files with
+ * their sha256 and size), `index.json` listing the bundle files with their sha256, and
+ * `_passed.flag` holding the bundle digest in the gate's `digest_field` — the 5B engine's JSON flag
+ * `{"bundle_digest_sha256", "manifest_fingerprint"}`, the 6B engine's `sha256_hex = <hex>`. The
+ * digest is the gates map's `sha256_index_json_ascii_lex_raw_bytes`: sha256 over the raw bytes of
+ * the files index.json lists, in ASCII-lex path order (here the report alone).
  */
 const writeGateBundle = Effect.fn("writeGateBundle")(function* (
   plan: WorldPlan,
@@ -309,8 +314,22 @@ const writeGateBundle = Effect.fn("writeGateBundle")(function* (
   if (gate === undefined) {
     return yield* fail("GATE_PASS_MISSING", `Gate ${gateId} is not in the gates map`);
   }
+  const method = gate.verification_method;
+  if (method?.kind !== "sha256_index_json_ascii_lex_raw_bytes" || !method.digest_field) {
+    return yield* fail(
+      "GATE_BUNDLE_INVALID",
+      `Gate ${gateId}: gen-world writes sha256_index_json_ascii_lex_raw_bytes bundles, the gates map says ${method?.kind}`,
+    );
+  }
   const flagRel = renderTemplate(gate.passed_flag_path_template, plan.key);
-  const bundleDir = join(plan.root, dirname(flagRel));
+  const bundleDir = join(plan.root, renderTemplate(gate.bundle_root_template, plan.key));
+  const indexPath = join(
+    plan.root,
+    renderTemplate(
+      gate.index_path_template ?? join(gate.bundle_root_template, "index.json"),
+      plan.key,
+    ),
+  );
   const authorised = [];
   for (const entry of plan.outputs.filter((o) => o.read_requires_gates.includes(gateId))) {
     const files = [];
@@ -327,11 +346,33 @@ const writeGateBundle = Effect.fn("writeGateBundle")(function* (
     world_key: plan.key,
     outputs: authorised,
   });
+  const members = [{ path: "validation_report.json", sha256_hex: sha256Hex(report) }];
+  // One member, so the concatenation in path order is the report's bytes.
+  const digest = sha256Hex(report);
+  const jsonFlag = method.digest_field === "bundle_digest_sha256";
   yield* mkdirs(bundleDir);
   yield* writeText(join(bundleDir, "validation_report.json"), report);
-  const index = jsonText([{ path: "validation_report.json", sha256_hex: sha256Hex(report) }]);
-  yield* writeText(join(bundleDir, "index.json"), index);
-  yield* writeText(join(plan.root, flagRel), `sha256_hex = ${sha256Hex(index)}`);
+  yield* writeText(
+    indexPath,
+    jsonText(
+      jsonFlag
+        ? { manifest_fingerprint: plan.key.manifest_fingerprint, status: "PASS", entries: members }
+        : {
+          manifest_fingerprint: plan.key.manifest_fingerprint,
+          parameter_hash: plan.key.parameter_hash,
+          items: members,
+        },
+    ),
+  );
+  yield* writeText(
+    join(plan.root, flagRel),
+    jsonFlag
+      ? JSON.stringify({
+        bundle_digest_sha256: digest,
+        manifest_fingerprint: plan.key.manifest_fingerprint,
+      })
+      : `${method.digest_field} = ${digest}\n`,
+  );
 });
 
 const EarlierReceipt = Schema.Struct({

@@ -342,23 +342,41 @@ Deno.test("gen-world writes a complete, sealed, realistic world", async (t) => {
     },
   );
 
-  await t.step("each gate flag holds the sha256 of its bundle index", async () => {
-    const pack = await Effect.runPromise(loadInterfacePack());
-    const receipt = JSON.parse(await Deno.readTextFile(join(out, "run_receipt.json")));
-    const key = { ...receipt, scenario_id: result.scenario_id };
-    for (const gateId of ["gate.layer2.5B.validation", "gate.layer3.6B.validation"]) {
-      const flag = join(
-        out,
-        renderTemplate(pack.gates.get(gateId)!.passed_flag_path_template, key),
-      );
-      const dir = flag.slice(0, flag.lastIndexOf("/"));
-      const index = await Deno.readFile(join(dir, "index.json"));
-      assert.equal(await Deno.readTextFile(flag), `sha256_hex = ${sha256Hex(index)}`);
-      for (const entry of JSON.parse(new TextDecoder().decode(index))) {
-        assert.equal(sha256Hex(await Deno.readFile(join(dir, entry.path))), entry.sha256_hex);
+  await t.step(
+    "each gate flag holds its bundle digest as the platform's engine writes it and its verifier recomputes it",
+    async () => {
+      const pack = await Effect.runPromise(loadInterfacePack());
+      const receipt = JSON.parse(await Deno.readTextFile(join(out, "run_receipt.json")));
+      const key = { ...receipt, scenario_id: result.scenario_id };
+      const mf = receipt.manifest_fingerprint;
+      for (
+        const [gateId, items, flagOf] of [
+          // 5B: a JSON flag; index.json lists `entries`.
+          [
+            "gate.layer2.5B.validation",
+            "entries",
+            (d: string) => JSON.stringify({ bundle_digest_sha256: d, manifest_fingerprint: mf }),
+          ],
+          // 6B: `sha256_hex = <hex>`; index.json lists `items`.
+          ["gate.layer3.6B.validation", "items", (d: string) => `sha256_hex = ${d}\n`],
+        ] as const
+      ) {
+        const gate = pack.gates.get(gateId)!;
+        const flag = join(out, renderTemplate(gate.passed_flag_path_template, key));
+        const dir = join(out, renderTemplate(gate.bundle_root_template, key));
+        const index = JSON.parse(await Deno.readTextFile(join(dir, "index.json")));
+        // sha256_index_json_ascii_lex_raw_bytes: the listed files' raw bytes in path order.
+        const paths = index[items].map((e: { path: string }) => e.path).sort();
+        const bytes = await Promise.all(paths.map((p: string) => Deno.readFile(join(dir, p))));
+        const all = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
+        bytes.reduce((at, b) => (all.set(b, at), at + b.length), 0);
+        assert.equal(await Deno.readTextFile(flag), flagOf(sha256Hex(all)));
+        for (const entry of index[items]) {
+          assert.equal(sha256Hex(await Deno.readFile(join(dir, entry.path))), entry.sha256_hex);
+        }
       }
-    }
-  });
+    },
+  );
 
   await t.step("the world reader accepts it with strict checks and gate flags", async () => {
     const outputs = await Effect.runPromise(Effect.gen(function* () {

@@ -19,6 +19,7 @@ import { type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
 import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
+import { verifyGate } from "../stores/gate_verify.ts";
 import { Hex32, PlatformRunId } from "../schemas/common.ts";
 import { CONTROL_BUS_TOPIC, ReadyControlMessage } from "../schemas/control_bus.ts";
 import { decodeWith } from "../schemas/decode.ts";
@@ -255,13 +256,13 @@ function gateReceipts(world: World, gateIds: ReadonlyArray<string>) {
       }
       const template = gate.passed_flag_path_template;
       const flag = renderTemplate(template, world.worldKey);
-      const text = yield* world.store.readText(flag);
-      if (text === undefined) {
+      // The digest the flag holds, verified against its bundle (a bad flag fails the publish).
+      const verified = yield* verifyGate(world.store, gate, world.worldKey);
+      if (verified === undefined) {
         notes.push(`gate ${gateId} has no passed flag at ${flag}`);
         continue;
       }
-      // The engine's flag reads `sha256_hex = <bundle digest>`; otherwise digest the flag itself.
-      const digest = /sha256_hex\s*=\s*([a-f0-9]{64})/.exec(text)?.[1] ?? sha256Hex(text);
+      const digest = verified.digest;
       const key = world.worldKey;
       const uses = (field: keyof WorldKey) => template.includes(`{${field}}`);
       receipts.push({
@@ -275,7 +276,10 @@ function gateReceipts(world: World, gateIds: ReadonlyArray<string>) {
         },
         receipt_kind: "passed_flag",
         digest: { algo: "sha256", hex: digest },
-        artifacts: { validation_bundle_root: `${dirname(flag)}/`, passed_flag_path: flag },
+        artifacts: {
+          validation_bundle_root: `${verified.bundleRoot.replace(/\/?$/, "/")}`,
+          passed_flag_path: flag,
+        },
       });
     }
     return { receipts, notes };

@@ -172,6 +172,7 @@ export class ControlBus extends Context.Service<ControlBus, {
               platform_run_id: p.platform_run_id,
               scenario_run_id: p.scenario_run_id,
               message_id: p.message_id,
+              pins: p.pins,
             });
             yield* audit.record("RUN_ENDED", {
               message_id: p.message_id,

@@ -2,17 +2,18 @@
  * The plan step of a run: from a RunRequested to a RunPlan, or a refusal with a reason code.
  *
  * Checks follow the platform's order (CONTRACTS.md): engine root, platform run id, the world
- * (receipt, scenario, world key, manifest, seal), output selection, gates, then the policy checks
- * in `authorize` (producer allowlist, privacy tier), then stream views (built when missing) and a
- * reader per output after its checkpoint in the run's scope. Policy, budgets and governance go
- * in `authorize`, the one place every run passes before anything is built or sent.
+ * (receipt, scenario, world key, manifest, seal), the request's pins against it (a READY's),
+ * output selection, gates, then the policy checks in `authorize` (producer allowlist, privacy
+ * tier), then stream views (built when missing) and a reader per output after its checkpoint in
+ * the run's scope. Policy, budgets and governance go in `authorize`, the one place every run
+ * passes before anything is built or sent.
  */
 import { Effect, type Scope } from "effect";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import type { RunRequested } from "../schemas/messages.ts";
+import type { RunPinned, RunRequested } from "../schemas/messages.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
@@ -108,6 +109,29 @@ export const authorize = Effect.fn("authorize")(function* (
 });
 
 /**
+ * The world on disk is the one the request vouches for (a READY's pins): world key fields and,
+ * when pinned, the oracle pack id, else WORLD_KEY_MISMATCH naming each field and both values.
+ */
+function checkPins(pins: RunPinned, world: World): Effect.Effect<void, WorldstreamError> {
+  const onDisk: Record<keyof RunPinned, unknown> = {
+    manifest_fingerprint: world.worldKey.manifest_fingerprint,
+    parameter_hash: world.worldKey.parameter_hash,
+    seed: world.worldKey.seed,
+    scenario_id: world.worldKey.scenario_id,
+    oracle_pack_id: world.manifest?.oracle_pack_id ?? "none (the world has no pack manifest)",
+  };
+  const differing = (Object.keys(onDisk) as Array<keyof RunPinned>).filter((k) =>
+    pins[k] !== undefined && pins[k] !== onDisk[k]
+  );
+  return differing.length === 0 ? Effect.void : Effect.fail(fail(
+    "WORLD_KEY_MISMATCH",
+    `The world at ${world.engineRunRoot} is not the one the request pins: ${
+      differing.map((k) => `${k} is ${onDisk[k]}, pinned ${pins[k]}`).join("; ")
+    }`,
+  ));
+}
+
+/**
  * Checks a request and plans its run: world, outputs, policy, then views (built when missing)
  * and readers (closed with the caller's scope).
  */
@@ -143,6 +167,7 @@ export function planRun(
     });
     notes.engine_run_root = world.engineRunRoot;
     notes.scenario_id = world.worldKey.scenario_id;
+    if (request.pins !== undefined) yield* checkPins(request.pins, world);
 
     const selected = selectOutputIds(profile);
     const outputIds = request.output_ids ?? [...selected.traffic, ...selected.context];

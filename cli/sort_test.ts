@@ -5,6 +5,7 @@ import { Effect } from "effect";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb, sqlLiteral } from "../stores/duckdb.ts";
 import { type SortOptions, type SortResult, sortWorld } from "./sort.ts";
+import { regate, regateAt } from "../tests/regate.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 
@@ -101,7 +102,11 @@ async function partsOf(root: string, outputId: string): Promise<Array<string>> {
   return found.sort();
 }
 
-/** Replaces `part` with `SELECT <select> FROM read_parquet(part) <rest>`, written by DuckDB. */
+/**
+ * Replaces `part` with `SELECT <select> FROM read_parquet(part) <rest>`, written by DuckDB, and
+ * re-gates the world (as if the engine had vouched for the new part), so the sort's own checks
+ * are what the test reaches.
+ */
 async function rewritePart(part: string, select: string, rest = ""): Promise<void> {
   const tmp = join(dirname(part), "rewrite.tmp");
   const sql = `COPY (SELECT ${select} FROM read_parquet(${sqlLiteral(part)}) ${rest}) TO ${
@@ -114,6 +119,7 @@ async function rewritePart(part: string, select: string, rest = ""): Promise<voi
     })).pipe(Effect.provide(DuckDb.layer())),
   );
   await Deno.rename(tmp, part);
+  await regateAt(part);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,6 +183,7 @@ Deno.test("a part that is not parquet fails PARQUET_UNREADABLE", async () => {
   const root = await freshWorld();
   const [first, second] = await partsOf(root, TRAFFIC);
   await Deno.writeTextFile(first, "this is not a parquet file\n");
+  await regate(root);
   await sortFails(root, [TRAFFIC], "PARQUET_UNREADABLE");
   await assertNothingWritten(root, TRAFFIC);
 
@@ -184,6 +191,7 @@ Deno.test("a part that is not parquet fails PARQUET_UNREADABLE", async () => {
   const [, part] = await partsOf(truncated, TRAFFIC);
   const bytes = await Deno.readFile(second);
   await Deno.writeFile(part, bytes.subarray(0, Math.floor(bytes.length / 2)));
+  await regate(truncated);
   await sortFails(truncated, [TRAFFIC], "PARQUET_UNREADABLE");
   await assertNothingWritten(truncated, TRAFFIC);
 });
@@ -202,6 +210,7 @@ Deno.test("a corrupt later output fails the sort after the earlier ones were bui
   const root = await freshWorld();
   const [part] = await partsOf(root, TRAFFIC);
   await Deno.writeTextFile(part, "PAR1 garbage PAR1");
+  await regate(root);
   const result = await sortFails(root, [ARRIVALS, TRAFFIC], "PARQUET_UNREADABLE");
   assert.deepEqual(result.outputs.map((o) => [o.output_id, o.status]), [[ARRIVALS, "BUILT"]]);
   const arrivals = join(root, "stream_view", "ts_utc", `output_id=${ARRIVALS}`);
@@ -246,6 +255,7 @@ Deno.test("a ts_utc stored as a timestamp rather than text fails TS_UTC_INVALID"
 Deno.test("an output folder without part files fails OUTPUT_PARTS_MISSING", async () => {
   const root = await freshWorld();
   for (const part of await partsOf(root, TRAFFIC)) await Deno.remove(part);
+  await regate(root);
   await sortFails(root, [TRAFFIC], "OUTPUT_PARTS_MISSING");
   await assertNothingWritten(root, TRAFFIC);
 });

@@ -19,10 +19,26 @@ export const OutputEntry = Schema.Struct({
 });
 export type OutputEntry = typeof OutputEntry.Type;
 
+/**
+ * How a gate's `_passed.flag` is checked against its validation bundle (the gates map's
+ * `verification_method`; see stores/gate_verify.ts for each kind).
+ */
+export const VerificationMethod = Schema.Struct({
+  kind: Schema.optionalKey(Schema.String),
+  digest_field: Schema.optionalKey(Schema.String),
+  ordering: Schema.optionalKey(Schema.String),
+  exclude_filenames: Schema.optionalKey(Schema.NullOr(Schema.Array(Schema.String))),
+  path_base: Schema.optionalKey(Schema.String),
+});
+export type VerificationMethod = typeof VerificationMethod.Type;
+
 /** One gate of the gates map. */
 export const GateEntry = Schema.Struct({
   gate_id: Schema.String,
   passed_flag_path_template: Schema.String,
+  bundle_root_template: Schema.String,
+  index_path_template: Schema.optionalKey(Schema.String),
+  verification_method: Schema.optionalKey(VerificationMethod),
 });
 export type GateEntry = typeof GateEntry.Type;
 

@@ -11,13 +11,15 @@
  * cannot give one; without any of these the READY fails ENGINE_ROOT_MISSING.
  */
 import { Effect, Schema } from "effect";
-import { isAbsolute, join, normalize } from "node:path";
+import { isAbsolute, join, normalize, resolve } from "node:path";
 import { CONTROL_BUS_TOPIC, ControlBusEnvelope } from "../schemas/control_bus.ts";
 import { decodeJsonText, decodeWith } from "../schemas/decode.ts";
 import { RunReadySignal } from "../schemas/ready.ts";
 import { RunFactsView } from "../schemas/run_facts.ts";
 import { sha256Hex } from "./hash.ts";
 import type { Profile } from "./profile.ts";
+import type { RunPinned } from "../schemas/messages.ts";
+import { isWithin, realPathOf } from "./real_path.ts";
 
 /** Where READY's references point and which platform run this runtime serves. */
 export interface ReadyContext {
@@ -44,6 +46,8 @@ export interface ReadyPlan {
   readonly bundle_hash: string;
   readonly ready: RunReadySignal;
   readonly facts: RunFactsView;
+  /** The world READY and its facts vouch for; the plan step compares it with the world on disk. */
+  readonly pins: RunPinned;
 }
 
 /** How a READY ledger records a message that yields no plan. */
@@ -76,6 +80,7 @@ export const READY_REASONS = {
     "SCENARIO_RUN_ID_MISMATCH",
     "WORLD_KEY_MISMATCH",
     "ENGINE_ROOT_MISSING",
+    "PATH_ESCAPES_ROOT",
   ],
   SKIPPED_OUT_OF_SCOPE: ["TOPIC_OUT_OF_SCOPE", "KIND_OUT_OF_SCOPE", "PLATFORM_RUN_OUT_OF_SCOPE"],
 } as const;
@@ -210,6 +215,7 @@ export const interpretReady = Effect.fn("interpretReady")(function* (
       ids,
     );
   }
+  const packId = ready.oracle_pack_ref?.oracle_pack_id ?? facts.oracle_pack_ref?.oracle_pack_id;
   const engineRunRoot = context.engineRunRootOverride ||
     ready.oracle_pack_ref?.engine_run_root ||
     facts.oracle_pack_ref?.engine_run_root ||
@@ -232,6 +238,13 @@ export const interpretReady = Effect.fn("interpretReady")(function* (
     bundle_hash: ready.bundle_hash,
     ready,
     facts,
+    pins: {
+      manifest_fingerprint: facts.pins.manifest_fingerprint,
+      parameter_hash: facts.pins.parameter_hash,
+      seed: facts.pins.seed,
+      scenario_id: facts.pins.scenario_id,
+      ...(packId === undefined ? {} : { oracle_pack_id: packId }),
+    },
   } satisfies ReadyPlan;
 });
 
@@ -266,6 +279,25 @@ function loadFacts(
       );
     }
     const path = join(root, ref);
+    // Where the file really is: a link out of the object store root is not followed.
+    const [realRoot, realFacts] = yield* Effect.tryPromise({
+      try: () => Promise.all([realPathOf(resolve(root)), realPathOf(resolve(path))]),
+      catch: (e) =>
+        rejection(
+          "FAILED",
+          "FACTS_VIEW_MISSING",
+          `Run facts view ${path} cannot be resolved: ${(e as Error).message.split("\n")[0]}`,
+          ids,
+        ),
+    });
+    if (!isWithin(realRoot, realFacts)) {
+      return yield* rejection(
+        "FAILED",
+        "PATH_ESCAPES_ROOT",
+        `Run facts view ${path} (facts_view_ref) resolves to ${realFacts}, outside the object store root ${realRoot}`,
+        ids,
+      );
+    }
     const text = yield* Effect.tryPromise({
       try: () => Deno.readTextFile(path),
       catch: (e) =>
@@ -302,6 +334,10 @@ function worldKeyDifferences(ready: RunReadySignal, facts: RunFactsView): Readon
     if (ref?.scenario_id !== undefined && ref.scenario_id !== facts.pins.scenario_id) {
       differing.push(`${where} oracle_pack_ref.scenario_id`);
     }
+  }
+  const [readyPack, factsPack] = packRefs.map(([, ref]) => ref?.oracle_pack_id);
+  if (readyPack !== undefined && factsPack !== undefined && readyPack !== factsPack) {
+    differing.push("oracle_pack_ref.oracle_pack_id");
   }
   return differing;
 }

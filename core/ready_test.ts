@@ -293,3 +293,48 @@ Deno.test("a profile's READY context reads facts under its runs root", () => {
     expectedPlatformRunId: "platform_20260101T000000Z",
   });
 });
+
+Deno.test("a plan carries the pins READY and its facts vouch for, for the world check", async () => {
+  const plan = await accepted();
+  const pins = FACTS.pins as Json;
+  assert.deepEqual(plan.pins, {
+    manifest_fingerprint: pins.manifest_fingerprint,
+    parameter_hash: pins.parameter_hash,
+    seed: pins.seed,
+    scenario_id: pins.scenario_id,
+    oracle_pack_id: (READY.oracle_pack_ref as Json).oracle_pack_id,
+  });
+});
+
+Deno.test("READY and facts naming different oracle packs fail WORLD_KEY_MISMATCH", async () => {
+  const rejection = await rejected({
+    facts: withValue(FACTS, "oracle_pack_ref.oracle_pack_id", "e".repeat(64)),
+  });
+  assert.equal(rejection.reason, "WORLD_KEY_MISMATCH");
+  assert.match(rejection.message, /oracle_pack_ref\.oracle_pack_id/);
+});
+
+Deno.test("run facts linked to a file outside the object store root fail PATH_ESCAPES_ROOT", async () => {
+  const root = await storeWith(undefined);
+  const away = join(STORE, `outside-${stores}.json`);
+  await Deno.writeTextFile(away, JSON.stringify(FACTS));
+  await Deno.mkdir(dirname(join(root, FACTS_REF)), { recursive: true });
+  await Deno.symlink(away, join(root, FACTS_REF));
+  const rejection = await Effect.runPromise(
+    Effect.flip(interpretReady(textOf(MESSAGE), { objectStoreRoot: root })),
+  );
+  assert.equal(rejection.status, "FAILED");
+  assert.equal(rejection.reason, "PATH_ESCAPES_ROOT");
+  assert.match(rejection.message, /\(facts_view_ref\) resolves to .*outside-\d+\.json, outside/);
+
+  // A link that stays inside the root is followed.
+  const inside = await storeWith(undefined);
+  const target = join(inside, "facts-copy.json");
+  await Deno.writeTextFile(target, JSON.stringify(FACTS));
+  await Deno.mkdir(dirname(join(inside, FACTS_REF)), { recursive: true });
+  await Deno.symlink(target, join(inside, FACTS_REF));
+  const plan = await Effect.runPromise(
+    interpretReady(textOf(MESSAGE), { objectStoreRoot: inside }),
+  );
+  assert.equal(plan.message_id, MESSAGE.message_id);
+});

@@ -4,6 +4,19 @@
  */
 import { Schema } from "effect";
 
+/**
+ * The world a request vouches for (a READY's and its run facts' pins): the world on disk must be
+ * this one, or the run fails WORLD_KEY_MISMATCH before anything is sent.
+ */
+export const RunPinned = Schema.Struct({
+  manifest_fingerprint: Schema.String,
+  parameter_hash: Schema.String,
+  seed: Schema.optionalKey(Schema.Number),
+  scenario_id: Schema.String,
+  oracle_pack_id: Schema.optionalKey(Schema.String),
+});
+export type RunPinned = typeof RunPinned.Type;
+
 /** Ask the supervisor to stream (part of) a world. */
 export const RunRequested = Schema.TaggedStruct("RunRequested", {
   source: Schema.Literals(["ready", "operator"]),
@@ -16,6 +29,7 @@ export const RunRequested = Schema.TaggedStruct("RunRequested", {
   max_events_per_output: Schema.optionalKey(Schema.Number),
   speedup: Schema.optionalKey(Schema.Number),
   message_id: Schema.optionalKey(Schema.String),
+  pins: Schema.optionalKey(RunPinned),
 });
 export type RunRequested = typeof RunRequested.Type;
 

@@ -13,13 +13,24 @@ export interface OracleRoot {
   readonly root: string;
   /** The text of `rel`, or `undefined` when it does not exist. */
   readonly readText: (rel: string) => Effect.Effect<string | undefined, WorldstreamError>;
+  /** The bytes of `rel`, or `undefined` when it does not exist. */
+  readonly readBytes: (rel: string) => Effect.Effect<Uint8Array | undefined, WorldstreamError>;
   readonly exists: (rel: string) => Effect.Effect<boolean, WorldstreamError>;
-  /** Files in `relDir` whose names match `pattern`, sorted lexicographically, as absolute paths. */
+  /** The sha256 (hex) and size of file `rel`. */
+  readonly digest: (
+    rel: string,
+  ) => Effect.Effect<{ sha256_hex: string; size_bytes: number }, WorldstreamError>;
+  /**
+   * Files in `relDir` whose names match `pattern`, sorted lexicographically, as absolute paths.
+   * A matching entry that is not a file (or a link to one inside the root) fails; none is skipped.
+   */
   readonly list: (
     relDir: string,
     pattern: RegExp,
   ) => Effect.Effect<ReadonlyArray<string>, WorldstreamError>;
-  /** The absolute local path of `rel` (after the escape check). */
+  /** Every file under `relDir` (links followed), as paths relative to it, in no set order. */
+  readonly listTree: (relDir: string) => Effect.Effect<ReadonlyArray<string>, WorldstreamError>;
+  /** The absolute local path of `rel` (after the escape checks, as written and symlinks resolved). */
   readonly local: (rel: string) => Effect.Effect<string, WorldstreamError>;
 }
 

@@ -10,6 +10,7 @@ import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { OraclePackManifest, OraclePackSeal } from "../schemas/oracle_pack.ts";
 import { RunReceipt } from "../schemas/run_receipt.ts";
 import { type OracleRoot, OracleStore } from "./oracle.ts";
+import { type VerifiedGate, verifyGate, type VouchedPart } from "./gate_verify.ts";
 import {
   checkWorldKey,
   type InterfacePack,
@@ -20,12 +21,16 @@ import {
   type WorldKey,
 } from "../core/catalogue.ts";
 import { sha256Hex } from "../core/hash.ts";
+import { normalize } from "node:path";
 
 /** How strictly a world is checked (from the profile). */
 export interface WorldOptions {
   /** Missing `_oracle_pack_manifest.json` / `_SEALED.json` fail (dev, prod) instead of being tolerated. */
   readonly strict: boolean;
-  /** A missing gate `_passed.flag` fails with GATE_PASS_MISSING. */
+  /**
+   * Gates are checked: a missing `_passed.flag` fails GATE_PASS_MISSING, and each flag is verified
+   * against its bundle and the output's parts (see resolveOutput).
+   */
   readonly requireGatePass: boolean;
   /** The scenario to read; defaults to the pack manifest's. */
   readonly scenarioId?: string;
@@ -189,12 +194,18 @@ export const resolveWorld = Effect.fn("resolveWorld")(function* (
   } satisfies World;
 });
 
-/** Checks one output of a world (catalogue entry, gate flags) and lists its part files. */
+/**
+ * Checks one output of a world and lists its part files. With gates required, each gate the
+ * output reads under is verified (stores/gate_verify.ts: its flag against its bundle), and when a
+ * verified bundle lists the output's parts, the parts on disk must be exactly those, byte for byte
+ * (OUTPUT_PARTS_MISMATCH otherwise), so a part deleted, added or rewritten after gating is refused.
+ */
 export const resolveOutput = Effect.fn("resolveOutput")(function* (
   world: World,
   outputId: string,
 ): Effect.fn.Return<WorldOutput, WorldstreamError> {
   const entry = yield* outputEntry(world.pack, outputId);
+  const gates: Array<VerifiedGate> = [];
   if (world.options.requireGatePass) {
     for (const gateId of entry.read_requires_gates) {
       const gate = world.pack.gates.get(gateId);
@@ -204,13 +215,15 @@ export const resolveOutput = Effect.fn("resolveOutput")(function* (
           `Gate ${gateId} of ${outputId} is not in the gates map`,
         );
       }
-      const flag = renderTemplate(gate.passed_flag_path_template, world.worldKey);
-      if (!(yield* world.store.exists(flag))) {
+      const verified = yield* verifyGate(world.store, gate, world.worldKey);
+      if (verified === undefined) {
+        const flag = renderTemplate(gate.passed_flag_path_template, world.worldKey);
         return yield* fail(
           "GATE_PASS_MISSING",
           `Gate ${gateId} has no ${flag} (required by ${outputId})`,
         );
       }
+      gates.push(verified);
     }
   }
   const template = renderTemplate(entry.path_template, world.worldKey);
@@ -218,7 +231,48 @@ export const resolveOutput = Effect.fn("resolveOutput")(function* (
   const dir = template.slice(0, slash);
   const pattern = globToRegExp(template.slice(slash + 1));
   const parts = yield* world.store.list(dir, pattern);
+  for (const gate of gates) {
+    const vouched = gate.parts.get(outputId);
+    if (vouched !== undefined) yield* checkParts(world, outputId, gate, vouched, parts);
+  }
   return { entry, parts };
+});
+
+/** The parts on disk are exactly the ones `gate` vouches for, with the same bytes. */
+const checkParts = Effect.fn("checkParts")(function* (
+  world: World,
+  outputId: string,
+  gate: VerifiedGate,
+  vouched: ReadonlyArray<VouchedPart>,
+  parts: ReadonlyArray<string>,
+) {
+  const prefix = `${world.store.root}/`;
+  const found = parts.map((p) => p.startsWith(prefix) ? p.slice(prefix.length) : p);
+  const onDisk = new Set(found);
+  const byPath = new Map(vouched.map((v) => [normalize(v.path), v]));
+  const differ = (what: string) =>
+    fail(
+      "OUTPUT_PARTS_MISMATCH",
+      `Output ${outputId}: ${what} (gate ${gate.gateId}'s bundle at ${gate.bundleRoot} vouches for ${byPath.size} part(s), ${found.length} found)`,
+    );
+  for (const path of byPath.keys()) {
+    if (!onDisk.has(path)) return yield* differ(`part ${path} is missing`);
+  }
+  for (const rel of found) {
+    const expected = byPath.get(rel);
+    if (expected === undefined) return yield* differ(`part ${rel} is not in the bundle`);
+    const actual = yield* world.store.digest(rel);
+    if (
+      actual.sha256_hex !== expected.sha256_hex ||
+      (expected.size_bytes !== undefined && actual.size_bytes !== expected.size_bytes)
+    ) {
+      return yield* differ(
+        `part ${rel} has sha256 ${actual.sha256_hex} (${actual.size_bytes} bytes), the bundle says ${expected.sha256_hex}${
+          expected.size_bytes === undefined ? "" : ` (${expected.size_bytes} bytes)`
+        }`,
+      );
+    }
+  }
 });
 
 function globToRegExp(glob: string): RegExp {
