@@ -94,6 +94,8 @@ export const REASONS = {
   IG_PUSH_RETRY_EXHAUSTED: "A request still failed after the last retry",
   IG_ANSWER_UNEXPECTED: "The gate answered in a shape worldstream does not know",
   IG_QUARANTINED: "The gate quarantined a dead letter on retry",
+  ENVELOPE_TOO_LARGE:
+    "An envelope is larger than the gate takes (max_body_bytes): refused before sending, names the row",
   DEAD_LETTER_INVALID: "A stored dead letter does not match its schema (e.g. an unknown status)",
   DEAD_LETTER_NOT_FOUND: "No dead letter has that id",
   DEAD_LETTERS_STILL_OPEN: "Some selected dead letters are still open after the retry",
