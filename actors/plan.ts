@@ -163,6 +163,7 @@ export function planRun(
           scenarioRunId,
           producer,
           viewRoot: config.streamViewRoot(world.engineRunRoot),
+          maxEnvelopeBytes: config.courier.maxBodyBytes,
         }),
       );
     }
@@ -193,6 +194,7 @@ function openOutput(
     scenarioRunId: string;
     producer: string;
     viewRoot: string;
+    maxEnvelopeBytes?: number;
   },
 ) {
   return Effect.gen(function* () {
@@ -239,6 +241,7 @@ function openOutput(
         payloadColumns: shape.columns,
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
+        ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
       },
     );
     const source: EnvelopeSource = cursor;

@@ -117,6 +117,8 @@ export const REASONS = {
   MIGRATION_CHECKSUM_MISMATCH: "An applied migration's file was changed afterwards",
   BOOTSTRAP_TIMEOUT: "A dependency was not healthy within the bootstrap timeout",
   DUCKDB_ERROR: "DuckDB refused a query",
+  DUCKDB_OUT_OF_MEMORY:
+    "DuckDB ran out of memory on an output (names it, its largest column, WORLDSTREAM_DUCKDB_MEMORY)",
   AUDIT_KIND_INVALID: "An audit event has an unknown kind",
   // Receipts
   RECEIPT_KEY_MISSING: "No receipt signing key in the environment",
