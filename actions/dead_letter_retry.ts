@@ -228,7 +228,7 @@ function send(
 function outcomeOf(result: Decided | IgSendFailed): Sent {
   if (result instanceof IgSendFailed) {
     const { answer, requests } = result;
-    if (answer.status === 0) {
+    if (answer.status === 0 && result.reason !== "ENVELOPE_TOO_LARGE") {
       return { lost: `${answer.error ?? "no answer"} (after ${requests} attempts)` };
     }
     return {

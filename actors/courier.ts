@@ -186,7 +186,12 @@ export const openLane = Effect.fn("openLane")(function* <P>(
             count: batch.envelopes.length,
             dead_lettered: c.deadLettered,
           }));
-          if (options.deadLetterPolicy === "continue" && c.deadLettered <= options.maxDeadLetters) {
+          // A gate answering what worldstream cannot read may have taken them or not: the
+          // output stops before them whatever the policy, so a rerun sends them again.
+          if (
+            options.deadLetterPolicy === "continue" && c.deadLettered <= options.maxDeadLetters &&
+            error.reason !== "IG_ANSWER_UNEXPECTED"
+          ) {
             return batch;
           }
           return yield* error;

@@ -192,6 +192,7 @@ export function planRun(
           scenarioRunId,
           producer,
           viewRoot: config.streamViewRoot(world.engineRunRoot),
+          maxEnvelopeBytes: config.courier.maxBodyBytes,
         }),
       );
     }
@@ -222,6 +223,7 @@ function openOutput(
     scenarioRunId: string;
     producer: string;
     viewRoot: string;
+    maxEnvelopeBytes?: number;
   },
 ) {
   return Effect.gen(function* () {
@@ -275,6 +277,7 @@ function openOutput(
         payloadColumns: shape.columns,
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
+        ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
       },
     );
     const source: EnvelopeSource = cursor;

@@ -5,7 +5,7 @@
 import { Context, Effect, Layer } from "effect";
 import { isAbsolute, join, resolve } from "node:path";
 import type { Profile } from "../core/profile.ts";
-import { IgClient, makeIgClient } from "../stores/ig_client.ts";
+import { IgClient, makeIgClient, MAX_BODY_BYTES_DEFAULT } from "../stores/ig_client.ts";
 import { type BootstrapOptions, bootstrapOptions } from "./bootstrap.ts";
 import { COURIER_DEFAULTS, type CourierOptions } from "./courier.ts";
 
@@ -70,6 +70,7 @@ export function runConfigOf(
       pushConcurrency: c?.push_concurrency ?? COURIER_DEFAULTS.pushConcurrency,
       maxInFlight: c?.max_in_flight_per_output ?? COURIER_DEFAULTS.maxInFlight,
       retryAfterCapMs: c?.retry_after_cap_ms ?? COURIER_DEFAULTS.retryAfterCapMs,
+      maxBodyBytes: c?.max_body_bytes ?? MAX_BODY_BYTES_DEFAULT,
       deadLetterPolicy: c?.dead_letter_policy ?? COURIER_DEFAULTS.deadLetterPolicy,
       maxDeadLetters: c?.max_dead_letters ?? COURIER_DEFAULTS.maxDeadLetters,
       maxAttempts: retry.max_attempts,

@@ -39,6 +39,13 @@ export const parseIgArgs = (
 ): Effect.Effect<StartIgOptions, WorldstreamError> =>
   Effect.gen(function* () {
     const flags = yield* parseFlags(argv, FLAGS);
+    if (flags["api-key"] === "") {
+      // An empty key is a mistake (an unset variable in a script), never a way to turn auth off.
+      return yield* fail(
+        "BAD_ARGS",
+        "--api-key must not be empty: leave the flag out to serve without an API key",
+      );
+    }
     // Any text is a valid string setting: a failure here is the environment itself failing.
     const envKey = yield* Config.option(Config.Redacted("IG_API_KEY")).pipe(Effect.orDie);
     const apiKey = str(flags, "api-key") ??

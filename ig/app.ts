@@ -24,11 +24,36 @@ export interface IgAppOptions {
    * `Effect.runPromiseExit`.
    */
   readonly run?: <A, E>(effect: Effect.Effect<A, E>) => Promise<Exit.Exit<A, E>>;
-  /** Largest request body accepted, in bytes (default 64 MiB). */
+  /** Largest request body accepted, in bytes (default {@link MAX_BODY_BYTES}). */
   readonly maxBodyBytes?: number;
+  /** Request body bytes all ingest requests may hold at once (default {@link MAX_HELD_BYTES}). */
+  readonly maxHeldBytes?: number;
   /** Serves `POST /v1/ingest/batch` (default true); without it, like the platform's gate. */
   readonly batchRoute?: boolean;
 }
+
+/**
+ * The largest body the gate reads: 4 MiB, four of the platform-sized 1 MiB envelopes worldstream
+ * sends at most (or a batch of ~6,000 ordinary ones). Limits must fit the gate's memory: a body
+ * becomes a few copies in this process (text, parsed value, canonical JSON) and one more in
+ * PGlite's process, whose JavaScript heap is 128 MB (`stores/pglite_channel.ts`). Measured there:
+ * a single 63 MB push was still stored; the limits below keep every request far from that.
+ */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+/**
+ * What all ingest requests together may hold at once (32 MiB, eight full bodies): pushes waiting
+ * together are decided in one transaction, so many large pushes at once would reach PGlite's
+ * process as one large statement. A request that does not fit is answered 503 with
+ * `Retry-After: 1`, which a courier retries.
+ */
+export const MAX_HELD_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The deepest JSON nesting read: an envelope is an object holding a payload row (three levels
+ * with a nested value); thousands of levels are only good for exhausting a parser's stack.
+ */
+export const MAX_JSON_DEPTH = 64;
 
 /** The header that carries the API key. */
 export const API_KEY_HEADER = "X-IG-Api-Key";
@@ -72,7 +97,30 @@ function apiKeyGuard(apiKey: string) {
 
 function ingestRoutes(gate: Gate, run: Run, options: IgAppOptions): Hono {
   const app = new Hono();
-  const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  const maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  const maxHeld = options.maxHeldBytes ?? MAX_HELD_BYTES;
+  let held = 0;
+  // Before anything else: a body is reserved (its Content-Length, or the limit when it is sent
+  // chunked) until its answer is made, so the bytes in the gate never exceed maxHeld.
+  app.use("*", async (c, next) => {
+    const declared = Number(c.req.header("content-length") ?? Number.NaN);
+    const reserve = Number.isFinite(declared) && declared >= 0
+      ? Math.min(declared, maxBody)
+      : maxBody;
+    if (held + reserve > maxHeld) {
+      return c.json(
+        { error: "IG_BUSY", detail: `The gate holds ${held} bytes of requests; retry shortly` },
+        503,
+        { "retry-after": "1" },
+      );
+    }
+    held += reserve;
+    try {
+      await next();
+    } finally {
+      held -= reserve;
+    }
+  });
   const faults = options.faults;
   if (faults !== undefined) {
     app.use("*", async (c, next) => {
@@ -129,19 +177,67 @@ async function readJson(
   c: HonoContext,
   maxBytes: number,
 ): Promise<{ readonly value: unknown } | Response> {
+  const tooLarge = () =>
+    c.json({ error: "BODY_TOO_LARGE", detail: `Bodies are limited to ${maxBytes} bytes` }, 413);
   const length = Number(c.req.header("content-length") ?? "0");
-  if (length > maxBytes) {
+  if (length > maxBytes) return tooLarge();
+  // The limit holds for the bytes read, whatever the headers said (a chunked body has no length).
+  const chunks: Array<Uint8Array> = [];
+  let read = 0;
+  const body = c.req.raw.body;
+  if (body !== null) {
+    const reader = body.getReader();
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        read += value.byteLength;
+        if (read > maxBytes) {
+          await reader.cancel().catch(() => undefined);
+          return tooLarge();
+        }
+        chunks.push(value);
+      }
+    } catch (e) {
+      return c.json({ error: "BODY_UNREADABLE", detail: String(e).split("\n")[0] }, 400);
+    }
+  }
+  const bytes = new Uint8Array(read);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  const text = new TextDecoder().decode(bytes);
+  const depth = jsonDepthOver(text, MAX_JSON_DEPTH);
+  if (depth) {
     return c.json(
-      { error: "BODY_TOO_LARGE", detail: `Bodies are limited to ${maxBytes} bytes` },
-      413,
+      { error: "JSON_TOO_DEEP", detail: `JSON is nested deeper than ${MAX_JSON_DEPTH} levels` },
+      400,
     );
   }
-  const text = await c.req.text();
   try {
     return { value: JSON.parse(text) as unknown };
   } catch (e) {
     return c.json({ error: "MALFORMED_JSON", detail: (e as Error).message.split("\n")[0] }, 400);
   }
+}
+
+/** Whether `text`'s arrays and objects nest deeper than `max` (brackets in strings do not count). */
+export function jsonDepthOver(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 92) i++; // a backslash escapes the next character
+      else if (ch === 34) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 91 || ch === 123) {
+      if (++depth > max) return true;
+    } else if (ch === 93 || ch === 125) depth--;
+  }
+  return false;
 }
 
 /** A failed gate effect as an HTTP answer: 400 for a refused request, 503 when the store is down. */

@@ -172,6 +172,8 @@ export const CourierWiring = Schema.Struct({
   max_in_flight_per_output: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   request_timeout_ms: Schema.optionalKey(numberAtLeast(1, { integer: true })),
   retry_after_cap_ms: Schema.optionalKey(numberAtLeast(0, { integer: true })),
+  /** The largest request body (and so envelope) the gate takes; larger envelopes are refused. */
+  max_body_bytes: Schema.optionalKey(numberAtLeast(1024, { integer: true })),
   /** After dead-lettering: `stop` the output (default, like the platform) or `continue`. */
   dead_letter_policy: Schema.optionalKey(Schema.Literals(["stop", "continue"])),
   /** With `continue`: how many dead letters an output may pass before it stops. */

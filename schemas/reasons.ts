@@ -105,6 +105,8 @@ export const REASONS = {
   IG_PUSH_RETRY_EXHAUSTED: "A request still failed after the last retry",
   IG_ANSWER_UNEXPECTED: "The gate answered in a shape worldstream does not know",
   IG_QUARANTINED: "The gate quarantined a dead letter on retry",
+  ENVELOPE_TOO_LARGE:
+    "An envelope is larger than the gate takes (max_body_bytes): refused before sending, names the row",
   DEAD_LETTER_INVALID: "A stored dead letter does not match its schema (e.g. an unknown status)",
   DEAD_LETTER_NOT_FOUND: "No dead letter has that id",
   DEAD_LETTERS_STILL_OPEN: "Some selected dead letters are still open after the retry",
@@ -126,6 +128,8 @@ export const REASONS = {
   MIGRATION_CHECKSUM_MISMATCH: "An applied migration's file was changed afterwards",
   BOOTSTRAP_TIMEOUT: "A dependency was not healthy within the bootstrap timeout",
   DUCKDB_ERROR: "DuckDB refused a query",
+  DUCKDB_OUT_OF_MEMORY:
+    "DuckDB ran out of memory on an output (names it, its largest column, WORLDSTREAM_DUCKDB_MEMORY)",
   AUDIT_KIND_INVALID: "An audit event has an unknown kind",
   // Receipts
   RECEIPT_KEY_MISSING: "No receipt signing key in the environment",

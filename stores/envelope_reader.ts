@@ -11,7 +11,8 @@ import { Effect, Fiber, Schema, type Scope } from "effect";
 import { boundedString, Hex32, Hex64, PlatformRunId } from "../schemas/common.ts";
 import { decodeWith } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { DuckDb, duckSql, type LazyChunk } from "./duckdb.ts";
+import { DuckDb, type DuckSession, duckSql, type LazyChunk } from "./duckdb.ts";
+import { MAX_BODY_BYTES_DEFAULT } from "./ig_client.ts";
 import {
   checkView,
   PROVENANCE_COLUMNS,
@@ -65,6 +66,11 @@ export interface EnvelopeReadOptions {
   readonly after?: ViewPosition;
   /** Yield at most this many envelopes. */
   readonly limit?: number;
+  /**
+   * The largest envelope the gate takes, in bytes (default {@link MAX_BODY_BYTES_DEFAULT}): a
+   * larger one fails the read with ENVELOPE_TOO_LARGE before it is handed out.
+   */
+  readonly maxEnvelopeBytes?: number;
 }
 
 /** Where each envelope of a batch sits in the view (parallel arrays). */
@@ -176,16 +182,21 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     after_ts: after?.ts_utc ?? "",
     after_file: after?.filename ?? "",
     after_row: after?.file_row_number ?? -1,
-  }).pipe(Effect.mapError(keyError(dir)));
+    max_envelope_bytes: options.maxEnvelopeBytes ?? MAX_BODY_BYTES_DEFAULT,
+  }).pipe(Effect.catch(readError(dir, checked.output_id, session, parts, options)));
 
   // One fetch is always under way while the previous chunk is sliced: DuckDB computes only while
   // a fetch is pending, so this is what lets its hashing overlap with the JavaScript side. The
   // fetch cannot be interrupted, so closing the scope waits for it before the session closes.
   const scope = yield* Effect.scope;
-  const fetch = Effect.forkIn(cursor.next.pipe(Effect.mapError(keyError(dir))), scope, {
-    startImmediately: true,
-    uninterruptible: true,
-  });
+  const fetch = Effect.forkIn(
+    cursor.next.pipe(Effect.catch(readError(dir, checked.output_id, session, parts, options))),
+    scope,
+    {
+      startImmediately: true,
+      uninterruptible: true,
+    },
+  );
   let ahead = yield* fetch;
   // The chunk being handed out, SLICE rows per call, and where the next slice starts in it.
   let current: LazyChunk | undefined;
@@ -332,13 +343,67 @@ function fillOnce(sql: string, placeholder: string, text: string): string {
   return sql.slice(0, at) + text + sql.slice(at + placeholder.length);
 }
 
-/** A NULL key stops the query with our marker; the platform's reason for it is PRIMARY_KEY_MISSING. */
-function keyError(dir: string) {
-  return (e: WorldstreamError): WorldstreamError => {
+/**
+ * What a failed read means: a NULL key stops the query with our marker (the platform's reason is
+ * PRIMARY_KEY_MISSING), so does an envelope too large for the gate; DuckDB running out of memory
+ * (a huge value) is said with the output, its largest column and the knob that gives it more.
+ */
+function readError(
+  dir: string,
+  outputId: string,
+  session: DuckSession,
+  parts: ReadonlyArray<string>,
+  options: EnvelopeReadOptions,
+) {
+  return (e: WorldstreamError): Effect.Effect<never, WorldstreamError> => {
     const at = e.message.indexOf(PK_NULL_MARK);
-    return at < 0 ? e : fail(
-      "PRIMARY_KEY_MISSING",
-      `Stream view ${dir}: primary key column${e.message.slice(at + PK_NULL_MARK.length)}`,
+    if (at >= 0) {
+      return Effect.fail(fail(
+        "PRIMARY_KEY_MISSING",
+        `Stream view ${dir}: primary key column${e.message.slice(at + PK_NULL_MARK.length)}`,
+      ));
+    }
+    const big = /ENVELOPE_TOO_LARGE: ([0-9a-f]{64}) (.*) (\d+) (\d+)/.exec(e.message);
+    if (big !== null) {
+      const [, eventId, file, row, bytes] = big;
+      const max = options.maxEnvelopeBytes ?? MAX_BODY_BYTES_DEFAULT;
+      return Effect.fail(fail(
+        "ENVELOPE_TOO_LARGE",
+        `Output ${outputId}: the envelope of event ${eventId} (${file} row ${row}) is ${bytes} ` +
+          `bytes, more than the ${max} the gate takes (wiring.wsp_courier.max_body_bytes); it ` +
+          `was not sent, nor anything after it`,
+      ));
+    }
+    if (!/out of memory/i.test(e.message)) return Effect.fail(e);
+    return largestColumn(session, parts).pipe(
+      Effect.flatMap((largest) =>
+        Effect.fail(fail(
+          "DUCKDB_OUT_OF_MEMORY",
+          `Output ${outputId}: DuckDB ran out of memory building envelopes${
+            largest ? ` (largest column: ${largest})` : ""
+          }; give it more with WORLDSTREAM_DUCKDB_MEMORY (default 192MB): ${e.message}`,
+        ))
+      ),
     );
   };
+}
+
+/** The column holding the most bytes in one row group of the view, from the parquet footers. */
+function largestColumn(
+  session: DuckSession,
+  parts: ReadonlyArray<string>,
+): Effect.Effect<string | undefined> {
+  return session.rows<{ path_in_schema: string; bytes: bigint }>(
+    duckSql("parquet_largest_column"),
+    { files: parts },
+  ).pipe(
+    Effect.map((rows) =>
+      rows[0] === undefined
+        ? undefined
+        : `${rows[0].path_in_schema}, ${
+          (Number(rows[0].bytes) / 1e6).toFixed(1)
+        } MB uncompressed in one row group`
+    ),
+    Effect.orElseSucceed(() => undefined),
+  );
 }

@@ -16,6 +16,14 @@ import { isRetryable, type RetryPolicy, retrySchedule } from "../core/ig_retry.t
 /** What one IG request came back with. `status` 0 means no HTTP answer (reset, refused, timeout). */
 export interface IgAnswer {
   readonly status: number;
+  /**
+   * Set when the gate answered 200 with something that is not a decision worldstream knows for
+   * every envelope (another decision, a malformed body, a result count that does not match):
+   * what it said instead. Such an answer is never acknowledged, nor retried.
+   */
+  readonly unexpected?: string;
+  /** Where a 3xx pointed (redirects are never followed). */
+  readonly location?: string;
   /** Per-envelope decisions in request order when the request succeeded. */
   readonly decisions?: ReadonlyArray<string>;
   /** Per-envelope reasons (QUARANTINE / rejection), same order; may be absent. */
@@ -25,6 +33,17 @@ export interface IgAnswer {
   /** A short description of a failure (network error text or response body head). */
   readonly error?: string;
 }
+
+/** The decisions a gate may answer (CONTRACTS.md: quarantine is a 200 too). */
+export const DECISIONS: ReadonlySet<string> = new Set(["ADMIT", "DUPLICATE", "QUARANTINE"]);
+
+/**
+ * The largest request body sent to a gate by default, and so the largest envelope: 1 MiB. The
+ * platform's contracts state no body limit for its gate, but its gate publishes every admitted
+ * envelope as one event bus record, and on Kinesis (the dev/prod bus) a record holds at most
+ * 1 MiB. `wiring.wsp_courier.max_body_bytes` changes it.
+ */
+export const MAX_BODY_BYTES_DEFAULT = 1024 * 1024;
 
 /** How to reach the IG. */
 export interface IgEndpoint {
@@ -39,12 +58,18 @@ function postBatch(
   endpoint: IgEndpoint,
   envelopes: ReadonlyArray<string>,
 ): Effect.Effect<IgAnswer> {
-  return request(endpoint, "/v1/ingest/batch", `{"events":[${envelopes.join(",")}]}`, (body) => {
-    const results = (body as { results?: Array<{ decision?: string; reason?: string }> }).results;
-    if (!Array.isArray(results) || results.length !== envelopes.length) return undefined;
+  return request(endpoint, "/v1/ingest/batch", batchBody(envelopes), (body) => {
+    const results = (body as { results?: unknown } | null)?.results;
+    if (!Array.isArray(results)) return "a body without a results array";
+    if (results.length !== envelopes.length) {
+      return `${results.length} results for ${envelopes.length} envelopes`;
+    }
+    const decisions = results.map((r) => (r as { decision?: unknown } | null)?.decision);
+    const odd = decisions.findIndex((d) => typeof d !== "string" || !DECISIONS.has(d));
+    if (odd >= 0) return `${unknownDecision(decisions[odd])} for envelope ${odd}`;
     return {
-      decisions: results.map((r) => String(r.decision)),
-      reasons: results.map((r) => r.reason),
+      decisions: decisions as Array<string>,
+      reasons: results.map((r) => stringOrUndefined((r as { reason?: unknown }).reason)),
     };
   });
 }
@@ -52,11 +77,40 @@ function postBatch(
 /** Posts one envelope text to the platform's `/v1/ingest/push`. Never fails: errors are answers. */
 function pushOne(endpoint: IgEndpoint, envelope: string): Effect.Effect<IgAnswer> {
   return request(endpoint, "/v1/ingest/push", envelope, (body) => {
-    const b = body as { decision?: string; receipt?: { reason_codes?: string[] } };
-    return typeof b.decision === "string"
-      ? { decisions: [b.decision], reasons: [b.receipt?.reason_codes?.[0]] }
-      : undefined;
+    const b = body as { decision?: unknown; receipt?: { reason_codes?: unknown } } | null;
+    const decision = b?.decision;
+    if (typeof decision !== "string" || !DECISIONS.has(decision)) {
+      return unknownDecision(decision);
+    }
+    const codes = b?.receipt?.reason_codes;
+    return {
+      decisions: [decision],
+      reasons: [Array.isArray(codes) ? stringOrUndefined(codes[0]) : undefined],
+    };
   });
+}
+
+function unknownDecision(decision: unknown): string {
+  return decision === undefined
+    ? "no decision"
+    : `the decision ${
+      JSON.stringify(decision)?.slice(0, 80)
+    } (expected ADMIT, DUPLICATE or QUARANTINE)`;
+}
+
+function stringOrUndefined(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+/** A batch request's body. */
+function batchBody(envelopes: ReadonlyArray<string>): string {
+  return `{"events":[${envelopes.join(",")}]}`;
+}
+
+/** The UTF-8 length of `text`, without encoding it when its length alone decides. */
+function byteLength(text: string, limit: number): number {
+  if (text.length > limit || text.length * 3 <= limit) return text.length;
+  return new TextEncoder().encode(text).length;
 }
 
 /** `GET /v1/ops/health`: true when the IG answers 200. */
@@ -67,6 +121,8 @@ export function igHealthy(endpoint: IgEndpoint): Effect.Effect<boolean> {
     try {
       const res = await fetch(new URL("/v1/ops/health", endpoint.baseUrl), {
         signal: deadline.signal,
+        // A redirect is not a healthy gate, and is never followed (see `request`).
+        redirect: "manual",
       });
       await res.body?.cancel();
       return res.ok;
@@ -92,6 +148,11 @@ export interface IgClientOptions extends RetryPolicy {
   readonly mode: CourierMode;
   /** Pushes in flight at once when sending one envelope per request. */
   readonly pushConcurrency: number;
+  /**
+   * The largest request body the gate takes (default {@link MAX_BODY_BYTES_DEFAULT}): a larger
+   * envelope is refused before anything is sent, and batches are cut to fit.
+   */
+  readonly maxBodyBytes?: number;
 }
 
 /** What the gate decided for envelopes it took, one decision (and reason) each, in order. */
@@ -104,7 +165,11 @@ export interface Decided {
 
 /** The gate did not take a request: a rejection (4xx), or no success within the attempts. */
 export class IgSendFailed extends Data.TaggedError("IgSendFailed")<{
-  readonly reason: "IG_PUSH_REJECTED" | "IG_PUSH_RETRY_EXHAUSTED";
+  readonly reason:
+    | "IG_PUSH_REJECTED"
+    | "IG_PUSH_RETRY_EXHAUSTED"
+    | "IG_ANSWER_UNEXPECTED"
+    | "ENVELOPE_TOO_LARGE";
   /** One line: what the gate answered, on which route, and what to change when it is known. */
   readonly message: string;
   /** The last answer. */
@@ -184,8 +249,28 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
     );
   };
 
+  const maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES_DEFAULT;
+
+  /** Sends a batch as requests whose bodies fit the gate's limit, one after another, in order. */
   const batch = (envelopes: ReadonlyArray<string>, onRequest?: OnRequest) =>
-    retried(BATCH_ROUTE, postBatch(options.endpoint, envelopes), 0, onRequest);
+    Effect.gen(function* () {
+      const decisions: Array<string> = [];
+      const reasons: Array<string | undefined> = [];
+      let requests = 0;
+      for (const [from, to] of bodyCuts(envelopes, maxBody)) {
+        const part = from === 0 && to === envelopes.length ? envelopes : envelopes.slice(from, to);
+        const d = yield* retried(BATCH_ROUTE, postBatch(options.endpoint, part), from, onRequest)
+          .pipe(
+            Effect.mapError((e) =>
+              from === 0 ? e : new IgSendFailed({ ...e, requests: requests + e.requests })
+            ),
+          );
+        decisions.push(...d.decisions);
+        reasons.push(...d.reasons);
+        requests += d.requests;
+      }
+      return { decisions, reasons, requests } satisfies Decided;
+    });
   const push = (envelope: string, index: number, onRequest?: OnRequest) =>
     retried(PUSH_ROUTE, pushOne(options.endpoint, envelope), index, onRequest);
 
@@ -222,6 +307,8 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
     endpoint: options.endpoint,
     send: (envelopes, onRequest) =>
       Effect.gen(function* () {
+        const tooLarge = oversized(options.endpoint, envelopes, maxBody);
+        if (tooLarge !== undefined) return yield* tooLarge;
         const viaBatch = yield* maybeBatch(envelopes, onRequest);
         if (viaBatch !== undefined) return viaBatch;
         const each = yield* Effect.forEach(
@@ -237,24 +324,85 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
       }),
     sendEach: (envelopes) =>
       Effect.gen(function* () {
-        const viaBatch = yield* Effect.result(maybeBatch(envelopes));
-        if (viaBatch._tag === "Failure") return envelopes.map(() => viaBatch.failure);
-        if (viaBatch.success !== undefined) {
-          const d = viaBatch.success;
-          return d.decisions.map((decision, i): Decided => ({
-            decisions: [decision],
-            reasons: [d.reasons[i]],
-            requests: d.requests,
-          }));
+        // Envelopes too large to send are answered apart; the others go as usual.
+        const refused = envelopes.map((e, i) => oversized(options.endpoint, [e], maxBody, i));
+        if (refused.some((r) => r !== undefined)) {
+          const fit = envelopes.filter((_, i) => refused[i] === undefined);
+          const sent = fit.length === 0 ? [] : yield* sendEachFitting(fit);
+          let next = 0;
+          return refused.map((r) => r ?? sent[next++]);
         }
-        return yield* Effect.forEach(
-          envelopes,
-          (envelope, i) => push(envelope, i).pipe(Effect.catch((e) => Effect.succeed(e))),
-          concurrency,
-        );
+        return yield* sendEachFitting(envelopes);
       }),
   });
+
+  function sendEachFitting(envelopes: ReadonlyArray<string>) {
+    return Effect.gen(function* () {
+      const viaBatch = yield* Effect.result(maybeBatch(envelopes));
+      if (viaBatch._tag === "Failure") return envelopes.map(() => viaBatch.failure);
+      if (viaBatch.success !== undefined) {
+        const d = viaBatch.success;
+        return d.decisions.map((decision, i): Decided => ({
+          decisions: [decision],
+          reasons: [d.reasons[i]],
+          requests: d.requests,
+        }));
+      }
+      return yield* Effect.forEach(
+        envelopes,
+        (envelope, i) => push(envelope, i).pipe(Effect.catch((e) => Effect.succeed(e))),
+        concurrency,
+      );
+    });
+  }
 });
+
+/**
+ * Where a batch is cut so that each request body stays within `maxBody` bytes: `[from, to)`
+ * ranges in order. Every envelope fits on its own (checked before).
+ */
+function bodyCuts(envelopes: ReadonlyArray<string>, maxBody: number): Array<[number, number]> {
+  const overhead = batchBody([]).length;
+  const cuts: Array<[number, number]> = [];
+  let from = 0;
+  let size = overhead;
+  for (let i = 0; i < envelopes.length; i++) {
+    const bytes = byteLength(envelopes[i], maxBody) + (i > from ? 1 : 0);
+    if (i > from && size + bytes > maxBody) {
+      cuts.push([from, i]);
+      from = i;
+      size = overhead + bytes - 1;
+    } else size += bytes;
+  }
+  if (envelopes.length > 0) cuts.push([from, envelopes.length]);
+  return cuts;
+}
+
+/** The refusal of the first envelope larger than the gate takes, if any: nothing is sent. */
+function oversized(
+  endpoint: IgEndpoint,
+  envelopes: ReadonlyArray<string>,
+  maxBody: number,
+  offset = 0,
+): IgSendFailed | undefined {
+  for (let i = 0; i < envelopes.length; i++) {
+    const bytes = byteLength(envelopes[i], maxBody);
+    if (bytes <= maxBody) continue;
+    return new IgSendFailed({
+      reason: "ENVELOPE_TOO_LARGE",
+      message: `An envelope of ${bytes} bytes is larger than the ${maxBody} bytes the gate at ` +
+        `${endpoint.baseUrl} takes (wiring.wsp_courier.max_body_bytes); nothing was sent`,
+      answer: { status: 0, error: "not sent: too large" },
+      requests: 0,
+      index: offset + i,
+    });
+  }
+  return undefined;
+}
+
+function isRedirect(status: number): boolean {
+  return status >= 300 && status < 400;
+}
 
 /** A gate without a batch route answers it 404 (Flask) or 405. */
 function isRouteMissing(status: number): boolean {
@@ -268,10 +416,23 @@ function failed(
   requests: number,
   index: number,
 ): IgSendFailed {
+  const said = `IG answered ${answer.status || "no response"} on ${path}`;
+  if (answer.unexpected !== undefined) {
+    return new IgSendFailed({
+      reason: "IG_ANSWER_UNEXPECTED",
+      message: `${said} with ${answer.unexpected}; nothing of it is acknowledged`,
+      answer,
+      requests,
+      index,
+    });
+  }
   const retryable = isRetryable(answer.status);
   const reason = retryable ? "IG_PUSH_RETRY_EXHAUSTED" : "IG_PUSH_REJECTED";
-  const said = `IG answered ${answer.status || "no response"} on ${path}`;
-  const message = path === BATCH_ROUTE && isRouteMissing(answer.status)
+  const message = isRedirect(answer.status)
+    ? `${said}: a redirect to ${answer.location ?? "no Location"}, which worldstream never ` +
+      `follows (the API key goes to the gate named by the URL only); point the IG URL at the ` +
+      `gate itself`
+    : path === BATCH_ROUTE && isRouteMissing(answer.status)
     ? `${said}: the gate at ${endpoint.baseUrl} has no batch route; set WSP_COURIER_MODE=push ` +
       `(one envelope per request) or auto (switches by itself)`
     : `${said}${answer.error ? ` (${oneLine(answer.error)})` : ""}${
@@ -288,7 +449,8 @@ function request(
   endpoint: IgEndpoint,
   path: string,
   body: string,
-  parse: (json: unknown) => Pick<IgAnswer, "decisions" | "reasons"> | undefined,
+  /** The decisions of a 200's body, or what was wrong with it. */
+  parse: (json: unknown) => Pick<IgAnswer, "decisions" | "reasons"> | string,
 ): Effect.Effect<IgAnswer> {
   return Effect.promise(async (signal): Promise<IgAnswer> => {
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -304,6 +466,9 @@ function request(
           headers,
           body,
           signal: deadline.signal,
+          // Never followed: a 3xx is answered as a rejection naming where it pointed, so
+          // neither the envelopes nor the API key reach a host the URL did not name.
+          redirect: "manual",
         });
       } catch (e) {
         return { status: 0, error: (e as Error).message.split("\n")[0] };
@@ -316,15 +481,19 @@ function request(
       }
       const retryAfterMs = parseRetryAfter(res.headers.get("retry-after"));
       const base = { status: res.status, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
-      if (res.status !== 200) return { ...base, error: text.slice(0, 200) };
-      try {
-        const parsed = parse(JSON.parse(text));
-        return parsed
-          ? { ...base, ...parsed }
-          : { status: 0, error: `unexpected IG answer: ${text.slice(0, 200)}` };
-      } catch {
-        return { status: 0, error: `IG answer is not JSON: ${text.slice(0, 200)}` };
+      if (isRedirect(res.status)) {
+        const location = res.headers.get("location");
+        return { ...base, error: text.slice(0, 200), ...(location ? { location } : {}) };
       }
+      if (res.status !== 200) return { ...base, error: text.slice(0, 200) };
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        return { ...base, unexpected: `a body that is not JSON: ${oneLine(text).slice(0, 120)}` };
+      }
+      const parsed = parse(json);
+      return typeof parsed === "string" ? { ...base, unexpected: parsed } : { ...base, ...parsed };
     } finally {
       deadline.clear();
     }

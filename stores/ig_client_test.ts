@@ -217,3 +217,26 @@ test(
     assert.deepEqual(yield* admitted(ig), []);
   }),
 );
+
+test(
+  "a batch larger than the gate's body limit goes as several requests in order; an envelope above it is refused ENVELOPE_TOO_LARGE and nothing is sent",
+  Effect.gen(function* () {
+    const ig = yield* gate();
+    const sent = texts(0, 10);
+    // Room for about three envelopes per body.
+    const maxBodyBytes = Math.max(1024, sent[0].length * 3 + 40);
+    const c = yield* client(ig, { maxBodyBytes });
+    const decided = yield* c.send(sent);
+    assert.deepEqual(decided.decisions, sent.map(() => "ADMIT"));
+    assert.equal(decided.requests, Math.ceil(10 / 3));
+    assert.deepEqual(yield* admitted(ig), ids(0, 10));
+
+    const huge = JSON.stringify(envelope(10, { payload: { note: "x".repeat(maxBodyBytes) } }));
+    const refused = failureOf(yield* Effect.exit(c.send([...texts(11, 2), huge])));
+    assert.equal(refused.reason, "ENVELOPE_TOO_LARGE");
+    assert.equal(refused.index, 2);
+    assert.equal(refused.requests, 0);
+    assert.match(refused.message, /max_body_bytes/);
+    assert.deepEqual(yield* admitted(ig), ids(0, 10));
+  }),
+);

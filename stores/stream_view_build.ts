@@ -352,6 +352,14 @@ function rawStats(session: DuckSession, source: ViewSource, prefixLen: number) {
 }
 
 function readError(outputId: string, e: WorldstreamError): WorldstreamError {
+  // A fine file with a huge value is not unreadable: say what would let DuckDB read it.
+  if (/out of memory/i.test(e.message)) {
+    return fail(
+      "DUCKDB_OUT_OF_MEMORY",
+      `Output ${outputId}: DuckDB ran out of memory reading its parts (a huge value?); give it ` +
+        `more with WORLDSTREAM_DUCKDB_MEMORY (default 192MB): ${e.message}`,
+    );
+  }
   return fail("PARQUET_UNREADABLE", `Output ${outputId}: ${e.message}`);
 }
 

@@ -28,6 +28,18 @@
 --   PAYLOAD  `'name', "name"` pairs, one per source column in view order (not filename or
 --            file_row_number), so the payload is the source row with its JSON types
 -- $header_before_ts and $header_after_ts are the run's constant fields from envelope_header.sql.
+--
+-- An envelope longer than $max_envelope_bytes (the largest body the gate takes) fails the query
+-- with the ENVELOPE_TOO_LARGE marker, its event id, source file, row and size: it never reaches
+-- JavaScript, whose heap a 70 MB string would exhaust, and nothing of it is sent.
+SELECT
+  CASE WHEN strlen(line) - strlen(filename) - 1 > $max_envelope_bytes
+    THEN error(concat('ENVELOPE_TOO_LARGE: ', substr(line, 14, 64), ' ', filename, ' ',
+      file_row_number, ' ', strlen(line) - strlen(filename) - 1))
+    ELSE line END AS line,
+  ts_us,
+  file_row_number::DOUBLE AS file_row_number
+FROM (
 SELECT
   concat(
     '{"event_id":"',
@@ -42,9 +54,11 @@ SELECT
     '}', chr(10), filename
   ) AS line,
   epoch_us(strptime(ts_utc, '%Y-%m-%dT%H:%M:%S.%fZ'))::DOUBLE AS ts_us,
-  file_row_number::DOUBLE AS file_row_number
+  filename,
+  file_row_number
 FROM read_parquet($files, hive_partitioning = false)
 WHERE ts_utc >= $after_ts
   AND (ts_utc > $after_ts
     OR filename > $after_file
     OR (filename = $after_file AND file_row_number > $after_row))
+)
