@@ -10,7 +10,8 @@
  *                     offset 8  payload            UTF-8 JSON of one record
  *                                                  `{"record_id","kind","at","body"}`
  *
- *   lock            empty; held with an exclusive flock by the one writer of the folder.
+ *   lock            `{"pid": N}`; held with an exclusive flock by the one writer of the folder,
+ *                   whose pid it names (stores/lock_file.ts).
  *
  *   drained         UTF-8 JSON `{"segment": <seq>, "offset": <byte offset>}`: every frame before
  *                   that position has been copied to Postgres. Replaced atomically (write a

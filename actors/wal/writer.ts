@@ -20,6 +20,7 @@ import { Context, Deferred, Effect, Fiber, Layer, Queue, Result, Semaphore } fro
 import { replaceFileDurably, syncDir, writeAll } from "../../stores/durable_file.ts";
 import type { Cause, Scope } from "effect";
 import { fail, WorldstreamError } from "../../schemas/errors.ts";
+import { tryLockFile } from "../../stores/lock_file.ts";
 import {
   DRAINED_FILE,
   encodeFrame,
@@ -645,18 +646,26 @@ const recover = Effect.fn("Wal.recover")(function* (dir: string) {
   } satisfies Recovered;
 });
 
-/** Holds an exclusive lock on `<dir>/lock` until the scope closes: one writer per folder. */
+/**
+ * Holds an exclusive lock on `<dir>/lock` until the scope closes: one writer per folder. The file
+ * names its holder's pid, so a second opener is told at once who holds it.
+ */
 function lockFolder(dir: string): Effect.Effect<void, WorldstreamError, Scope.Scope> {
   return Effect.gen(function* () {
-    const file = yield* Effect.acquireRelease(
+    const attempt = yield* Effect.acquireRelease(
       io(`lock ${dir}`, async () => {
         await Deno.mkdir(dir, { recursive: true });
-        return await Deno.open(`${dir}/${LOCK_FILE}`, { create: true, write: true });
+        return await tryLockFile(`${dir}/${LOCK_FILE}`);
       }),
-      (file) => Effect.sync(() => file.close()),
+      (attempt) => Effect.sync(() => attempt.locked && attempt.file.close()),
     );
-    if (!(yield* io(`lock ${dir}`, () => file.tryLock(true)))) {
-      return yield* fail("WAL_LOCKED", `WAL in ${dir} is already open in another writer`);
+    if (!attempt.locked) {
+      return yield* fail(
+        "WAL_LOCKED",
+        `WAL in ${dir} is already open in another process (pid ${
+          attempt.holder ?? "unknown"
+        }); stop it first`,
+      );
     }
   });
 }
