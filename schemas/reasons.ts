@@ -104,7 +104,8 @@ export const REASONS = {
   // Durable state
   WAL_LOCKED: "Another process holds this runs root's WAL (names its pid)",
   WAL_IO_FAILED: "The WAL could not be read, written or synced",
-  WAL_CORRUPT: "A WAL record before the tail fails its CRC",
+  WAL_CORRUPT:
+    "A WAL record is damaged and intact records follow it (not a torn tail): see wal inspect",
   WAL_RECORD_INVALID: "A WAL record does not match its schema",
   WAL_QUOTA_EXCEEDED: "The WAL reached its disk quota",
   WAL_CLOSED: "The WAL was used after it closed",
