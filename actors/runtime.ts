@@ -130,7 +130,8 @@ export function durableLayer(config: RunConfigShape, options: {
   const { profile, bootstrap: boot } = config;
   const paths = runtimePaths(profile);
   const pg = postgresLayer(profile, { lazy: options.lazy ?? false });
-  const wal = Wal.layer({ dir: paths.wal });
+  const quotaBytes = profile.wiring.wal?.quota_bytes;
+  const wal = Wal.layer({ dir: paths.wal, ...(quotaBytes === undefined ? {} : { quotaBytes }) });
   const journalOptions = {
     drainedHeadFile: paths.drainedHead,
     policyRev: profile.policy.policy_rev,

@@ -57,4 +57,5 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
     "./dead_letters.ts",
     (m) => (argv) => m.deadLettersCommand(argv),
   ),
+  wal: lazy<typeof import("./wal.ts")>("./wal.ts", (m) => m.walCommand),
 };

@@ -27,7 +27,7 @@ import { loadProfile, type Profile } from "../core/profile.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { DeadLetterStatus } from "../stores/dead_letters.ts";
-import { type Flags, parseFlags } from "./args.ts";
+import { type Flags, httpUrlFlag, intFlag, parseFlags } from "./args.ts";
 import type { Outcome } from "./commands.ts";
 
 /** What tests replace: the environment, the loaded profile, where lines go. */
@@ -75,7 +75,7 @@ function listCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) {
       envelopes: "boolean",
     });
     const status = yield* statusFlag(flags);
-    const limit = (yield* intFlag(flags, "limit")) ?? LIST_DEFAULT_LIMIT;
+    const limit = (yield* intFlag(flags, "limit", { min: 1 })) ?? LIST_DEFAULT_LIMIT;
     const { profile, vars } = yield* profileOf(flags, options);
     const print = options.print ?? console.log;
     const result = yield* listDeadLetters(
@@ -101,8 +101,8 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
       all: "boolean",
     });
     const selection = yield* selectionOf(flags);
+    const igUrl = yield* httpUrlFlag(flags, "ig-url");
     const { profile, vars } = yield* profileOf(flags, options);
-    const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
     const config = runConfigOf(profile, igUrl ? { igUrl } : {});
     const print = options.print ?? console.log;
     const summary = yield* retryDeadLettersOf(config, vars, selection, {
@@ -152,7 +152,7 @@ function selectionOf(flags: Flags): Effect.Effect<RetrySelection, WorldstreamErr
       }
       return { id };
     }
-    const limit = yield* intFlag(flags, "limit");
+    const limit = yield* intFlag(flags, "limit", { min: 1 });
     return { all: filterOf(flags), ...(limit === undefined ? {} : { limit }) };
   });
 }
@@ -171,13 +171,4 @@ function statusFlag(flags: Flags): Effect.Effect<DeadLetterStatus | undefined, W
         fail("BAD_ARGS", `--status must be open, closed or all, got ${String(value)}`),
       );
   }
-}
-
-function intFlag(flags: Flags, name: string): Effect.Effect<number | undefined, WorldstreamError> {
-  const value = flags[name];
-  if (value === undefined) return Effect.succeed(undefined);
-  const n = Number(value);
-  return Number.isSafeInteger(n) && n >= 1 && /^\d+$/.test(String(value))
-    ? Effect.succeed(n)
-    : Effect.fail(fail("BAD_ARGS", `--${name} must be a positive integer, got ${String(value)}`));
 }

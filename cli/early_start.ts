@@ -4,10 +4,17 @@
  * about as long. The runtime adopts it when the loaded profile names the same folder
  * (stores/pglite_channel.ts), and main.ts closes it otherwise. A head start only: nothing here
  * can fail a command.
+ *
+ * Nothing may be written before the command has read its flags: the head start is taken only
+ * when every flag is one the command accepts (checked against its help page, cli/help.ts, which
+ * cli/help_test.ts holds to the real flags) and the folder already holds a database. A first
+ * start, or a mistyped flag, leaves creating the folder to the command, after its checks.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { peekPgliteDir } from "../core/profile_source.ts";
-import { wantsHelp } from "./help.ts";
+import { HELP, wantsHelp } from "./help.ts";
 import { RUNTIME_PGLITE, startPgliteEarly } from "../stores/pglite_channel.ts";
 
 /** The commands whose runtime opens the profile's PGlite first thing. */
@@ -17,21 +24,37 @@ const RUNTIME_COMMANDS = new Set(["run", "stream"]);
 export function startEarly(args: ReadonlyArray<string>): void {
   const [command, ...argv] = args;
   if (command === undefined || !RUNTIME_COMMANDS.has(command) || wantsHelp(argv)) return;
+  const flags = knownFlags(command, argv);
+  if (flags === undefined) return;
   try {
-    const dir = peekPgliteDir(profileFlag(argv) ?? "local", Deno.env.toObject());
-    if (dir !== undefined) startPgliteEarly(dir, RUNTIME_PGLITE);
+    const profile = typeof flags.profile === "string" ? flags.profile : "local";
+    const dir = peekPgliteDir(profile, Deno.env.toObject());
+    if (dir !== undefined && existsSync(join(dir, "PG_VERSION"))) {
+      startPgliteEarly(dir, RUNTIME_PGLITE);
+    }
   } catch {
     // No permission to read the environment or start a process: the runtime opens it later.
   }
 }
 
-/** `--profile`, read by the same parser as the command's own flags (cli/args.ts), leniently. */
-function profileFlag(argv: ReadonlyArray<string>): string | undefined {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: { profile: { type: "string" } },
-    strict: false,
-    allowPositionals: true,
-  });
-  return typeof values.profile === "string" ? values.profile : undefined;
+/**
+ * `argv` parsed by the same parser as the command's own (cli/args.ts), against the flags its help
+ * page lists, or `undefined` when the command will refuse them (an unknown flag, a missing value).
+ */
+function knownFlags(
+  command: string,
+  argv: ReadonlyArray<string>,
+): Record<string, string | boolean | undefined> | undefined {
+  const page = HELP[command];
+  if (page === undefined) return undefined;
+  const options = Object.fromEntries(
+    Object.entries(page.flags).map((
+      [name, flag],
+    ) => [name, { type: flag.value === undefined ? "boolean" as const : "string" as const }]),
+  );
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch {
+    return undefined;
+  }
 }

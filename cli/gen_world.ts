@@ -4,8 +4,8 @@
  */
 import { Effect } from "effect";
 import { genWorld, type GenWorldOptions } from "../actions/gen_world.ts";
-import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { parseFlags, requireFlag } from "./args.ts";
+import type { WorldstreamError } from "../schemas/errors.ts";
+import { intFlag, parseFlags, requireFlag } from "./args.ts";
 import type { Command } from "./commands.ts";
 
 export const genWorldCommand: Command = (argv) =>
@@ -27,9 +27,9 @@ export function parseGenWorldArgs(
       parts: "string",
     });
     const out = yield* requireFlag(flags, "out");
-    const events = yield* intFlag(flags.events, "events");
-    const seed = yield* intFlag(flags.seed, "seed");
-    const parts = yield* intFlag(flags.parts, "parts");
+    const events = yield* intFlag(flags, "events", { min: 1 });
+    const seed = yield* intFlag(flags, "seed", { min: 0 });
+    const parts = yield* intFlag(flags, "parts", { min: 1 });
     const scenarioId = flags["scenario-id"];
     return {
       out,
@@ -39,15 +39,4 @@ export function parseGenWorldArgs(
       ...(parts === undefined ? {} : { parts }),
     };
   });
-}
-
-function intFlag(
-  value: string | boolean | undefined,
-  name: string,
-): Effect.Effect<number | undefined, WorldstreamError> {
-  if (value === undefined) return Effect.succeed(undefined);
-  const n = typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  return Number.isSafeInteger(n)
-    ? Effect.succeed(n)
-    : Effect.fail(fail("BAD_ARGS", `--${name} must be a non-negative integer, got ${value}`));
 }

@@ -58,6 +58,11 @@ const DEAD_LETTER_FILTERS: Readonly<Record<string, FlagHelp>> = {
   limit: { value: "N", meaning: "at most N dead letters (list default: 1000)" },
 };
 
+const WAL_FLAGS: Readonly<Record<string, FlagHelp>> = {
+  profile: { ...PROFILE, meaning: `${PROFILE.meaning}; its runs root's WAL` },
+  dir: { value: "DIR", meaning: "the WAL folder itself (as WAL_CORRUPT's message names it)" },
+};
+
 /** Every command's page, by command name (the keys of cli/commands.ts). */
 export const HELP: Readonly<Record<string, CommandHelp>> = {
   "gen-world": {
@@ -182,6 +187,21 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
           id: { value: "ID", meaning: "retry this one dead letter" },
           all: { meaning: "retry every open dead letter the filters select" },
         },
+      },
+    },
+  },
+  wal: {
+    summary: "shows a damaged WAL (WAL_CORRUPT), or sets its damage aside and keeps the rest",
+    flags: {},
+    subcommands: {
+      inspect: {
+        summary: "reads the WAL past its damage: intact records, damaged offsets, what open does",
+        flags: WAL_FLAGS,
+      },
+      salvage: {
+        summary:
+          "copies each corrupt segment to salvaged/, then keeps only its intact records (exit 0)",
+        flags: WAL_FLAGS,
       },
     },
   },

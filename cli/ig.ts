@@ -13,7 +13,7 @@ import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { redactDsn } from "../stores/postgres.ts";
 import type { FaultOptions } from "../ig/faults.ts";
 import { DEFAULT_IG_DB, startIg, type StartIgOptions } from "../ig/server.ts";
-import { type Flags, parseFlags } from "./args.ts";
+import { type Flags, intFlag, numberFlag, parseFlags } from "./args.ts";
 
 export { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 
@@ -51,16 +51,13 @@ export const parseIgArgs = (
     const apiKey = str(flags, "api-key") ??
       (Option.isSome(envKey) ? Redacted.value(envKey.value) || undefined : undefined);
     const faults: FaultOptions = {
-      failRate: yield* num(flags, "fail-rate"),
-      failStatus: yield* num(flags, "fail-status"),
-      latencyMs: yield* num(flags, "latency-ms"),
-      resetRate: yield* num(flags, "reset-rate"),
-      seed: yield* num(flags, "fault-seed"),
+      failRate: yield* numberFlag(flags, "fail-rate", { min: 0, max: 1 }),
+      failStatus: yield* intFlag(flags, "fail-status", { min: 100, max: 599 }),
+      latencyMs: yield* intFlag(flags, "latency-ms", { min: 0 }),
+      resetRate: yield* numberFlag(flags, "reset-rate", { min: 0, max: 1 }),
+      seed: yield* intFlag(flags, "fault-seed"),
     };
-    const port = (yield* num(flags, "port")) ?? DEFAULT_IG_PORT;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      return yield* fail("BAD_ARGS", `--port must be an integer from 0 to 65535, got ${port}`);
-    }
+    const port = (yield* intFlag(flags, "port", { min: 0, max: 65535 })) ?? DEFAULT_IG_PORT;
     return {
       port,
       host: str(flags, "host") ?? "127.0.0.1",
@@ -124,13 +121,4 @@ function faultSummary(faults: FaultOptions): Record<string, number | string> | "
 function str(flags: Flags, name: string): string | undefined {
   const v = flags[name];
   return typeof v === "string" && v !== "" ? v : undefined;
-}
-
-function num(flags: Flags, name: string): Effect.Effect<number | undefined, WorldstreamError> {
-  const v = str(flags, name);
-  if (v === undefined) return Effect.succeed(undefined);
-  const n = Number(v);
-  return Number.isFinite(n)
-    ? Effect.succeed(n)
-    : Effect.fail(fail("BAD_ARGS", `--${name} must be a number, got ${JSON.stringify(v)}`));
 }

@@ -38,7 +38,7 @@ import { DuckDb } from "../stores/duckdb.ts";
 import { resolveWorld } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
 import { fail } from "../schemas/errors.ts";
-import { parseFlags } from "./args.ts";
+import { httpUrlFlag, intFlag, numberFlag, parseFlags } from "./args.ts";
 import { EXIT_CODES, type Outcome } from "./commands.ts";
 import { publishReady } from "../actions/publish_ready.ts";
 import { withProgressDisplay } from "./stream.ts";
@@ -60,17 +60,10 @@ export function runCommand(argv: ReadonlyArray<string>) {
       speedup: "string",
       "admin-port": "string",
     });
-    const adminFlag = flags["admin-port"] === undefined ? undefined : Number(flags["admin-port"]);
-    if (adminFlag !== undefined && !(Number.isInteger(adminFlag) && adminFlag >= 0)) {
-      return yield* fail(
-        "BAD_ARGS",
-        `--admin-port must be an integer >= 0, got ${flags["admin-port"]}`,
-      );
-    }
-    const speedupFlag = flags.speedup === undefined ? undefined : Number(flags.speedup);
-    if (speedupFlag !== undefined && !(Number.isFinite(speedupFlag) && speedupFlag >= 0)) {
-      return yield* fail("BAD_ARGS", `--speedup must be a number >= 0, got ${flags.speedup}`);
-    }
+    // Every flag is checked before anything is opened or written.
+    const adminFlag = yield* intFlag(flags, "admin-port", { min: 0, max: 65535 });
+    const speedupFlag = yield* numberFlag(flags, "speedup", { min: 0 });
+    const igUrlFlag = yield* httpUrlFlag(flags, "ig-url");
     const profile = yield* loadProfile(String(flags.profile ?? "local"));
     const given = typeof flags["engine-run-root"] === "string"
       ? flags["engine-run-root"]
@@ -101,8 +94,8 @@ export function runCommand(argv: ReadonlyArray<string>) {
           Effect.annotateLogs({ url: admin.url, routes: "/healthz,/readyz" }),
         );
       }
-      const igUrl = typeof flags["ig-url"] === "string"
-        ? flags["ig-url"]
+      const igUrl = igUrlFlag !== undefined
+        ? igUrlFlag
         : profile.profile_id === "local"
         ? (yield* startIg({
           host: "127.0.0.1",

@@ -10,7 +10,7 @@ import { OracleStore } from "../stores/oracle.ts";
 import { progressBar } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";
-import { listFlag, parseFlags } from "./args.ts";
+import { parseFlags, uniqueListFlag } from "./args.ts";
 import type { Command } from "./commands.ts";
 
 /** What to sort and how strictly. */
@@ -93,6 +93,7 @@ export const sortCommand: Command = (argv) =>
       profile: "string",
       repair: "boolean",
     });
+    const outputIds = yield* uniqueListFlag(flags, "output-ids");
     const profile = yield* loadProfile(String(flags.profile ?? "local"));
     const root = flags["engine-run-root"] ?? profile.wiring.oracle_engine_run_root;
     if (typeof root !== "string" || root === "") {
@@ -102,7 +103,7 @@ export const sortCommand: Command = (argv) =>
       );
     }
     return yield* sortWith(profile, root, {
-      outputIds: listFlag(flags, "output-ids"),
+      outputIds,
       scenarioId: flags["scenario-id"] as string | undefined,
       repair: flags.repair === true,
     });

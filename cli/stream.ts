@@ -7,12 +7,19 @@ import { Clock, Effect, Fiber, Schedule } from "effect";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 import { loadProfile } from "../core/profile.ts";
 import { barLine, statusBlock } from "../core/progress.ts";
-import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import type { WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
 import { streamWorld } from "../actions/stream_world.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { Supervisor } from "../actors/supervisor.ts";
-import { type Flags, listFlag, parseFlags } from "./args.ts";
+import {
+  type Flags,
+  httpUrlFlag,
+  intFlag,
+  numberFlag,
+  parseFlags,
+  uniqueListFlag,
+} from "./args.ts";
 import { EXIT_CODES } from "./commands.ts";
 
 /** Parses `stream` flags into a run request and runs it on the profile's runtime. */
@@ -30,9 +37,10 @@ export function streamCommand(argv: ReadonlyArray<string>) {
       speedup: "string",
       "ig-url": "string",
     });
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    // Every flag is checked before anything is opened or written.
     const request = yield* requestFrom(flags);
-    const igUrl = typeof flags["ig-url"] === "string" ? flags["ig-url"] : undefined;
+    const igUrl = yield* httpUrlFlag(flags, "ig-url");
+    const profile = yield* loadProfile(String(flags.profile ?? "local"));
     const config = runConfigOf(profile, igUrl ? { igUrl } : {});
     const result = yield* streamWorld(config, request, {
       signals: true,
@@ -88,22 +96,14 @@ export function withProgressDisplay<A, E, R>(effect: Effect.Effect<A, E, R>) {
 
 function requestFrom(flags: Flags): Effect.Effect<RunRequested, WorldstreamError> {
   return Effect.gen(function* () {
-    const num = (name: string) => {
-      const v = flags[name];
-      if (v === undefined) return Effect.succeed(undefined);
-      const n = Number(v);
-      return typeof v === "string" && v.trim() !== "" && Number.isFinite(n) && n >= 0
-        ? Effect.succeed(n)
-        : Effect.fail(fail("BAD_ARGS", `--${name} must be a number >= 0, got ${v}`));
-    };
     const str = (name: string) =>
       typeof flags[name] === "string" && flags[name] !== "" ? flags[name] as string : undefined;
     const platformRunId = str("platform-run-id") ??
       platformRunIdAt(yield* Clock.currentTimeMillis);
-    const maxEvents = yield* num("max-events");
-    const perOutput = yield* num("max-events-per-output");
-    const speedup = yield* num("speedup");
-    const outputIds = listFlag(flags, "output-ids");
+    const maxEvents = yield* intFlag(flags, "max-events", { min: 1 });
+    const perOutput = yield* intFlag(flags, "max-events-per-output", { min: 1 });
+    const speedup = yield* numberFlag(flags, "speedup", { min: 0 });
+    const outputIds = yield* uniqueListFlag(flags, "output-ids");
     const root = str("engine-run-root");
     return {
       _tag: "RunRequested",

@@ -195,6 +195,13 @@ export const AdminWiring = Schema.Struct({
 });
 export type AdminWiring = typeof AdminWiring.Type;
 
+/** The WAL (worldstream's local outbox): how many undrained bytes it may hold. */
+export const WalWiring = Schema.Struct({
+  /** Undrained bytes before appends fail WAL_QUOTA_EXCEEDED (default 1 GiB). */
+  quota_bytes: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+});
+export type WalWiring = typeof WalWiring.Type;
+
 /** The `wiring` section: where things are. */
 export const ProfileWiring = Schema.Struct({
   /** worldstream's own state (WAL, stream views, caches). */
@@ -210,6 +217,7 @@ export const ProfileWiring = Schema.Struct({
   wsp_courier: Schema.optionalKey(CourierWiring),
   bootstrap: Schema.optionalKey(BootstrapWiring),
   admin: Schema.optionalKey(AdminWiring),
+  wal: Schema.optionalKey(WalWiring),
   wsp_producer: ProducerWiring,
   interface_pack_ref: Ref,
 });

@@ -115,13 +115,15 @@ export const REASONS = {
   STOPPED_BY_OPERATOR: "The run was stopped by a signal or an operator before it finished",
   INTERNAL_ERROR: "A defect (a bug): the run failed, the runtime kept serving",
   // Durable state
-  WAL_LOCKED: "Another process holds this runs root's WAL",
+  WAL_LOCKED: "Another process holds this runs root's WAL (names its pid)",
   WAL_IO_FAILED: "The WAL could not be read, written or synced",
-  WAL_CORRUPT: "A WAL record before the tail fails its CRC",
+  WAL_CORRUPT:
+    "A WAL record is damaged and intact records follow it (not a torn tail): see wal inspect",
   WAL_RECORD_INVALID: "A WAL record does not match its schema",
   WAL_QUOTA_EXCEEDED: "The WAL reached its disk quota",
   WAL_CLOSED: "The WAL was used after it closed",
   DRAINED_HEAD_INVALID: "The drained-head file is malformed",
+  PGLITE_LOCKED: "Another live process owns this PGlite folder (names its pid)",
   PG_UNAVAILABLE: "Postgres did not answer",
   PG_QUERY_FAILED: "Postgres refused a statement",
   MIGRATION_FAILED: "A migration failed and was rolled back",

@@ -10,6 +10,7 @@
 import { deserialize, serialize } from "node:v8";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { tryLockFile } from "./lock_file.ts";
 
 /** A request from the owning thread. */
 export type PgliteRequest =
@@ -110,6 +111,37 @@ export interface PgliteOptions {
 
 /** PGlite's folder did not open (stores/postgres.ts reports it as PG_UNAVAILABLE). */
 export class PgliteUnavailable extends Error {}
+
+/** Another live process owns PGlite's folder (stores/postgres.ts reports it as PGLITE_LOCKED). */
+export class PgliteLocked extends Error {
+  constructor(readonly dir: string, readonly holder: number | undefined) {
+    super(
+      `PGlite folder ${dir} is in use by another worldstream process (pid ${
+        holder ?? "unknown"
+      }); stop it first, or give this command another folder`,
+    );
+  }
+}
+
+/** The file a PGlite folder's owning process keeps locked, naming its pid. */
+export const OWNER_LOCK_FILE = ".worldstream-owner.lock";
+
+/**
+ * Claims `dir` for this process, or fails at once with {@link PgliteLocked} naming the owner.
+ *
+ * Two locks guard a folder. PGlite's process (stores/pglite_worker.ts) holds one for as long as it
+ * has the database open, and waits for it: a runtime restarted straight after a SIGKILL waits
+ * there for its predecessor's PGlite, which has lost its owner and is closing. This one is held by
+ * the owning process itself, so the OS drops it the moment that process dies: held means a live
+ * owner, whom nobody should wait for in silence (issue 12: `dead-letters list` beside a running
+ * `run` waited 20 s and more, a second gate on one folder waited for ever).
+ */
+async function claimFolder(dir: string): Promise<Deno.FsFile> {
+  await Deno.mkdir(dir, { recursive: true });
+  const attempt = await tryLockFile(`${dir}/${OWNER_LOCK_FILE}`);
+  if (!attempt.locked) throw new PgliteLocked(dir, attempt.holder);
+  return attempt.file;
+}
 
 export function isolationFromEnv(): PgliteIsolation {
   let value: string | undefined;
@@ -240,6 +272,9 @@ export class PgliteThread {
   >();
   private nextId = 1;
   private opened: Promise<void> = Promise.resolve();
+  /** Settles once the folder is claimed for this process, or another live process owns it. */
+  claimed: Promise<void> = Promise.resolve();
+  private ownerLock: Promise<Deno.FsFile | undefined> = Promise.resolve(undefined);
   /** Set once PGlite's process or thread has gone: nothing will answer again. */
   private failed: PgliteUnavailable | undefined;
 
@@ -265,8 +300,11 @@ export class PgliteThread {
   }
 
   open(dir: string, options: PgliteOptions): void {
+    this.ownerLock = claimFolder(dir);
+    this.claimed = this.ownerLock.then(() => undefined);
+    this.claimed.catch(() => undefined);
     this.opened = (async () => {
-      await Deno.mkdir(dir, { recursive: true });
+      await this.ownerLock;
       await initPgliteApart(dir);
       await this.send({
         op: "open",
@@ -275,6 +313,7 @@ export class PgliteThread {
         ...(options.relaxedDurability ? { relaxedDurability: true } : {}),
       });
     })().catch((e) => {
+      if (e instanceof PgliteLocked) throw e;
       throw new PgliteUnavailable(`PGlite in ${dir} did not open: ${firstLine(e)}`);
     });
     // Failures reach callers through their own awaits of `opened`.
@@ -295,6 +334,8 @@ export class PgliteThread {
       // Nothing to close, or it failed: the thread goes either way.
     } finally {
       await this.channel.terminate();
+      // The folder is free once PGlite's process or thread has gone, not before.
+      (await this.ownerLock.catch(() => undefined))?.close();
     }
   }
 

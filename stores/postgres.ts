@@ -14,6 +14,7 @@ import { fail, WorldstreamError } from "../schemas/errors.ts";
 import {
   adoptEarlyPglite,
   isolationFromEnv,
+  PgliteLocked,
   type PgliteOptions,
   PgliteThread,
   PgliteUnavailable,
@@ -136,13 +137,23 @@ function makePglite(dir: string, options: PgliteOptions = {}) {
     // Opening starts now and is not awaited: start-up work that needs no database goes on
     // beside it, and the first statement waits for it.
     // A PGlite main.ts started for this folder is taken over as it is (possibly still opening).
+    // Only the folder's claim is awaited: another live owner fails the build at once
+    // (PGLITE_LOCKED, naming its pid) instead of waiting in silence for it to exit.
     const thread = yield* Effect.acquireRelease(
-      Effect.promise(async () => {
-        const early = await adoptEarlyPglite(dir, options);
-        if (early !== undefined) return early;
-        const thread = new PgliteThread(options.isolation ?? isolationFromEnv());
-        thread.open(dir, options);
-        return thread;
+      Effect.tryPromise({
+        try: async () => {
+          const early = await adoptEarlyPglite(dir, options);
+          const thread = early ?? new PgliteThread(options.isolation ?? isolationFromEnv());
+          if (early === undefined) thread.open(dir, options);
+          try {
+            await thread.claimed;
+          } catch (e) {
+            await thread.close();
+            throw e;
+          }
+          return thread;
+        },
+        catch: pgError,
       }),
       (thread) => Effect.promise(() => thread.close()),
     );
@@ -408,6 +419,7 @@ const UNAVAILABLE_CODES = /^(E[A-Z]+|CONNECT_TIMEOUT|CONNECTION_\w+)$/;
 function pgError(e: unknown): WorldstreamError {
   if (e instanceof WorldstreamError) return e;
   if (e instanceof PgliteUnavailable) return fail("PG_UNAVAILABLE", e.message);
+  if (e instanceof PgliteLocked) return fail("PGLITE_LOCKED", e.message);
   const code = errorCode(e);
   if (code === undefined) return fail("PG_QUERY_FAILED", `Postgres query failed: ${firstLine(e)}`);
   if (UNAVAILABLE_CODES.test(code) || (isSqlState(code) && UNAVAILABLE_STATES.test(code))) {

@@ -10,15 +10,21 @@
  *                     offset 8  payload            UTF-8 JSON of one record
  *                                                  `{"record_id","kind","at","body"}`
  *
- *   lock            empty; held with an exclusive flock by the one writer of the folder.
+ *   lock            `{"pid": N}`; held with an exclusive flock by the one writer of the folder,
+ *                   whose pid it names (stores/lock_file.ts).
  *
  *   drained         UTF-8 JSON `{"segment": <seq>, "offset": <byte offset>}`: every frame before
  *                   that position has been copied to Postgres. Replaced atomically (write a
  *                   temporary file, fsync, rename, fsync the folder).
  *
  * A frame is good only when its whole payload is present, its CRC matches and its payload parses
- * as a record; the first frame that is not good ends the readable part of a segment. Only the last
- * segment may legitimately end early (a crash mid-append), and recovery truncates it there.
+ * as a record; the first frame that is not good ends the readable part of a segment. Only the end
+ * of the last segment may legitimately be bad (a crash mid-append), and recovery truncates it
+ * there. A bad frame with a good frame anywhere after it is damage, never a torn append: appends
+ * only ever add at the end, so nothing good can follow a torn one. {@link findFrame} looks for
+ * such a frame byte by byte (a payload is JSON text, whose bytes are all >= 0x20, so no frame
+ * header, whose length is < 64 MiB, can be read inside one), and {@link scanSegment} reads a
+ * whole segment past its damage, for `worldstream wal inspect|salvage`.
  */
 
 /** Bytes before each payload: length + CRC. */
@@ -137,6 +143,63 @@ export function readFrames<A>(
     at += size;
   }
   return { frames, end: start + at };
+}
+
+/**
+ * The offset of the first good frame that starts at or after `from` in `bytes` (a whole segment),
+ * at any byte offset, or `undefined` when there is none.
+ */
+export function findFrame<A>(
+  bytes: Uint8Array,
+  from: number,
+  parse: (payload: Uint8Array) => A | string,
+): number | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = Math.max(0, from); at + FRAME_HEADER_BYTES < bytes.length; at++) {
+    const length = view.getUint32(at, true);
+    if (length === 0 || length > MAX_PAYLOAD_BYTES) continue;
+    if (at + FRAME_HEADER_BYTES + length > bytes.length) continue;
+    // Every record's JSON opens with `{`: a cheap test before the CRC.
+    if (bytes[at + FRAME_HEADER_BYTES] !== 0x7b) continue;
+    if (readFrames(bytes.subarray(at), at, parse, 1).frames.length === 1) return at;
+  }
+  return undefined;
+}
+
+/** Bytes of a segment that hold no good frame, with what is wrong at their start. */
+export interface Damage {
+  readonly offset: number;
+  /** Offset just past the damaged bytes: the next good frame, or the end of the segment. */
+  readonly end: number;
+  readonly problem: string;
+}
+
+/** A whole segment read past its damage: every good frame, and the bytes between them. */
+export interface SegmentScan<A> {
+  readonly frames: ReadonlyArray<Frame<A>>;
+  /** Damaged stretches in order; the last may run to the end of the segment (a torn tail). */
+  readonly damage: ReadonlyArray<Damage>;
+}
+
+/** Reads every good frame of a whole segment, stepping over bad bytes to the next good frame. */
+export function scanSegment<A>(
+  bytes: Uint8Array,
+  parse: (payload: Uint8Array) => A | string,
+): SegmentScan<A> {
+  const frames: Array<Frame<A>> = [];
+  const damage: Array<Damage> = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const scan = readFrames(bytes.subarray(at), at, parse);
+    frames.push(...scan.frames);
+    if (scan.stop === undefined) break;
+    const next = findFrame(bytes, scan.stop.offset + 1, parse);
+    const problem = scan.stop.kind === "corrupt" ? scan.stop.problem : "frame cut short";
+    damage.push({ offset: scan.stop.offset, end: next ?? bytes.length, problem });
+    if (next === undefined) break;
+    at = next;
+  }
+  return { frames, damage };
 }
 
 function hex(n: number): string {

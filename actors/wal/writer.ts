@@ -12,17 +12,21 @@
  * WAL_QUOTA_EXCEEDED and writes nothing. Drained segments are deleted, so the folder holds at
  * most the quota plus one segment.
  *
- * On open, every undrained segment is read and checked. A bad frame at the end of the last segment
- * is a torn append: it is logged and truncated, and the good prefix is kept. A bad frame anywhere
- * else is damage to acknowledged data and fails the open with WAL_CORRUPT.
+ * On open, every undrained segment is read and checked. A bad frame at the end of the last segment,
+ * with nothing good after it, is a torn append: it is logged and truncated, and the good prefix is
+ * kept. A bad frame anywhere else, or one that good frames follow, is damage to acknowledged data:
+ * the open fails with WAL_CORRUPT naming the segment and the offset, and the command that sets the
+ * damage aside (`worldstream wal inspect|salvage`, actors/wal/salvage.ts).
  */
 import { Context, Deferred, Effect, Fiber, Layer, Queue, Result, Semaphore } from "effect";
 import { replaceFileDurably, syncDir, writeAll } from "../../stores/durable_file.ts";
 import type { Cause, Scope } from "effect";
 import { fail, WorldstreamError } from "../../schemas/errors.ts";
+import { tryLockFile } from "../../stores/lock_file.ts";
 import {
   DRAINED_FILE,
   encodeFrame,
+  findFrame,
   LOCK_FILE,
   MAX_PAYLOAD_BYTES,
   readFrames,
@@ -574,7 +578,17 @@ const recover = Effect.fn("Wal.recover")(function* (dir: string) {
     let size = content.length;
     if (scan.stop !== undefined) {
       const problem = scan.stop.kind === "corrupt" ? scan.stop.problem : "frame cut short";
-      if (!isLast) return yield* corrupt(name, scan.stop.offset, problem);
+      if (!isLast) return yield* damaged(dir, name, scan.stop.offset, problem);
+      // A torn append is the last thing in the log: a good frame after it means damage.
+      const next = findFrame(content, scan.stop.offset + 1, parsePayload);
+      if (next !== undefined) {
+        return yield* damaged(
+          dir,
+          name,
+          scan.stop.offset,
+          `${problem}, with intact records after it (the next at offset ${next}), so not a torn tail`,
+        );
+      }
       yield* Effect.logWarning(
         `WAL tail of ${name} is torn at offset ${scan.stop.offset} (${problem}); ` +
           `truncating ${
@@ -645,23 +659,32 @@ const recover = Effect.fn("Wal.recover")(function* (dir: string) {
   } satisfies Recovered;
 });
 
-/** Holds an exclusive lock on `<dir>/lock` until the scope closes: one writer per folder. */
-function lockFolder(dir: string): Effect.Effect<void, WorldstreamError, Scope.Scope> {
+/**
+ * Holds an exclusive lock on `<dir>/lock` until the scope closes: one writer per folder. The file
+ * names its holder's pid, so a second opener is told at once who holds it.
+ */
+export function lockFolder(dir: string): Effect.Effect<void, WorldstreamError, Scope.Scope> {
   return Effect.gen(function* () {
-    const file = yield* Effect.acquireRelease(
+    const attempt = yield* Effect.acquireRelease(
       io(`lock ${dir}`, async () => {
         await Deno.mkdir(dir, { recursive: true });
-        return await Deno.open(`${dir}/${LOCK_FILE}`, { create: true, write: true });
+        return await tryLockFile(`${dir}/${LOCK_FILE}`);
       }),
-      (file) => Effect.sync(() => file.close()),
+      (attempt) => Effect.sync(() => attempt.locked && attempt.file.close()),
     );
-    if (!(yield* io(`lock ${dir}`, () => file.tryLock(true)))) {
-      return yield* fail("WAL_LOCKED", `WAL in ${dir} is already open in another writer`);
+    if (!attempt.locked) {
+      return yield* fail(
+        "WAL_LOCKED",
+        `WAL in ${dir} is already open in another process (pid ${
+          attempt.holder ?? "unknown"
+        }); stop it first`,
+      );
     }
   });
 }
 
-function readDrained(file: string): Effect.Effect<WalPosition, WorldstreamError> {
+/** The drained marker's position (WAL_CORRUPT when it is malformed). */
+export function readDrained(file: string): Effect.Effect<WalPosition, WorldstreamError> {
   return Effect.gen(function* () {
     const text = yield* io(`read ${file}`, () => Deno.readTextFile(file));
     let value: unknown;
@@ -681,7 +704,11 @@ function readDrained(file: string): Effect.Effect<WalPosition, WorldstreamError>
   });
 }
 
-function writeDrained(dir: string, position: WalPosition): Effect.Effect<void, WorldstreamError> {
+/** Replaces the drained marker durably. */
+export function writeDrained(
+  dir: string,
+  position: WalPosition,
+): Effect.Effect<void, WorldstreamError> {
   return io(
     `write ${dir}/${DRAINED_FILE}`,
     () => replaceFileDurably(`${dir}/${DRAINED_FILE}`, encoder.encode(JSON.stringify(position))),
@@ -694,7 +721,8 @@ function writeDrained(dir: string, position: WalPosition): Effect.Effect<void, W
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-function parsePayload(payload: Uint8Array): WalRecord | string {
+/** A frame's payload as a WAL record, or what is wrong with it. */
+export function parsePayload(payload: Uint8Array): WalRecord | string {
   let text: string;
   try {
     text = decoder.decode(payload);
@@ -772,6 +800,22 @@ function corrupt(
   problem: string,
 ): Effect.Effect<never, WorldstreamError> {
   return Effect.fail(fail("WAL_CORRUPT", `WAL ${file} is corrupt at offset ${offset}: ${problem}`));
+}
+
+/** WAL_CORRUPT for damage to acknowledged records, with the commands that deal with it. */
+function damaged(
+  dir: string,
+  file: string,
+  offset: number,
+  problem: string,
+): Effect.Effect<never, WorldstreamError> {
+  return Effect.fail(fail(
+    "WAL_CORRUPT",
+    `WAL segment ${file} is corrupt at offset ${offset}: ${problem}. Nothing was sent. ` +
+      `See the damage with \`worldstream wal inspect --dir ${dir}\`; ` +
+      `\`worldstream wal salvage --dir ${dir}\` keeps every intact record and moves the damaged ` +
+      `segment to ${dir}/salvaged/`,
+  ));
 }
 
 function closed(dir: string): WorldstreamError {
