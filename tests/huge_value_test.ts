@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { cpSync, readFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { Effect, type Scope } from "effect";
-import { sha256Hex } from "../core/hash.ts";
 import { startIg } from "../ig/server.ts";
+import { regate } from "./regate.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import {
   copyDb,
@@ -76,39 +76,9 @@ function hugeWorld(dir: string, mb: number) {
       { row: first.row, chars: mb * 1_000_000, part },
     );
     yield* Effect.promise(() => Deno.rename(`${part}.tmp`, part));
-    yield* Effect.promise(() => revouch(root, relative(root, part)));
+    yield* Effect.promise(() => regate(root));
     return root;
   }).pipe(Effect.scoped, Effect.provide(DuckDb.layer({ threads: 1, memoryLimit: "2GB" })));
-}
-
-/** Rewrites every validation bundle listing `rel` with its new digest, then its index and flag. */
-async function revouch(root: string, rel: string) {
-  const bytes = await Deno.readFile(join(root, rel));
-  const digest = sha256Hex(bytes);
-  const reports = [];
-  for (const layer of ["layer3/6B", "layer2/5B"]) {
-    const base = join(root, "data", layer, "validation");
-    for await (const mf of Deno.readDir(base)) reports.push(join(base, mf.name));
-  }
-  for (const bundle of reports) {
-    const path = join(bundle, "validation_report.json");
-    const report = JSON.parse(await Deno.readTextFile(path)) as {
-      outputs: Array<{ files: Array<{ path: string; sha256_hex: string; size_bytes: number }> }>;
-    };
-    const file = report.outputs.flatMap((o) => o.files).find((f) => f.path === rel);
-    if (file === undefined) continue;
-    file.sha256_hex = digest;
-    file.size_bytes = bytes.length;
-    const reportText = JSON.stringify(report, null, 2);
-    await Deno.writeTextFile(path, reportText);
-    const index = JSON.stringify(
-      [{ path: "validation_report.json", sha256_hex: sha256Hex(reportText) }],
-      null,
-      2,
-    );
-    await Deno.writeTextFile(join(bundle, "index.json"), index);
-    await Deno.writeTextFile(join(bundle, "_passed.flag"), `sha256_hex = ${sha256Hex(index)}`);
-  }
 }
 
 function streamHuge(name: string, mb: number, duckdbMemory: string | undefined) {

@@ -3,6 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Effect, type Scope } from "effect";
 import { startIg } from "../ig/server.ts";
+import { regate, regateAt } from "./regate.ts";
 import { DuckDb, sqlLiteral } from "../stores/duckdb.ts";
 import {
   CONTEXT,
@@ -144,6 +145,9 @@ function rewritePart(part: string, select: string) {
   })).pipe(
     Effect.provide(DuckDb.layer({ threads: 1 })),
     Effect.andThen(Effect.promise(() => Deno.rename(tmp, part))),
+    // Re-gated over the new bytes, as an engine that validated them would: what is tested here is
+    // the view's check of the parts, not the gate's (tests/integrity_test.ts has those).
+    Effect.andThen(Effect.promise(() => regateAt(part))),
   );
 }
 
@@ -318,6 +322,8 @@ test(
     assert.equal(built.code, 0, describe(built));
     const parts = yield* Effect.promise(() => partsOf(world, TRAFFIC));
     Deno.removeSync(parts[1]);
+    // Re-gated without it (unre-gated, the bundle's part list refuses it: integrity_test.ts).
+    yield* Effect.promise(() => regate(world));
     const { exited, run } = yield* stream(dir, world, ig.url);
     assertRefused(
       exited,
