@@ -86,7 +86,8 @@ export interface DeadLetterBatch<P> {
 export interface LaneHooks<P> {
   /**
    * Called in order with each acknowledged batch (delivered, or dead-lettered and passed); the
-   * lane dispatches at most maxInFlight + 1 batches ahead of the last call that returned.
+   * lane dispatches at most (maxInFlight + 1) × batchSize events ahead of the last call that
+   * returned.
    */
   readonly onDelivered: (batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>;
   /** Stores dead letters durably; called before the lane stops or moves past them. */
@@ -156,12 +157,15 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   });
   const snapshot = Ref.get(counters).pipe(Effect.map((c) => ({ ...c, lateness, pacing })));
   const semaphore = yield* Semaphore.make(options.maxInFlight);
-  // The ack window: a batch is dispatched only while fewer than maxInFlight + 1 batches are
-  // dispatched and not yet acknowledged, and `onDelivered` (the checkpoint) returns once its
-  // position is durable. So what the gate holds beyond the durable checkpoint, the most a SIGKILL
-  // makes a restart re-send, is at most maxInFlight + 1 batches: those in flight plus one whose
-  // checkpoint is in the WAL's group commit. Fsyncs are shorter than a request, so it rarely waits.
-  const window = yield* Semaphore.make(options.maxInFlight + 1);
+  // The ack window, in events: a batch is dispatched only while the events dispatched and not
+  // yet acknowledged, its own included, are at most (maxInFlight + 1) × batchSize, and
+  // `onDelivered` (the checkpoint) returns once its position is durable. So what the gate holds
+  // beyond the durable checkpoint, the most a SIGKILL makes a restart re-send, is at most
+  // (maxInFlight + 1) × batchSize events: full batches in flight plus one whose checkpoint is in
+  // the WAL's group commit. Counted in events, not batches, a paced lane's small batches do not
+  // wait on a slow fsync: they stall only once that many events await durability.
+  const windowEvents = (options.maxInFlight + 1) * options.batchSize;
+  const window = yield* Semaphore.make(windowEvents);
 
   const deliverOne = (batch: EmitBatch<P>) =>
     attempt(batch).pipe(
@@ -242,11 +246,12 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       );
       if (taken === undefined || taken.length === 0) break;
       for (const batch of merge(taken, options.batchSize)) {
-        yield* Semaphore.take(window, 1);
+        const events = Math.min(batch.envelopes.length, windowEvents);
+        yield* Semaphore.take(window, events);
         yield* Semaphore.take(semaphore, 1);
         if (halted || (yield* stopped)) {
           yield* Semaphore.release(semaphore, 1);
-          yield* Semaphore.release(window, 1);
+          yield* Semaphore.release(window, events);
           break dispatch;
         }
         const done = yield* Deferred.make<EmitBatch<P>, WorldstreamError>();
@@ -275,7 +280,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       if (next === undefined) break;
       const batch = yield* Deferred.await(next);
       yield* onDelivered(batch, yield* snapshot);
-      yield* Semaphore.release(window, 1);
+      yield* Semaphore.release(window, Math.min(batch.envelopes.length, windowEvents));
       yield* Semaphore.release(buffer, batch.envelopes.length);
     }
   }).pipe(Effect.tapError((e) => Deferred.fail(failed, e)));

@@ -356,6 +356,37 @@ test(
 );
 
 test(
+  "the ack window counts events, not batches: small paced batches keep flowing while a checkpoint waits on a slow fsync",
+  Effect.gen(function* () {
+    const ig = yield* gate();
+    // Window: (max in flight 1 + 1) × batch size 10 = 20 events ahead of the durable checkpoint.
+    const options = laneOptions(ig.url, { batchSize: 10, maxInFlight: 1 });
+    const sent = batches(10, 2);
+    const durable = yield* Deferred.make<void>();
+    yield* Effect.scoped(Effect.gen(function* () {
+      const l = yield* openLane<number>(options, OUTPUT, {
+        // The first checkpoint is not durable until the test says so: a very slow fsync.
+        onDelivered: () => Deferred.await(durable),
+      });
+      // One small batch at a time, as a paced stream hands them over: each reaches the gate
+      // though none is acknowledged, until 20 events are out (a window of 2 batches stopped at 4).
+      for (const [i, b] of sent.entries()) {
+        yield* l.send(b);
+        const deadline = Date.now() + 10_000;
+        while ((yield* runCounts(ig)).admitted < 2 * (i + 1)) {
+          assert.ok(Date.now() < deadline, `batch ${i} never reached the gate`);
+          yield* Effect.sleep("5 millis");
+        }
+      }
+      assert.equal((yield* runCounts(ig)).admitted, 20);
+      yield* Deferred.succeed(durable, undefined);
+      yield* l.finish;
+    })).pipe(Effect.provide(IgClient.layer(options)));
+    assert.deepEqual(yield* admittedIds(ig), idsOf(sent));
+  }),
+);
+
+test(
   "a stop request ends a push lane after the requests already out: queued batches are dropped, not pushed",
   Effect.gen(function* () {
     const ig = yield* gate({ faults: { latencyMs: 5 } });
