@@ -88,3 +88,15 @@ Deno.test("stream view files are closed and list at least one output", () => {
     /^input: engine_run_id: /,
   );
 });
+
+Deno.test("a sort receipt lists at least one source part, each with size, time and footer digest", () => {
+  assert.match(rejection(StreamSortReceipt, withoutKey(receipt, "sources")), /^input: sources: /);
+  assert.match(
+    rejection(StreamSortReceipt, withValue(receipt, "sources", [])),
+    /^input: sources: /,
+  );
+  assert.match(
+    rejection(StreamSortReceipt, withValue(receipt, "sources.0.footer_sha256", "x")),
+    /^input: sources\[0\]\.footer_sha256: /,
+  );
+});
