@@ -17,6 +17,7 @@ import { renderTemplate } from "../core/catalogue.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
+import { joinRoot, resolveRoot } from "../core/store_root.ts";
 import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
 import { verifyGate } from "../stores/gate_verify.ts";
@@ -101,7 +102,7 @@ export const publishReady = Effect.fn("publishReady")(function* (
     requireGatePass: profile.policy.require_gate_pass,
     scenarioId: options.scenarioId || profile.wiring.oracle_scenario_id || undefined,
     interfacePackDir: profile.paths.interfacePack,
-  }).pipe(Effect.provide(OracleStore.layer));
+  }).pipe(Effect.provide(OracleStore.layerFor(profile)));
   const scenarioRunId = yield* checkScenarioRunId(
     options.scenarioRunId ??
       sha256Hex(`${platformRunId}|${world.engineRunRoot}`).slice(0, 32),
@@ -293,13 +294,13 @@ function packRef(
 ): OraclePackRef {
   const configured = profile.wiring.oracle_stream_view_root;
   const viewRoot = configured
-    ? resolve(configured)
-    : join(world.engineRunRoot, "stream_view", "ts_utc");
+    ? resolveRoot(configured)
+    : joinRoot(world.engineRunRoot, "stream_view", "ts_utc");
   const manifest = world.manifest;
   return {
     ...(manifest === undefined ? {} : {
       oracle_pack_id: manifest.oracle_pack_id,
-      manifest_ref: join(world.engineRunRoot, "_oracle_pack_manifest.json"),
+      manifest_ref: joinRoot(world.engineRunRoot, "_oracle_pack_manifest.json"),
       // The manifest allows any release text; READY takes 1 to 256 characters.
       ...(manifest.engine_release.length >= 1 && manifest.engine_release.length <= 256
         ? { engine_release: manifest.engine_release }
@@ -309,7 +310,7 @@ function packRef(
     scenario_id: world.worldKey.scenario_id,
     stream_view_root: viewRoot,
     stream_view_output_refs: Object.fromEntries(
-      traffic.map((id) => [id, join(viewRoot, `output_id=${id}`)]),
+      traffic.map((id) => [id, joinRoot(viewRoot, `output_id=${id}`)]),
     ),
   };
 }

@@ -17,7 +17,7 @@ import type { RunPinned, RunRequested } from "../schemas/messages.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
-import { buildStreamView, viewDir } from "../stores/stream_view_build.ts";
+import { buildStreamViewAt } from "../stores/stream_view_build.ts";
 import { streamViewId } from "../stores/stream_view_read.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OwedReceipt } from "../stores/wal_records.ts";
@@ -236,8 +236,9 @@ function openOutput(
         `The interface pack has no row schema for ${outputId}`,
       );
     }
-    yield* duck.apart(buildStreamView({
+    const built = yield* duck.apart(buildStreamViewAt({
       engineRunRoot: world.engineRunRoot,
+      localRunRoot: world.store.localRoot,
       engineRunId: world.runReceipt.run_id,
       worldKey: world.worldKey,
       outputId,
@@ -261,7 +262,7 @@ function openOutput(
       output_id: outputId,
     };
     const cursor = yield* openEnvelopeReader(
-      viewDir(run.viewRoot, outputId),
+      built.view_dir,
       {
         streamViewId: streamViewId({
           engineRunId: world.runReceipt.run_id,

@@ -3,8 +3,8 @@
  * by the actors as a service.
  */
 import { Context, Effect, Layer } from "effect";
-import { isAbsolute, join, resolve } from "node:path";
 import type { Profile } from "../core/profile.ts";
+import { joinRoot, resolveRoot } from "../core/store_root.ts";
 import { IgClient, makeIgClient, MAX_BODY_BYTES_DEFAULT } from "../stores/ig_client.ts";
 import { type BootstrapOptions, bootstrapOptions } from "./bootstrap.ts";
 import { COURIER_DEFAULTS, type CourierOptions } from "./courier.ts";
@@ -83,8 +83,6 @@ export function runConfigOf(
       ? {}
       : { maxGapSeconds: profile.policy.stream_max_gap_seconds }),
     streamViewRoot: (root) =>
-      viewRoot
-        ? (isAbsolute(viewRoot) ? viewRoot : resolve(viewRoot))
-        : join(root, "stream_view", "ts_utc"),
+      viewRoot ? resolveRoot(viewRoot) : joinRoot(root, "stream_view", "ts_utc"),
   };
 }

@@ -175,7 +175,7 @@ export function coreLayer(config: RunConfigShape, options: RuntimeOptions = {}) 
       tempDirectory: join(profile.paths.runsRoot, "duckdb_tmp"),
     }),
     durable,
-    OracleStore.layer,
+    OracleStore.layerFor(profile),
     Layer.succeed(RunConfig, config),
     options.signals ? Shutdown.onSignals.pipe(Layer.provideMerge(Shutdown.layer)) : Shutdown.layer,
   );

@@ -202,7 +202,7 @@ function existingWorld(root: string, profile: Profile) {
     interfacePackDir: profile.paths.interfacePack,
     ...(profile.wiring.oracle_scenario_id ? { scenarioId: profile.wiring.oracle_scenario_id } : {}),
   }).pipe(
-    Effect.provide(OracleStore.layer),
+    Effect.provide(OracleStore.layerFor(profile)),
     Effect.mapError((e) =>
       fail(
         e.reason,

@@ -2,14 +2,14 @@
  * `worldstream sort`: resolves a world and builds the stream view of each chosen output.
  * The last stdout line is the result JSON; exit 0 only when status is OK.
  */
-import { Effect } from "effect";
-import { join, resolve } from "node:path";
+import { Effect, type Layer } from "effect";
+import { joinRoot, resolveRoot } from "../core/store_root.ts";
 import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type WorldOptions } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
 import { progressBar } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { type BuildResult, buildStreamView } from "../stores/stream_view_build.ts";
+import { type BuildResult, buildStreamViewAt } from "../stores/stream_view_build.ts";
 import { parseFlags, uniqueListFlag } from "./args.ts";
 import type { Command } from "./commands.ts";
 
@@ -20,6 +20,8 @@ export interface SortOptions extends WorldOptions {
   /** Defaults to `<engine run root>/stream_view/ts_utc`. */
   readonly streamViewRoot?: string;
   readonly repair?: boolean;
+  /** The oracle store (default: local folders only). */
+  readonly store?: Layer.Layer<OracleStore, WorldstreamError>;
 }
 
 /** The `sort` result line. */
@@ -34,13 +36,12 @@ export interface SortResult {
 export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions) {
   const outputs: Array<Omit<BuildResult, "view_dir">> = [];
   const run = Effect.gen(function* () {
-    const world = yield* resolveWorld(options.engineRunRoot, options).pipe(
-      Effect.provide(OracleStore.layer),
-    );
+    const world = yield* resolveWorld(options.engineRunRoot, options);
     if (options.outputIds.length === 0) {
       return yield* fail("NO_TRAFFIC_OUTPUTS", "No output ids were requested");
     }
-    const viewRoot = options.streamViewRoot ?? join(world.engineRunRoot, "stream_view", "ts_utc");
+    const viewRoot = options.streamViewRoot ??
+      joinRoot(world.engineRunRoot, "stream_view", "ts_utc");
     // Check every output before building any, so a bad id leaves nothing half-done.
     const resolved = [];
     for (const id of options.outputIds) {
@@ -54,8 +55,9 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
     for (const { output, shape } of resolved) {
       const id = output.entry.output_id;
       const bar = progressBar(`sort ${id}`);
-      const result = yield* buildStreamView({
+      const result = yield* buildStreamViewAt({
         engineRunRoot: world.engineRunRoot,
+        localRunRoot: world.store.localRoot,
         engineRunId: world.runReceipt.run_id,
         worldKey: world.worldKey,
         outputId: id,
@@ -71,6 +73,7 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
     }
   });
   return yield* run.pipe(
+    Effect.provide(options.store ?? OracleStore.layer),
     Effect.as<SortResult>({ status: "OK", outputs }),
     Effect.catch((e: WorldstreamError) =>
       Effect.succeed<SortResult>({
@@ -118,13 +121,14 @@ function sortWith(
   const outputIds = options.outputIds ?? [...selected.traffic, ...selected.context];
   const viewRoot = profile.wiring.oracle_stream_view_root;
   return sortWorld({
-    engineRunRoot: resolve(root),
+    engineRunRoot: resolveRoot(root),
     outputIds,
     strict: profile.policy.strict_world,
     requireGatePass: profile.policy.require_gate_pass,
     scenarioId: options.scenarioId ?? profile.wiring.oracle_scenario_id,
     interfacePackDir: profile.paths.interfacePack,
-    ...(viewRoot ? { streamViewRoot: resolve(viewRoot) } : {}),
+    ...(viewRoot ? { streamViewRoot: resolveRoot(viewRoot) } : {}),
     repair: options.repair,
+    store: OracleStore.layerFor(profile),
   }).pipe(Effect.map((result) => ({ line: { ...result }, ok: result.status === "OK" })));
 }

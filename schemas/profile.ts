@@ -202,6 +202,26 @@ export const WalWiring = Schema.Struct({
 });
 export type WalWiring = typeof WalWiring.Type;
 
+/**
+ * `wiring.object_store`: the platform's object store (its shape in the platform's profiles), plus
+ * worldstream's local cache of it. Credentials never come from here: only from the environment
+ * (the AWS SDK's default provider chain).
+ */
+export const ObjectStoreWiring = Schema.Struct({
+  /** The platform's object store root (`s3://fraud-platform`); only s3:// and folders are built. */
+  root: Schema.optionalKey(Text),
+  /** An S3-compatible endpoint URL; none means AWS S3 itself. */
+  endpoint: Schema.optionalKey(HttpUrl),
+  region: Schema.optionalKey(Text),
+  /** Path-style addressing (`endpoint/bucket/key`), what S3-compatible servers need. */
+  path_style: Schema.optionalKey(BooleanLike),
+  /** The local cache S3 objects are read through (default `<runs_root>/object_cache`). */
+  cache_dir: Schema.optionalKey(LocalPath),
+  /** The cache's bound in bytes, least recently used entries evicted (default 4 GiB). */
+  cache_max_bytes: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+});
+export type ObjectStoreWiring = typeof ObjectStoreWiring.Type;
+
 /** The `wiring` section: where things are. */
 export const ProfileWiring = Schema.Struct({
   /** worldstream's own state (WAL, stream views, caches). */
@@ -209,6 +229,7 @@ export const ProfileWiring = Schema.Struct({
   oracle_engine_run_root: Schema.optionalKey(Text),
   oracle_scenario_id: Schema.optionalKey(Text),
   oracle_stream_view_root: Schema.optionalKey(Text),
+  object_store: Schema.optionalKey(ObjectStoreWiring),
   ig_ingest_url: HttpUrl,
   ig_auth: Schema.optionalKey(IgAuthWiring),
   control_bus: ControlBusWiring,

@@ -27,6 +27,7 @@ import {
   type StreamViewSource,
 } from "../schemas/stream_view.ts";
 import { DuckDb, type DuckSession, duckSql, sqlLiteral } from "./duckdb.ts";
+import { OracleStore } from "./oracle.ts";
 import { writeFileAtomic } from "./oracle_fs.ts";
 import { checkManifest, listParts, streamViewId } from "./stream_view_read.ts";
 import {
@@ -41,16 +42,20 @@ export const SORT_KEYS = STREAM_SORT_KEYS;
 
 /** What a stream view is built from. */
 export interface ViewSource {
-  /** Absolute engine run root. */
+  /** Engine run root as recorded in the view: an absolute path or `s3://bucket/prefix`. */
   readonly engineRunRoot: string;
+  /** The local folder `parts` lie under (an S3 world's mirror); defaults to `engineRunRoot`. */
+  readonly localRunRoot?: string;
   /** The engine run receipt's run_id. */
   readonly engineRunId: string;
   readonly worldKey: WorldKey;
   readonly outputId: string;
   /** Absolute paths of the output's parts, in lexicographic order. */
   readonly parts: ReadonlyArray<string>;
-  /** Absolute folder holding the views, e.g. `<root>/stream_view/ts_utc`. */
+  /** Folder holding the views, e.g. `<root>/stream_view/ts_utc` (recorded; may be `s3://`). */
   readonly streamViewRoot: string;
+  /** The local folder the build works in; defaults to `streamViewRoot`. */
+  readonly localViewRoot?: string;
   /** The output's row schema: every part must fit it before a view is built or used. */
   readonly rowShape: RowShape;
 }
@@ -97,14 +102,16 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
   return yield* Effect.scoped(Effect.gen(function* () {
     const session = yield* db.session;
     const id = streamViewId(source);
-    const dir = viewDir(source.streamViewRoot, source.outputId);
-    const digest = sourceLocatorDigest(source.engineRunRoot, source.parts);
+    const runRoot = source.localRunRoot ?? source.engineRunRoot;
+    const viewRoot = source.localViewRoot ?? source.streamViewRoot;
+    const dir = viewDir(viewRoot, source.outputId);
+    const digest = sourceLocatorDigest(runRoot, source.parts);
     if (source.parts.length === 0) {
       return yield* fail("OUTPUT_PARTS_MISSING", `Output ${source.outputId} has no part files`);
     }
     const parts: ReadonlyArray<SourcePart> = source.parts.map((path) => ({
       path,
-      relative: relativeTo(source.engineRunRoot, path),
+      relative: relativeTo(runRoot, path),
     }));
     // What identifies the sources is taken before anything reads them, so a part rewritten
     // while the view is built shows up as a change (below, and on the next use).
@@ -143,13 +150,13 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
       );
       yield* removeDir(dir);
     }
-    yield* removeStaleStaging(source.streamViewRoot, source.outputId);
+    yield* removeStaleStaging(viewRoot, source.outputId);
 
-    const prefixLen = source.engineRunRoot.replace(/\/?$/, "/").length + 1;
+    const prefixLen = runRoot.replace(/\/?$/, "/").length + 1;
     const raw = yield* rawStats(session, source, prefixLen);
 
     const staging = join(
-      source.streamViewRoot,
+      viewRoot,
       "_staging",
       `output_id=${source.outputId}.${crypto.randomUUID()}`,
     );
@@ -224,6 +231,23 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
       view_dir: dir,
     } satisfies BuildResult as BuildResult;
   }));
+});
+
+/**
+ * Builds (or verifies and skips) one output's view under a view root of any store: an S3 view is
+ * pulled to a local folder first (so an existing one is verified like a local one) and published
+ * back when it was built (stores/oracle_s3.ts: parts, manifest, receipt last). `view_dir` is the
+ * local folder readers open.
+ */
+export const buildStreamViewAt = Effect.fn("buildStreamViewAt")(function* (
+  source: ViewSource,
+  options: BuildOptions = {},
+) {
+  const folder = yield* (yield* OracleStore).views(source.streamViewRoot);
+  yield* folder.pull(source.outputId);
+  const result = yield* buildStreamView({ ...source, localViewRoot: folder.localRoot }, options);
+  if (result.status === "BUILT") yield* folder.publish(source.outputId);
+  return result;
 });
 
 const RECEIPT = "_stream_sort_receipt.json";

@@ -246,7 +246,7 @@ const checkParts = Effect.fn("checkParts")(function* (
   vouched: ReadonlyArray<VouchedPart>,
   parts: ReadonlyArray<string>,
 ) {
-  const prefix = `${world.store.root}/`;
+  const prefix = `${world.store.localRoot}/`;
   const found = parts.map((p) => p.startsWith(prefix) ? p.slice(prefix.length) : p);
   const onDisk = new Set(found);
   const byPath = new Map(vouched.map((v) => [normalize(v.path), v]));

@@ -201,7 +201,8 @@ export interface Worldstream {
 
 // Variables that steer worldstream: the test names each one it wants, and none leak in from the
 // environment the suite runs in (CI may point DATABASE_URL at its own server, for instance).
-const STEERING = /^(WORLDSTREAM_|WSP_|IG_|ORACLE_|CONTROL_BUS_ROOT$|DATABASE_URL$)/;
+const STEERING =
+  /^(WORLDSTREAM_|WSP_|IG_|ORACLE_|OBJECT_STORE_|AWS_|CONTROL_BUS_ROOT$|DATABASE_URL$)/;
 
 /** The inherited environment without worldstream's variables, plus `vars`. */
 export function processEnv(vars: Readonly<Record<string, string>>): Record<string, string> {
