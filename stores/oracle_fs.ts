@@ -166,7 +166,7 @@ function makeStore(root: string, realRoot: string): OracleRoot {
 }
 
 /** The sha256 and size of the file at `path`, read as a stream. */
-async function fileDigest(path: string) {
+export async function fileDigest(path: string) {
   const hash = createHash("sha256");
   let size = 0;
   // The readable closes the file when it ends or fails.
