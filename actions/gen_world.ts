@@ -7,7 +7,6 @@
  * The CLI (`gen-world`), `run` (the demo world) and scripts/gen_world.ts call it.
  */
 import { Effect, Schema } from "effect";
-import { createHash } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import {
   checkWorldKey,
@@ -23,6 +22,7 @@ import { decodeJsonText } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { OraclePackManifest, OraclePackSeal } from "../schemas/oracle_pack.ts";
 import { DuckDb, type DuckSession, duckSql, sqlLiteral } from "../stores/duckdb.ts";
+import { fileDigest } from "../stores/oracle_fs.ts";
 
 /** The engine release a generated world names in its pack manifest. */
 export const ENGINE_RELEASE = "worldstream-gen-world/0.1";
@@ -335,7 +335,7 @@ const writeGateBundle = Effect.fn("writeGateBundle")(function* (
     const files = [];
     for (let p = 0; p < plan.parts; p++) {
       const rel = partPath(plan, entry, p);
-      files.push({ path: rel, ...(yield* fileDigest(join(plan.root, rel))) });
+      files.push({ path: rel, ...(yield* digestOf(join(plan.root, rel))) });
     }
     authorised.push({ output_id: entry.output_id, row_count: outputs[entry.output_id], files });
   }
@@ -439,21 +439,8 @@ const earlierWorld = Effect.fn("earlierWorld")(function* (plan: WorldPlan) {
   return result === undefined ? yield* notEmpty : result;
 });
 
-function fileDigest(path: string) {
-  return Effect.tryPromise({
-    try: async () => {
-      const hash = createHash("sha256");
-      let size = 0;
-      // The readable closes the file when it ends or fails.
-      const file = await Deno.open(path);
-      for await (const chunk of file.readable) {
-        hash.update(chunk);
-        size += chunk.byteLength;
-      }
-      return { sha256_hex: hash.digest("hex"), size_bytes: size };
-    },
-    catch: (e) => ioError("read", path, e),
-  });
+function digestOf(path: string) {
+  return Effect.tryPromise({ try: () => fileDigest(path), catch: (e) => ioError("read", path, e) });
 }
 
 function jsonText(value: unknown): string {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect } from "effect";
 import { parse } from "yaml";
-import { loadInterfacePack, renderTemplate } from "../core/catalogue.ts";
+import { DEF_TYPES, loadInterfacePack, renderTemplate } from "../core/catalogue.ts";
 import { sha256Hex } from "../core/hash.ts";
 import { resolveOutput, resolveWorld } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
@@ -70,17 +70,7 @@ async function allFiles(dir: string): Promise<Array<string>> {
   return files.sort();
 }
 
-/** Parquet type of each row-schema field type (`$ref`s resolved from the 5B / layer-1 $defs). */
-const DEF_TYPES: Record<string, string> = {
-  hex64: "string",
-  id64: "integer",
-  seed: "integer",
-  scenario_id: "string",
-  zone_representation: "string",
-  rfc3339_micros: "string",
-  iana_tzid: "string",
-  local_wall_timestamp_micros: "string",
-};
+/** Parquet type of each row-schema field type (`$ref`s resolved with the catalogue's DEF_TYPES). */
 const PARQUET_TYPES: Record<string, string> = {
   integer: "BIGINT",
   number: "DOUBLE",

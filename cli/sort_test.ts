@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { cp } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Effect } from "effect";
@@ -32,17 +33,8 @@ let copies = 0;
 /** A private copy of the generated world. */
 async function freshWorld(): Promise<string> {
   const root = join(TMP, `world-${++copies}`);
-  await copyDir(GENERATED, root);
+  await cp(GENERATED, root, { recursive: true });
   return root;
-}
-
-async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else await Deno.copyFile(src, dst);
-  }
 }
 
 function sort(options: Partial<SortOptions> & { engineRunRoot: string }): Promise<SortResult> {

@@ -62,9 +62,11 @@ export interface RowShape {
 
 const JSON_TYPES: ReadonlySet<string> = new Set(["string", "integer", "number", "boolean", "null"]);
 
-// The JSON type of each `$defs` entry the row schemas point at (schemas.layer1.yaml,
-// schemas.5B.yaml); the extracted subset does not carry the `$defs` themselves.
-const DEF_TYPES: Readonly<Record<string, JsonType>> = {
+/**
+ * The JSON type of each `$defs` entry the row schemas point at (schemas.layer1.yaml,
+ * schemas.5B.yaml); the extracted subset does not carry the `$defs` themselves.
+ */
+export const DEF_TYPES: Readonly<Record<string, JsonType>> = {
   hex64: "string",
   id64: "integer",
   seed: "integer",

@@ -22,7 +22,8 @@ export interface PartColumns {
 /** Columns a stream view adds to every source row; a source column may not bear their names. */
 export const RESERVED_COLUMNS: ReadonlyArray<string> = ["filename", "file_row_number"];
 
-const INTEGER = [
+/** DuckDB's integer types, signed and unsigned. */
+export const INTEGER_TYPES: ReadonlyArray<string> = [
   "TINYINT",
   "SMALLINT",
   "INTEGER",
@@ -39,8 +40,9 @@ const INTEGER = [
 // built by json_object over the view's columns).
 const DUCK_TYPES: Readonly<Record<Exclude<JsonType, "null">, (t: string) => boolean>> = {
   string: (t) => t === "VARCHAR",
-  integer: (t) => INTEGER.includes(t),
-  number: (t) => INTEGER.includes(t) || t === "DOUBLE" || t === "FLOAT" || /^DECIMAL\(/.test(t),
+  integer: (t) => INTEGER_TYPES.includes(t),
+  number: (t) =>
+    INTEGER_TYPES.includes(t) || t === "DOUBLE" || t === "FLOAT" || /^DECIMAL\(/.test(t),
   boolean: (t) => t === "BOOLEAN",
 };
 

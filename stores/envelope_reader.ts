@@ -11,6 +11,7 @@ import { Effect, Fiber, Schema, type Scope } from "effect";
 import { boundedString, Hex32, Hex64, PlatformRunId } from "../schemas/common.ts";
 import { decodeWith } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { INTEGER_TYPES } from "../core/row_shape.ts";
 import { DuckDb, type DuckSession, duckSql, type LazyChunk } from "./duckdb.ts";
 import { MAX_BODY_BYTES_DEFAULT } from "./ig_client.ts";
 import {
@@ -102,18 +103,6 @@ export interface EnvelopeCursor {
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
-const INTEGER_TYPES = new Set([
-  "TINYINT",
-  "SMALLINT",
-  "INTEGER",
-  "BIGINT",
-  "HUGEINT",
-  "UTINYINT",
-  "USMALLINT",
-  "UINTEGER",
-  "UBIGINT",
-  "UHUGEINT",
-]);
 // Key types whose DuckDB text form equals Python's str() of the value pyarrow reads.
 const CAST_KEY_TYPES = new Set([...INTEGER_TYPES, "VARCHAR", "DOUBLE"]);
 // `"event_id":"` opens every envelope; the id is always 64 hex characters.

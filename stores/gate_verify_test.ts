@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { cp } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { Effect, Result } from "effect";
 import { genWorld } from "../scripts/gen_world.ts";
@@ -34,17 +35,8 @@ let copies = 0;
 
 async function freshWorld(): Promise<string> {
   const root = join(TMP, `world-${++copies}`);
-  await copyDir(GENERATED, root);
+  await cp(GENERATED, root, { recursive: true });
   return root;
-}
-
-async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else await Deno.copyFile(src, dst);
-  }
 }
 
 function resolveAt(root: string, outputId: string) {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import { Effect, Result } from "effect";
 import { genWorld } from "../scripts/gen_world.ts";
@@ -29,17 +30,8 @@ let copies = 0;
 /** A private copy of the generated world, under a folder named `name`. */
 async function freshWorld(name = `world-${++copies}`): Promise<string> {
   const root = join(TMP, name);
-  await copyDir(GENERATED, root);
+  await cp(GENERATED, root, { recursive: true });
   return root;
-}
-
-async function copyDir(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const [src, dst] = [join(from, entry.name), join(to, entry.name)];
-    if (entry.isDirectory) await copyDir(src, dst);
-    else await Deno.copyFile(src, dst);
-  }
 }
 
 /** Every file and folder under `root` with its size, so a test can see that nothing changed. */

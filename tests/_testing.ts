@@ -2,7 +2,10 @@
  * Test support for the process-level tests (crash_test.ts, fault_test.ts): worldstream run as a
  * real subprocess (`main.ts stream`), the reference gate served in the test process (so its state
  * outlives any worldstream crash), a generated world, and what the gate should end up holding,
- * computed from the engine's raw parts rather than from anything worldstream wrote.
+ * computed from the engine's raw parts rather than from anything worldstream wrote. A process
+ * test's preamble lives here once: `effectTest` (a test in a scope), `pgliteSite` (one test's
+ * folder, runs root, PGlite copy, bus and gate), `runCommand` (`main.ts <args>` to its exit) and
+ * `streamArgs` (the flags of `main.ts stream`).
  */
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
@@ -12,7 +15,7 @@ import { Effect, Layer, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
 import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
-import type { RunningIg } from "../ig/server.ts";
+import { type RunningIg, startIg, type StartIgOptions } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
@@ -30,6 +33,22 @@ export async function fileTempDir(prefix: string): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix });
   globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   return dir;
+}
+
+/**
+ * A Deno test whose body is an Effect run in a scope of its own, closed when the test ends (so
+ * temp folders, gates and processes acquired in it go with it). `ignore` skips it.
+ */
+export function effectTest(
+  name: string,
+  body: Effect.Effect<void, unknown, Scope.Scope>,
+  options: { readonly ignore?: boolean } = {},
+): void {
+  Deno.test({
+    name,
+    ignore: options.ignore ?? false,
+    fn: () => Effect.runPromise(Effect.scoped(body)),
+  });
 }
 
 /** A folder for one test, removed when its scope closes. */
@@ -389,4 +408,119 @@ export async function processSite(prefix: string, events: number) {
   ]);
   const total = OUTPUTS.reduce((n, id) => n + rows[id], 0);
   return { tmp, world, template, rows, total };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test's site, its commands and their arguments
+
+/** Where a test runs worldstream: the working folder and the variables it sets. */
+export interface ProcessSite {
+  readonly dir: string;
+  readonly vars: Record<string, string>;
+}
+
+/** What `pgliteSite` makes besides the folder, runs root and PGlite folder. */
+export interface PgliteSiteOptions {
+  /** The PGlite template (`processSite`'s `template`) the databases are copied from. */
+  readonly template: string;
+  /** Also a file control bus folder, `<dir>/bus`, as CONTROL_BUS_ROOT (not made). */
+  readonly bus?: boolean;
+  /**
+   * Also a reference gate in this process on a copy of the template at `<dir>/ig`, closed with
+   * the scope; an object passes its options (faults, batch route) to `startIg`.
+   */
+  readonly gate?: boolean | Omit<StartIgOptions, "db">;
+  /** Leave `<dir>/pg` unmade instead of copying the template there (to see nothing makes it). */
+  readonly freshPglite?: boolean;
+}
+
+/**
+ * A folder of one test, `<parent>/<name>`, removed when the scope closes, with worldstream's
+ * variables pointing into it: the runs root `<dir>/runs`, the PGlite backend on `<dir>/pg` (a
+ * copy of the template) and, by `options`, a control bus folder and a reference gate (`ig`).
+ */
+export function pgliteSite(
+  parent: string,
+  name: string,
+  options: PgliteSiteOptions & { readonly gate: true | Omit<StartIgOptions, "db"> },
+): Effect.Effect<ProcessSite & { readonly ig: RunningIg }, unknown, Scope.Scope>;
+export function pgliteSite(
+  parent: string,
+  name: string,
+  options: PgliteSiteOptions,
+): Effect.Effect<ProcessSite, unknown, Scope.Scope>;
+export function pgliteSite(
+  parent: string,
+  name: string,
+  options: PgliteSiteOptions,
+): Effect.Effect<ProcessSite & { readonly ig?: RunningIg }, unknown, Scope.Scope> {
+  return Effect.gen(function* () {
+    const dir = yield* scopedTempDir(parent, name);
+    const pg = join(dir, "pg");
+    const vars: Record<string, string> = {
+      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
+      WORLDSTREAM_PGLITE_DIR: options.freshPglite ? pg : copyDb(options.template, pg),
+      WORLDSTREAM_DB_BACKEND: "pglite",
+      ...(options.bus ? { CONTROL_BUS_ROOT: join(dir, "bus") } : {}),
+    };
+    if (!options.gate) return { dir, vars };
+    const ig = yield* startIg({
+      ...(options.gate === true ? {} : options.gate),
+      db: copyDb(options.template, join(dir, "ig")),
+    });
+    return { dir, vars, ig };
+  });
+}
+
+/**
+ * Runs `main.ts <args>` in `site.dir` with `site.vars` (and nothing else of worldstream's from
+ * the environment) to its exit; fails the test when it still runs after `timeoutMs` (default 3
+ * minutes).
+ */
+export function runCommand(
+  args: ReadonlyArray<string>,
+  site: ProcessSite,
+  options: { readonly timeoutMs?: number } = {},
+): Effect.Effect<Exited> {
+  return Effect.scoped(
+    spawnWorldstream(args, { env: processEnv(site.vars), cwd: site.dir }).pipe(
+      Effect.flatMap((ws) => ws.exited(options.timeoutMs ?? 180_000)),
+    ),
+  );
+}
+
+/** What `streamArgs` puts after the world and the gate. */
+export interface StreamArgsOptions {
+  /** `--output-ids` (default `OUTPUTS`, the two every process test streams). */
+  readonly outputIds?: ReadonlyArray<string>;
+  /** `--speedup` (default 0: unpaced). */
+  readonly speedup?: number;
+  /** `--platform-run-id`, when given. */
+  readonly platformRunId?: string;
+  /** `--scenario-run-id`, when given (`SCENARIO_RUN` is the usual one). */
+  readonly scenarioRunId?: string;
+  /** Flags after the others (`--profile`, ...). */
+  readonly extra?: ReadonlyArray<string>;
+}
+
+/** The arguments of `main.ts stream` of `world` into the gate at `igUrl`. */
+export function streamArgs(
+  world: string,
+  igUrl: string,
+  options: StreamArgsOptions = {},
+): Array<string> {
+  return [
+    "stream",
+    "--engine-run-root",
+    world,
+    "--output-ids",
+    (options.outputIds ?? OUTPUTS).join(","),
+    "--speedup",
+    String(options.speedup ?? 0),
+    ...(options.platformRunId === undefined ? [] : ["--platform-run-id", options.platformRunId]),
+    ...(options.scenarioRunId === undefined ? [] : ["--scenario-run-id", options.scenarioRunId]),
+    "--ig-url",
+    igUrl,
+    ...(options.extra ?? []),
+  ];
 }

@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, type Scope } from "effect";
-import { startIg } from "../ig/server.ts";
+import { Effect } from "effect";
 import {
-  copyDb,
+  effectTest,
   OUTPUTS,
-  processEnv,
+  pgliteSite,
+  type ProcessSite,
   processSite,
-  scopedTempDir,
-  spawnWorldstream,
+  runCommand,
   tail,
   TRAFFIC,
 } from "./_testing.ts";
@@ -24,48 +23,29 @@ const { tmp: TMP, world: WORLD, template: TEMPLATE } = await processSite("bad_fl
 /** Far more than a refusal needs (~1–2 s to load and parse), far less than a hang. */
 const DEADLINE_MS = 30_000;
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 /** A fresh runs root and PGlite folder (neither exists yet) and a gate in this process. */
 function site(name: string) {
-  return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: join(dir, "pg"),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-    };
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
-    return { dir, vars, ig };
-  });
+  return pgliteSite(TMP, name, { template: TEMPLATE, bus: true, gate: true, freshPglite: true });
 }
 
 /** Runs `args`, expects BAD_ARGS naming `mentions` within the deadline, and nothing written. */
-function refused(
-  s: { dir: string; vars: Record<string, string> },
-  args: ReadonlyArray<string>,
-  mentions: string,
-) {
-  return Effect.scoped(Effect.gen(function* () {
-    const ws = yield* spawnWorldstream(args, { env: processEnv(s.vars), cwd: s.dir });
-    const exited = yield* ws.exited(DEADLINE_MS);
+function refused(s: ProcessSite, args: ReadonlyArray<string>, mentions: string) {
+  return Effect.gen(function* () {
+    const exited = yield* runCommand(args, s, { timeoutMs: DEADLINE_MS });
     const what = `${args.join(" ")}:\n${exited.stdout}\n${tail(exited.stderr)}`;
     assert.equal(exited.code, 1, what);
     assert.equal(exited.result?.reason, "BAD_ARGS", what);
     assert.ok(String(exited.result?.message).includes(mentions), what);
     assert.ok(!existsSync(s.vars.WORLDSTREAM_PGLITE_DIR), `${what}\nleft a PGlite folder`);
     assert.ok(!existsSync(s.vars.WORLDSTREAM_RUNS_ROOT), `${what}\nleft a runs root`);
-  }));
+  });
 }
 
 function gateStats(ig: { url: string }) {
   return Effect.promise(async () => await (await fetch(`${ig.url}/v1/ops/stats`)).json());
 }
 
-test(
+effectTest(
   "stream refuses fractional and malformed numbers, non-http gate URLs and a repeated output id at once, and sends and writes nothing",
   Effect.gen(function* () {
     const s = yield* site("stream");
@@ -89,7 +69,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "run, sort, dead-letters, ig and gen-world refuse bad numbers and URLs the same way",
   Effect.gen(function* () {
     const s = yield* site("others");
@@ -113,7 +93,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "an unknown flag with WORLDSTREAM_PGLITE_DIR set leaves no PGlite folder behind",
   Effect.gen(function* () {
     const s = yield* site("unknown-flag");

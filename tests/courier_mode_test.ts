@@ -1,20 +1,18 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { Effect, type Scope } from "effect";
-import { startIg } from "../ig/server.ts";
+import { Effect } from "effect";
 import {
-  copyDb,
+  effectTest,
   expectedIds,
   gateAdmitted,
   gateCounts,
   logLines,
   ofOutput,
   OUTPUTS,
-  processEnv,
+  pgliteSite,
   processSite,
+  runCommand,
   SCENARIO_RUN,
-  scopedTempDir,
-  spawnWorldstream,
+  streamArgs,
   tail,
 } from "./_testing.ts";
 
@@ -28,49 +26,30 @@ const { tmp: TMP, world: WORLD, template: TEMPLATE, total: TOTAL } = await proce
 const EXPECTED = await Effect.runPromise(expectedIds(WORLD, OUTPUTS));
 const SWITCH = "IG has no batch route";
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 /** Streams the whole world, unpaced, into a gate with or without a batch route. */
 function streamInto(name: string, options: { batchRoute: boolean; mode?: string }) {
   return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const ig = yield* startIg({
-      db: copyDb(TEMPLATE, join(dir, "ig")),
-      batchRoute: options.batchRoute,
+    const site = yield* pgliteSite(TMP, name, {
+      template: TEMPLATE,
+      bus: true,
+      gate: { batchRoute: options.batchRoute },
     });
+    const { ig } = site;
     const run = `platform_20260101T00000${name.length % 10}Z`;
-    const exited = yield* Effect.scoped(
-      spawnWorldstream([
-        "stream",
-        "--engine-run-root",
-        WORLD,
-        "--output-ids",
-        OUTPUTS.join(","),
-        "--speedup",
-        "0",
-        "--platform-run-id",
-        run,
-        "--scenario-run-id",
-        SCENARIO_RUN,
-        "--ig-url",
-        ig.url,
-      ], {
-        env: processEnv({
-          WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-          WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-          CONTROL_BUS_ROOT: join(dir, "bus"),
-          ...(options.mode === undefined ? {} : { WSP_COURIER_MODE: options.mode }),
-        }),
-        cwd: dir,
-      }).pipe(Effect.flatMap((ws) => ws.exited(120_000))),
+    const vars = {
+      ...site.vars,
+      ...(options.mode === undefined ? {} : { WSP_COURIER_MODE: options.mode }),
+    };
+    const exited = yield* runCommand(
+      streamArgs(WORLD, ig.url, { platformRunId: run, scenarioRunId: SCENARIO_RUN }),
+      { dir: site.dir, vars },
+      { timeoutMs: 120_000 },
     );
     return { exited, ig, run };
   });
 }
 
-test(
+effectTest(
   "the local profile streams into a gate without a batch route: every event admitted once, in order, the switch logged once",
   Effect.gen(function* () {
     const { exited, ig, run } = yield* streamInto("nobatch", { batchRoute: false });
@@ -85,7 +64,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "the local profile keeps sending batches to a gate that takes them, never switching",
   Effect.gen(function* () {
     const { exited, ig, run } = yield* streamInto("batch", { batchRoute: true });
@@ -95,7 +74,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "WSP_COURIER_MODE=batch against a gate without a batch route fails IG_PUSH_REJECTED saying what to change",
   Effect.gen(function* () {
     const { exited, ig, run } = yield* streamInto("forced", { batchRoute: false, mode: "batch" });

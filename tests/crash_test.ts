@@ -1,29 +1,30 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Effect, Layer, type Scope } from "effect";
+import { Effect, Layer } from "effect";
 import { runConfigOf } from "../actors/run_config.ts";
 import { packKey } from "../actors/supervisor.ts";
 import { postgresLayer } from "../actors/runtime.ts";
 import { auditVerifyCommand } from "../cli/audit_verify.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { Postgres } from "../stores/postgres.ts";
-import { type RunningIg, startIg } from "../ig/server.ts";
+import type { RunningIg } from "../ig/server.ts";
 import { Wal } from "../actors/wal/writer.ts";
 import { effectiveCheckpoint } from "../actors/wal/drain.ts";
 import {
   assertTimeOrdered,
-  copyDb,
+  effectTest,
   expectedIds,
   gateAdmitted,
   gateCounts,
   ofOutput,
   OUTPUTS,
+  pgliteSite,
   processEnv,
   processSite,
   SCENARIO_RUN,
-  scopedTempDir,
   seededRandom,
   spawnWorldstream,
+  streamArgs,
   tail,
   waitFor,
   worldAt,
@@ -47,27 +48,12 @@ const PACED_SPEEDUP = 20_000;
 const KILL_SEED = 20260101;
 const MAX_NEW_BEFORE_KILL = 120;
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 /** `main.ts stream` of the whole world into `ig`, for RUN, in `cwd`. */
 function streamWorld(ig: RunningIg, env: Record<string, string>, cwd: string, speedup: number) {
-  return spawnWorldstream([
-    "stream",
-    "--engine-run-root",
-    WORLD,
-    "--output-ids",
-    OUTPUTS.join(","),
-    "--speedup",
-    String(speedup),
-    "--platform-run-id",
-    RUN,
-    "--scenario-run-id",
-    SCENARIO_RUN,
-    "--ig-url",
-    ig.url,
-  ], { env, cwd });
+  return spawnWorldstream(
+    streamArgs(WORLD, ig.url, { speedup, platformRunId: RUN, scenarioRunId: SCENARIO_RUN }),
+    { env, cwd },
+  );
 }
 
 /**
@@ -87,19 +73,16 @@ function reSendBound(vars: Record<string, string>) {
   });
 }
 
-test(
+effectTest(
   `${CYCLES} SIGKILLs mid-stream lose nothing: every event admitted once, in order, and checkpoints only move forward behind the gate`,
   Effect.gen(function* () {
     const started = performance.now();
-    const dir = yield* scopedTempDir(TMP, "site");
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-    };
+    const { dir, vars, ig } = yield* pgliteSite(TMP, "site", {
+      template: TEMPLATE,
+      bus: true,
+      gate: true,
+    });
     const env = processEnv(vars);
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
     const profile = yield* loadProfile("local", vars);
     const scope = packKey(yield* worldAt(WORLD), RUN, SCENARIO_RUN);
     const expected = yield* expectedIds(WORLD, OUTPUTS);
@@ -231,20 +214,14 @@ const UNPACED_CYCLES = 6;
 const UNPACED_BATCH = 20;
 const UNPACED_KILL_SEED = 20260102;
 
-test(
+effectTest(
   `${UNPACED_CYCLES} SIGKILLs of an unpaced stream: each restart re-sends at most what was in flight plus one group commit`,
   Effect.gen(function* () {
     const started = performance.now();
-    const dir = yield* scopedTempDir(TMP, "unpaced");
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-      WSP_BATCH_SIZE: String(UNPACED_BATCH),
-    };
+    const site = yield* pgliteSite(TMP, "unpaced", { template: TEMPLATE, bus: true, gate: true });
+    const { dir, ig } = site;
+    const vars = { ...site.vars, WSP_BATCH_SIZE: String(UNPACED_BATCH) };
     const env = processEnv(vars);
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
     const { inFlight, groupCommit, bound } = yield* reSendBound(vars);
     assert.equal(bound, OUTPUTS.length * 2 * UNPACED_BATCH, "one in flight per output");
 

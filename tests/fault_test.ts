@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
-import { Effect, Layer, type Scope } from "effect";
+import { Effect, Layer } from "effect";
 import { postgresLayer } from "../actors/runtime.ts";
 import { packKey } from "../actors/supervisor.ts";
 import { loadProfile } from "../core/profile.ts";
@@ -12,6 +12,7 @@ import { Wal } from "../actors/wal/writer.ts";
 import {
   assertTimeOrdered,
   copyDb,
+  effectTest,
   type Envelope,
   expectedIds,
   freePort,
@@ -20,12 +21,15 @@ import {
   logLines,
   ofOutput,
   OUTPUTS,
+  pgliteSite,
   processEnv,
   processSite,
   REPO,
+  runCommand,
   SCENARIO_RUN,
   scopedTempDir,
   spawnWorldstream,
+  streamArgs,
   tail,
   waitFor,
   worldAt,
@@ -41,40 +45,19 @@ const { tmp: TMP, world: WORLD, template: TEMPLATE, rows: ROWS, total: TOTAL } =
 );
 const EXPECTED = await Effect.runPromise(expectedIds(WORLD, OUTPUTS));
 
-function test(
-  name: string,
-  body: Effect.Effect<void, unknown, Scope.Scope>,
-  options: { readonly ignore?: boolean } = {},
-) {
-  Deno.test({
-    name,
-    ignore: options.ignore ?? false,
-    fn: () => Effect.runPromise(Effect.scoped(body)),
-  });
-}
-
-function streamArgs(
+/** `main.ts stream` of the whole world for `run` into `igUrl`, then `extra` flags. */
+function streamWorld(
   run: string,
   igUrl: string,
   speedup: number,
   extra: ReadonlyArray<string> = [],
 ) {
-  return [
-    "stream",
-    "--engine-run-root",
-    WORLD,
-    "--output-ids",
-    OUTPUTS.join(","),
-    "--speedup",
-    String(speedup),
-    "--platform-run-id",
-    run,
-    "--scenario-run-id",
-    SCENARIO_RUN,
-    "--ig-url",
-    igUrl,
-    ...extra,
-  ];
+  return streamArgs(WORLD, igUrl, {
+    speedup,
+    platformRunId: run,
+    scenarioRunId: SCENARIO_RUN,
+    extra,
+  });
 }
 
 interface StreamResultLine {
@@ -152,28 +135,22 @@ interface ReceiptRow {
 }
 
 for (const [i, failStatus] of [503, 429].entries()) {
-  test(
+  effectTest(
     `a gate failing 20% with ${failStatus}, dropping 5% of connections and answering slowly: every event ends admitted or dead-lettered with a receipt`,
     Effect.gen(function* () {
       const started = performance.now();
       const run = `platform_20260101T00000${i + 1}Z`;
-      const dir = yield* scopedTempDir(TMP, `faults-${failStatus}`);
-      const vars = {
-        WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-        WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-        WORLDSTREAM_DB_BACKEND: "pglite",
-        CONTROL_BUS_ROOT: join(dir, "bus"),
-      };
-      const profilePath = yield* Effect.promise(() => tightProfile(join(dir, "profile.yaml")));
-      const ig = yield* startIg({
-        db: copyDb(TEMPLATE, join(dir, "ig")),
-        faults: { failRate: 0.2, failStatus, resetRate: 0.05, latencyMs: 5, seed: 7 + i },
+      const site = yield* pgliteSite(TMP, `faults-${failStatus}`, {
+        template: TEMPLATE,
+        bus: true,
+        gate: { faults: { failRate: 0.2, failStatus, resetRate: 0.05, latencyMs: 5, seed: 7 + i } },
       });
-      const exited = yield* Effect.scoped(
-        spawnWorldstream(streamArgs(run, ig.url, 0, ["--profile", profilePath]), {
-          env: processEnv(vars),
-          cwd: dir,
-        }).pipe(Effect.flatMap((ws) => ws.exited(90_000))),
+      const { dir, vars, ig } = site;
+      const profilePath = yield* Effect.promise(() => tightProfile(join(dir, "profile.yaml")));
+      const exited = yield* runCommand(
+        streamWorld(run, ig.url, 0, ["--profile", profilePath]),
+        site,
+        { timeoutMs: 90_000 },
       );
       // Dead letters passed over are not a clean run: its own status and exit code 3.
       assert.equal(exited.code, 3, `${exited.stdout}\n${tail(exited.stderr)}`);
@@ -331,7 +308,7 @@ function privateCluster(dir: string) {
   );
 }
 
-test(
+effectTest(
   "with Postgres stopped mid-run the stream keeps flowing, and once it is back the WAL drains into it",
   Effect.gen(function* () {
     const started = performance.now();
@@ -350,7 +327,7 @@ test(
     // Paced so that the world takes ~11 s: Postgres goes down early and comes back well before
     // the end.
     const { exited, whileDown } = yield* Effect.scoped(Effect.gen(function* () {
-      const ws = yield* spawnWorldstream(streamArgs(run, ig.url, 40_000), {
+      const ws = yield* spawnWorldstream(streamWorld(run, ig.url, 40_000), {
         env: processEnv(vars),
         cwd: dir,
       });

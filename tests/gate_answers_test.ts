@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Effect, type Scope } from "effect";
+import { Effect } from "effect";
 import { startIg } from "../ig/server.ts";
 import {
   copyDb,
+  effectTest,
   gateCounts,
-  processEnv,
+  pgliteSite,
+  type ProcessSite,
   processSite,
+  runCommand,
   SCENARIO_RUN,
-  scopedTempDir,
-  spawnWorldstream,
+  streamArgs,
   tail,
   TRAFFIC,
 } from "./_testing.ts";
@@ -25,10 +27,6 @@ const { tmp: TMP, world: WORLD, template: TEMPLATE, rows: ROWS } = await process
   "gate_answers_test_",
   300,
 );
-
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
 
 interface ResultLine {
   readonly status: string;
@@ -55,46 +53,23 @@ function hostileGate(ingest: (req: Request) => Promise<Response>) {
 }
 
 function site(name: string) {
-  return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-    };
-    return { dir, vars };
-  });
+  return pgliteSite(TMP, name, { template: TEMPLATE });
 }
 
-function stream(
-  run: string,
-  igUrl: string,
-  at: { readonly dir: string; readonly vars: Record<string, string> },
-) {
-  const args = [
-    "stream",
-    "--engine-run-root",
-    WORLD,
-    "--output-ids",
-    TRAFFIC,
-    "--speedup",
-    "0",
-    "--platform-run-id",
-    run,
-    "--scenario-run-id",
-    SCENARIO_RUN,
-    "--ig-url",
-    igUrl,
-  ];
-  return Effect.scoped(
-    spawnWorldstream(args, { env: processEnv(at.vars), cwd: at.dir }).pipe(
-      Effect.flatMap((ws) => ws.exited(120_000)),
-    ),
+function stream(run: string, igUrl: string, at: ProcessSite) {
+  return runCommand(
+    streamArgs(WORLD, igUrl, {
+      outputIds: [TRAFFIC],
+      platformRunId: run,
+      scenarioRunId: SCENARIO_RUN,
+    }),
+    at,
+    { timeoutMs: 120_000 },
   );
 }
 
 for (const mode of ["push", "batch"] as const) {
-  test(
+  effectTest(
     `a gate answering 200 with the decision NOPE (${mode} mode) fails the run IG_ANSWER_UNEXPECTED, and a rerun into a real gate sends every event`,
     Effect.gen(function* () {
       const at = yield* site(`nope-${mode}`);
@@ -131,7 +106,7 @@ for (const mode of ["push", "batch"] as const) {
   );
 }
 
-test(
+effectTest(
   "a gate answering 200 with a body that is not JSON fails the run IG_ANSWER_UNEXPECTED at once, not after retries",
   Effect.gen(function* () {
     const at = yield* site("malformed");
@@ -153,7 +128,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "a gate answering 307 to another server fails the run IG_PUSH_REJECTED naming the Location; the other server hears nothing, not even the API key",
   Effect.gen(function* () {
     const at = yield* site("redirect");

@@ -1,19 +1,18 @@
 import assert from "node:assert/strict";
 import { cpSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, type Scope } from "effect";
-import { startIg } from "../ig/server.ts";
+import { Effect } from "effect";
 import { regate } from "./regate.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import {
-  copyDb,
+  effectTest,
   gateCounts,
-  processEnv,
+  pgliteSite,
   processSite,
   REPO,
+  runCommand,
   SCENARIO_RUN,
-  scopedTempDir,
-  spawnWorldstream,
+  streamArgs,
   tail,
   TRAFFIC,
 } from "./_testing.ts";
@@ -36,10 +35,6 @@ const STREAM_V8_FLAGS = (() => {
   assert.ok(flags, "deno.json's stream task sets V8 flags");
   return flags;
 })();
-
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
 
 interface ResultLine {
   readonly status: string;
@@ -83,36 +78,22 @@ function hugeWorld(dir: string, mb: number) {
 
 function streamHuge(name: string, mb: number, duckdbMemory: string | undefined) {
   return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const world = yield* hugeWorld(dir, mb);
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+    const site = yield* pgliteSite(TMP, name, { template: TEMPLATE, gate: true });
+    const world = yield* hugeWorld(site.dir, mb);
+    const { ig } = site;
     const run = "platform_20260302T000000Z";
     const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
+      ...site.vars,
       DENO_V8_FLAGS: STREAM_V8_FLAGS,
       ...(duckdbMemory ? { WORLDSTREAM_DUCKDB_MEMORY: duckdbMemory } : {}),
     };
-    const args = [
-      "stream",
-      "--engine-run-root",
-      world,
-      "--output-ids",
-      TRAFFIC,
-      "--speedup",
-      "0",
-      "--platform-run-id",
-      run,
-      "--scenario-run-id",
-      SCENARIO_RUN,
-      "--ig-url",
-      ig.url,
-    ];
-    const exited = yield* Effect.scoped(
-      spawnWorldstream(args, { env: processEnv(vars), cwd: dir }).pipe(
-        Effect.flatMap((ws) => ws.exited(180_000)),
-      ),
+    const exited = yield* runCommand(
+      streamArgs(world, ig.url, {
+        outputIds: [TRAFFIC],
+        platformRunId: run,
+        scenarioRunId: SCENARIO_RUN,
+      }),
+      { dir: site.dir, vars },
     );
     const line = exited.result as unknown as ResultLine | undefined;
     assert.ok(line, `a result line:\n${exited.stdout}\n${tail(exited.stderr)}`);
@@ -125,7 +106,7 @@ function streamHuge(name: string, mb: number, duckdbMemory: string | undefined) 
   });
 }
 
-test(
+effectTest(
   "a 20 MB string field with DuckDB's default memory fails DUCKDB_OUT_OF_MEMORY naming the output, the column and WORLDSTREAM_DUCKDB_MEMORY; nothing is sent",
   Effect.gen(function* () {
     const line = yield* streamHuge("oom-20", 20, undefined);
@@ -136,7 +117,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "a 70 MB string field with DuckDB's default memory fails building the view DUCKDB_OUT_OF_MEMORY, not PARQUET_UNREADABLE: the file is fine",
   Effect.gen(function* () {
     const line = yield* streamHuge("oom-70", 70, undefined);
@@ -147,7 +128,7 @@ test(
 );
 
 for (const mb of [20, 70]) {
-  test(
+  effectTest(
     `a ${mb} MB string field with more DuckDB memory is refused ENVELOPE_TOO_LARGE naming the output, the event and the row, under the stream task's V8 heap limit; nothing is sent`,
     Effect.gen(function* () {
       const line = yield* streamHuge(`too-large-${mb}`, mb, "1GB");

@@ -2,18 +2,17 @@ import assert from "node:assert/strict";
 import { cpSync, existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { Effect, type Scope } from "effect";
-import { startIg } from "../ig/server.ts";
 import type { RunningIg } from "../ig/server.ts";
 import {
-  copyDb,
+  effectTest,
   fileTempDir,
   makeWorld,
-  OUTPUTS,
+  pgliteSite,
   pgliteTemplate,
-  processEnv,
+  type ProcessSite,
+  runCommand,
   SCENARIO_RUN,
-  scopedTempDir,
-  spawnWorldstream,
+  streamArgs,
   tail,
   TRAFFIC,
 } from "./_testing.ts";
@@ -41,10 +40,6 @@ const BUNDLE_6B = `data/layer3/6B/validation/manifest_fingerprint=${MF}`;
 const TRAFFIC_DIR =
   `data/layer3/6B/${TRAFFIC}/seed=42/parameter_hash=${RECEIPT.parameter_hash}/manifest_fingerprint=${MF}/scenario_id=baseline_v1`;
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 /** Every path under `root` with its size (links as links), so a test sees nothing was written. */
 function tree(root: string): Array<string> {
   const out: Array<string> = [];
@@ -59,21 +54,18 @@ function tree(root: string): Array<string> {
   return out.sort();
 }
 
+/** A test's site: its folder and variables, a copy of the base world and a gate. */
+type Site = ProcessSite & { readonly world: string; readonly ig: RunningIg };
+
 /** A site of its own: a copy of the base world, a runs root, a PGlite copy and a gate. */
-function site(name: string) {
-  return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const world = join(dir, "world");
-    cpSync(BASE, world, { recursive: true });
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-    };
-    return { dir, world, ig, vars };
-  });
+function site(name: string): Effect.Effect<Site, unknown, Scope.Scope> {
+  return pgliteSite(TMP, name, { template: TEMPLATE, bus: true, gate: true }).pipe(
+    Effect.map((s) => {
+      const world = join(s.dir, "world");
+      cpSync(BASE, world, { recursive: true });
+      return { ...s, world };
+    }),
+  );
 }
 
 /** Every counter of the gate, over all platform runs. */
@@ -89,23 +81,14 @@ function admittedInAll(ig: RunningIg) {
 }
 
 /** `main.ts stream` of the two process-test outputs of `world`, unpaced. */
-function stream(s: { dir: string; world: string; ig: RunningIg; vars: Record<string, string> }) {
-  return Effect.scoped(
-    spawnWorldstream([
-      "stream",
-      "--engine-run-root",
-      s.world,
-      "--output-ids",
-      OUTPUTS.join(","),
-      "--speedup",
-      "0",
-      "--platform-run-id",
-      "platform_20260301T000000Z",
-      "--scenario-run-id",
-      SCENARIO_RUN,
-      "--ig-url",
-      s.ig.url,
-    ], { env: processEnv(s.vars), cwd: s.dir }).pipe(Effect.flatMap((ws) => ws.exited(120_000))),
+function stream(s: Site) {
+  return runCommand(
+    streamArgs(s.world, s.ig.url, {
+      platformRunId: "platform_20260301T000000Z",
+      scenarioRunId: SCENARIO_RUN,
+    }),
+    s,
+    { timeoutMs: 120_000 },
   );
 }
 
@@ -136,7 +119,7 @@ function refusedStream(
   });
 }
 
-test(
+effectTest(
   "stream refuses a world whose 6B _passed.flag says FAIL: GATE_PASS_INVALID naming the flag",
   refusedStream(
     "flag-fail",
@@ -146,7 +129,7 @@ test(
   ),
 );
 
-test(
+effectTest(
   "stream refuses a world whose validation bundle was edited after its flag: GATE_DIGEST_MISMATCH naming flag and bundle",
   refusedStream(
     "bundle-edited",
@@ -162,7 +145,7 @@ test(
   ),
 );
 
-test(
+effectTest(
   "stream refuses a world with a part deleted after gating: OUTPUT_PARTS_MISMATCH naming the part, not a shorter stream",
   refusedStream(
     "part-deleted",
@@ -172,7 +155,7 @@ test(
   ),
 );
 
-test(
+effectTest(
   "stream refuses a part that links to a file outside the run root: PATH_ESCAPES_ROOT naming the part",
   refusedStream(
     "part-linked",
@@ -187,7 +170,7 @@ test(
   ),
 );
 
-test(
+effectTest(
   "stream refuses an output folder that links outside the run root: PATH_ESCAPES_ROOT naming the folder",
   refusedStream(
     "folder-linked",
@@ -205,16 +188,15 @@ test(
 // ---------------------------------------------------------------------------------------------
 // READY pins against the world on disk
 
-/** `main.ts <args>` in the site, to its exit. */
-function command(s: { dir: string; vars: Record<string, string> }, args: ReadonlyArray<string>) {
-  return Effect.scoped(
-    spawnWorldstream(args, { env: processEnv(s.vars), cwd: s.dir }).pipe(
-      Effect.flatMap((ws) => ws.exited(180_000)),
-    ),
+/** `main.ts run --once` of the site's world into its gate, unpaced. */
+function runOnce(s: Site) {
+  return runCommand(
+    ["run", "--once", "--engine-run-root", s.world, "--speedup", "0", "--ig-url", s.ig.url],
+    s,
   );
 }
 
-test(
+effectTest(
   "run --once refuses a READY for one world when the world it would read is another: WORLD_KEY_MISMATCH naming the fields, nothing sent",
   Effect.gen(function* () {
     const s = yield* site("ready-override");
@@ -222,16 +204,7 @@ test(
     // run publishes pins the world it was given (BASE's copy).
     const vars = { ...s.vars, ORACLE_ENGINE_RUN_ROOT: OTHER };
     const before = tree(OTHER);
-    const exited = yield* command({ dir: s.dir, vars }, [
-      "run",
-      "--once",
-      "--engine-run-root",
-      s.world,
-      "--speedup",
-      "0",
-      "--ig-url",
-      s.ig.url,
-    ]);
+    const exited = yield* runOnce({ ...s, vars });
     const detail = `${exited.stdout}\n${tail(exited.stderr)}`;
     assert.equal(exited.code, 1, detail);
     assert.equal(exited.result?.reason, "WORLD_KEY_MISMATCH", detail);
@@ -258,29 +231,20 @@ function tamperedReady(
   return Effect.gen(function* () {
     const s = yield* site(name);
     const platformRun = "platform_20260301T000001Z";
-    const published = yield* command(s, [
+    const published = yield* runCommand([
       "publish-ready",
       "--engine-run-root",
       s.world,
       "--platform-run-id",
       platformRun,
-    ]);
+    ], s);
     assert.equal(published.code, 0, `${published.stdout}\n${tail(published.stderr)}`);
     const busFile = String(published.result?.bus_file);
     const messageId = JSON.parse(Deno.readTextFileSync(busFile)).message_id;
     const factsFile = join(s.vars.WORLDSTREAM_RUNS_ROOT, String(published.result?.facts_view_ref));
     tamper({ busFile, factsFile });
     const before = tree(OTHER);
-    const exited = yield* command(s, [
-      "run",
-      "--once",
-      "--engine-run-root",
-      s.world,
-      "--speedup",
-      "0",
-      "--ig-url",
-      s.ig.url,
-    ]);
+    const exited = yield* runOnce(s);
     assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr)}`);
     const ledger = Deno.readTextFileSync(join(s.vars.WORLDSTREAM_RUNS_ROOT, "ready_ledger.ndjson"))
       .trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -296,7 +260,7 @@ function tamperedReady(
   });
 }
 
-test(
+effectTest(
   "a READY whose oracle_pack_ref.engine_run_root points at another world is FAILED WORLD_KEY_MISMATCH and sends nothing",
   Effect.gen(function* () {
     const latest = yield* tamperedReady("ready-tampered", ({ busFile }) => {
@@ -308,7 +272,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "a READY whose run facts file links outside the object store root is FAILED PATH_ESCAPES_ROOT and sends nothing",
   Effect.gen(function* () {
     const latest = yield* tamperedReady("facts-linked", ({ factsFile }) => {

@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Effect, type Scope } from "effect";
-import { startIg } from "../ig/server.ts";
+import { Effect } from "effect";
 import { lockHolder } from "../stores/lock_file.ts";
 import { OWNER_LOCK_FILE } from "../stores/pglite_channel.ts";
 import {
   copyDb,
+  effectTest,
   freePort,
+  pgliteSite,
   processEnv,
   processSite,
+  runCommand,
   scopedTempDir,
   spawnWorldstream,
   tail,
@@ -23,10 +25,6 @@ import {
 const { tmp: TMP, world: WORLD, template: TEMPLATE } = await processSite("lock_test_", 300);
 /** "At once": a refusal takes a process start (~1–3 s on the loaded 2-core machine). */
 const AT_ONCE_MS = 15_000;
-
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
 
 /** Waits until the lock file at `path` names `pid`. */
 function heldBy(path: string, pid: number, process: Parameters<typeof waitFor>[2]["process"]) {
@@ -43,21 +41,18 @@ function gateStats(ig: { url: string }) {
   );
 }
 
-test(
+effectTest(
   "dead-letters list and audit-verify beside a serving run on the same runs root fail at once naming run's pid",
   Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, "run-and-dead-letters");
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-    };
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
-    const env = processEnv(vars);
+    const site = yield* pgliteSite(TMP, "run-and-dead-letters", {
+      template: TEMPLATE,
+      bus: true,
+      gate: true,
+    });
+    const { dir, vars, ig } = site;
     const run = yield* spawnWorldstream(
       ["run", "--engine-run-root", WORLD, "--speedup", "0", "--ig-url", ig.url],
-      { env, cwd: dir },
+      { env: processEnv(vars), cwd: dir },
     );
     yield* heldBy(join(vars.WORLDSTREAM_PGLITE_DIR, OWNER_LOCK_FILE), run.pid, run);
     yield* heldBy(join(vars.WORLDSTREAM_RUNS_ROOT, "wal", "lock"), run.pid, run);
@@ -77,11 +72,7 @@ test(
       ] as const
     ) {
       const started = performance.now();
-      const refused = yield* Effect.scoped(
-        spawnWorldstream(args, { env, cwd: dir }).pipe(
-          Effect.flatMap((ws) => ws.exited(AT_ONCE_MS)),
-        ),
-      );
+      const refused = yield* runCommand(args, site, { timeoutMs: AT_ONCE_MS });
       const elapsedMs = performance.now() - started;
       const what = `${args.join(" ")}: ${refused.stdout}\n${tail(refused.stderr)}`;
       assert.equal(refused.code, 1, what);
@@ -96,17 +87,13 @@ test(
     const stopped = yield* run.kill("SIGTERM");
     assert.equal(stopped.code, 0, `${stopped.stdout}\n${tail(stopped.stderr)}`);
     // Once run has gone, the same command goes through.
-    const after = yield* Effect.scoped(
-      spawnWorldstream(["dead-letters", "list"], { env, cwd: dir }).pipe(
-        Effect.flatMap((ws) => ws.exited(60_000)),
-      ),
-    );
+    const after = yield* runCommand(["dead-letters", "list"], site, { timeoutMs: 60_000 });
     assert.equal(after.code, 0, `${after.stdout}\n${tail(after.stderr)}`);
     assert.equal(after.result?.status, "OK");
   }),
 );
 
-test(
+effectTest(
   "a second reference gate on the same --db folder fails at once naming the first gate's pid",
   Effect.gen(function* () {
     const dir = yield* scopedTempDir(TMP, "two-gates");
@@ -129,11 +116,9 @@ test(
       ),
       { timeoutMs: 60_000, process: first },
     );
-    const second = yield* Effect.scoped(
-      spawnWorldstream(["ig", "--port", "0", "--db", db], { env, cwd: dir }).pipe(
-        Effect.flatMap((ws) => ws.exited(AT_ONCE_MS)),
-      ),
-    );
+    const second = yield* runCommand(["ig", "--port", "0", "--db", db], { dir, vars: {} }, {
+      timeoutMs: AT_ONCE_MS,
+    });
     const what = `${second.stdout}\n${tail(second.stderr)}`;
     assert.equal(second.code, 1, what);
     assert.equal(second.result?.reason, "PGLITE_LOCKED", what);

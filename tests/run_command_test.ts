@@ -2,20 +2,20 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse, stringify } from "yaml";
-import { Effect, type Scope } from "effect";
+import { Effect } from "effect";
 import { publishReady } from "../actions/publish_ready.ts";
 import { loadProfile, selectOutputIds } from "../core/profile.ts";
-import { startIg } from "../ig/server.ts";
 import {
-  copyDb,
+  effectTest,
   fileTempDir,
   freePort,
   gateCounts,
   makeWorld,
+  pgliteSite,
   pgliteTemplate,
   processEnv,
   REPO,
-  scopedTempDir,
+  runCommand,
   spawnWorldstream,
   tail,
   waitFor,
@@ -37,23 +37,9 @@ const SELECTED = selectOutputIds(await Effect.runPromise(loadProfile("local")));
 const WORLD_EVENTS = [...SELECTED.traffic, ...SELECTED.context].reduce((n, id) => n + ROWS[id], 0);
 const TOPIC = "fp.bus.control.v1";
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 /** A runs root of its own for one test, with a gate in this process. */
 function site(name: string) {
-  return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-    };
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
-    return { dir, vars, ig };
-  });
+  return pgliteSite(TMP, name, { template: TEMPLATE, bus: true, gate: true });
 }
 
 function busMessages(busRoot: string): string[] {
@@ -62,14 +48,10 @@ function busMessages(busRoot: string): string[] {
 }
 
 function runOnce(args: ReadonlyArray<string>, vars: Record<string, string>, cwd: string) {
-  return Effect.scoped(
-    spawnWorldstream(["run", ...args], { env: processEnv(vars), cwd }).pipe(
-      Effect.flatMap((ws) => ws.exited(180_000)),
-    ),
-  );
+  return runCommand(["run", ...args], { dir: cwd, vars });
 }
 
-test(
+effectTest(
   "run --once on the local profile with no world makes the demo world under the runs root, publishes its READY and streams it",
   Effect.gen(function* () {
     const { dir, vars, ig } = yield* site("demo");
@@ -83,7 +65,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "run --once --engine-run-root streams an existing world made by gen-world, and generates nothing",
   Effect.gen(function* () {
     const { dir, vars, ig } = yield* site("given");
@@ -104,7 +86,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "run --engine-run-root refuses a missing folder and a folder without a world, and writes into neither",
   Effect.gen(function* () {
     const { dir, vars } = yield* site("bad-root");
@@ -152,7 +134,7 @@ function parityProfile(path: string, vars: Record<string, string>, igUrl: string
   return path;
 }
 
-test(
+effectTest(
   "run on another profile with no world only serves the bus: no demo world, no READY of its own; SIGINT mid-run and SIGTERM end it with exit 0 and a restart resumes",
   Effect.gen(function* () {
     const { dir, vars, ig } = yield* site("parity");

@@ -1,19 +1,19 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { Effect, type Scope } from "effect";
-import { startIg } from "../ig/server.ts";
+import { Effect } from "effect";
 import {
-  copyDb,
+  effectTest,
   expectedIds,
   gateAdmitted,
   gateCounts,
   ofOutput,
   OUTPUTS,
+  pgliteSite,
   processEnv,
   processSite,
+  runCommand,
   SCENARIO_RUN,
-  scopedTempDir,
   spawnWorldstream,
+  streamArgs,
   tail,
   waitFor,
 } from "./_testing.ts";
@@ -33,39 +33,16 @@ const PACED_SPEEDUP = 20_000;
 /** "Within a few seconds", with room for a busy 2-core machine. */
 const STOP_DEADLINE_MS = 10_000;
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 for (const [i, signal] of (["SIGINT", "SIGTERM"] as const).entries()) {
-  test(
+  effectTest(
     `${signal} to stream's process group (PGlite's child too) ends it within seconds with exit 130, and a restart resumes with nothing lost or re-sent`,
     Effect.gen(function* () {
       const run = `platform_20260101T00000${i}Z`;
-      const dir = yield* scopedTempDir(TMP, signal);
-      const vars = {
-        WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-        WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-        WORLDSTREAM_DB_BACKEND: "pglite",
-        CONTROL_BUS_ROOT: join(dir, "bus"),
-      };
-      const env = processEnv(vars);
-      const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
-      const args = (speedup: number) => [
-        "stream",
-        "--engine-run-root",
-        WORLD,
-        "--output-ids",
-        OUTPUTS.join(","),
-        "--speedup",
-        String(speedup),
-        "--platform-run-id",
-        run,
-        "--scenario-run-id",
-        SCENARIO_RUN,
-        "--ig-url",
-        ig.url,
-      ];
+      const site = yield* pgliteSite(TMP, signal, { template: TEMPLATE, bus: true, gate: true });
+      const { dir, ig } = site;
+      const env = processEnv(site.vars);
+      const args = (speedup: number) =>
+        streamArgs(WORLD, ig.url, { speedup, platformRunId: run, scenarioRunId: SCENARIO_RUN });
 
       const stopped = yield* Effect.scoped(Effect.gen(function* () {
         const ws = yield* spawnWorldstream(args(PACED_SPEEDUP), { env, cwd: dir, ownGroup: true });
@@ -89,11 +66,7 @@ for (const [i, signal] of (["SIGINT", "SIGTERM"] as const).entries()) {
       assert.ok(atStop.admitted < TOTAL, "stopped before the end of the world");
 
       // The same command again, unpaced: it resumes after the checkpoint the stop left.
-      const resumed = yield* Effect.scoped(
-        spawnWorldstream(args(0), { env, cwd: dir }).pipe(
-          Effect.flatMap((ws) => ws.exited(90_000)),
-        ),
-      );
+      const resumed = yield* runCommand(args(0), site, { timeoutMs: 90_000 });
       assert.equal(resumed.code, 0, `${resumed.stdout}\n${tail(resumed.stderr)}`);
       const result = resumed.result as {
         status: string;

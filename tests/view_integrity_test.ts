@@ -1,22 +1,23 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { Effect, type Scope } from "effect";
+import { Effect } from "effect";
 import { startIg } from "../ig/server.ts";
 import { regate, regateAt } from "./regate.ts";
 import { DuckDb, sqlLiteral } from "../stores/duckdb.ts";
 import {
   CONTEXT,
   copyDb,
+  effectTest,
   type Exited,
   gateAdmitted,
   gateCounts,
   OUTPUTS,
-  processEnv,
   processSite,
+  runCommand,
   SCENARIO_RUN,
   scopedTempDir,
-  spawnWorldstream,
+  streamArgs,
   tail,
   TRAFFIC,
   worldAt,
@@ -32,10 +33,6 @@ import { resolveOutput } from "../stores/world.ts";
 
 const { tmp: TMP, world: PRISTINE, template: TEMPLATE, rows: ROWS, total: TOTAL } =
   await processSite("view_integrity_test_", 3000);
-
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
 
 /** A private copy of the generated world (times kept) in a folder of the test's own. */
 function site(name: string) {
@@ -56,29 +53,14 @@ let runs = 0;
 /** `main.ts stream` of both outputs of `world` into `igUrl`, unpaced; its exit and platform run. */
 function stream(dir: string, world: string, igUrl: string) {
   const run = `platform_20260301T1200${String(++runs).padStart(2, "0")}Z`;
-  return Effect.scoped(
-    spawnWorldstream([
-      "stream",
-      "--engine-run-root",
-      world,
-      "--output-ids",
-      OUTPUTS.join(","),
-      "--speedup",
-      "0",
-      "--platform-run-id",
-      run,
-      "--scenario-run-id",
-      SCENARIO_RUN,
-      "--ig-url",
-      igUrl,
-    ], {
-      env: processEnv({
-        WORLDSTREAM_RUNS_ROOT: join(dir, `runs-${runs}`),
-        WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, `pg-${runs}`)),
-        CONTROL_BUS_ROOT: join(dir, "bus"),
-      }),
-      cwd: dir,
-    }).pipe(Effect.flatMap((ws) => ws.exited(180_000))),
+  const vars = {
+    WORLDSTREAM_RUNS_ROOT: join(dir, `runs-${runs}`),
+    WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, `pg-${runs}`)),
+    CONTROL_BUS_ROOT: join(dir, "bus"),
+  };
+  return runCommand(
+    streamArgs(world, igUrl, { platformRunId: run, scenarioRunId: SCENARIO_RUN }),
+    { dir, vars },
   ).pipe(Effect.map((exited) => ({ exited, run })));
 }
 
@@ -89,11 +71,9 @@ function sort(
   extra: ReadonlyArray<string> = [],
   outputIds: ReadonlyArray<string> = OUTPUTS,
 ) {
-  return Effect.scoped(
-    spawnWorldstream(
-      ["sort", "--engine-run-root", world, "--output-ids", outputIds.join(","), ...extra],
-      { env: processEnv({ WORLDSTREAM_RUNS_ROOT: join(dir, "runs-sort") }), cwd: dir },
-    ).pipe(Effect.flatMap((ws) => ws.exited(180_000))),
+  return runCommand(
+    ["sort", "--engine-run-root", world, "--output-ids", outputIds.join(","), ...extra],
+    { dir, vars: { WORLDSTREAM_RUNS_ROOT: join(dir, "runs-sort") } },
   );
 }
 
@@ -167,7 +147,7 @@ function escape(text: string): string {
 // ---------------------------------------------------------------------------------------------
 // Row shapes, checked before a view is built
 
-test(
+effectTest(
   "stream refuses parts that lack a required column with ROW_COLUMN_MISSING naming the part and the column, sends nothing and builds no view",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("missing");
@@ -183,7 +163,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "stream refuses amount stored as VARCHAR with ROW_COLUMN_TYPE_MISMATCH naming the part, the column and both types",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("varchar");
@@ -203,7 +183,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "an extra column in one part is refused, never dropped: PAYLOAD_COLUMN_UNDECLARED for a closed row schema, PART_COLUMNS_DIFFER for an open one",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("extra");
@@ -238,7 +218,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "stream refuses a part with its own file_row_number column with ROW_COLUMN_RESERVED instead of building a view with wrong provenance",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("reserved");
@@ -257,7 +237,7 @@ test(
 // ---------------------------------------------------------------------------------------------
 // Stale views and edited manifests
 
-test(
+effectTest(
   "parts rewritten after sort (same names, same row count, new amounts) make the view STREAM_VIEW_STALE for stream and sort; sort --repair rebuilds it and stream then sends the new amounts",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("stale");
@@ -314,7 +294,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "a part removed after sort makes the view STREAM_VIEW_STALE naming the part",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("removed");
@@ -334,7 +314,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "a view manifest edited after sort is refused by stream, naming the field: output_id STREAM_VIEW_OUTPUT_MISMATCH, world_key STREAM_VIEW_ID_MISMATCH, garbled STREAM_VIEW_MANIFEST_INVALID",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("manifest");
@@ -379,7 +359,7 @@ test(
 // ---------------------------------------------------------------------------------------------
 // Moved worlds
 
-test(
+effectTest(
   "a world moved after sort, or reached through a symlink, keeps its views: sort skips them and stream sends the whole world",
   Effect.gen(function* () {
     const { dir, world, ig } = yield* site("moved");

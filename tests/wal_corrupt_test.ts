@@ -1,19 +1,18 @@
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, type Scope } from "effect";
+import { Effect } from "effect";
 import { parsePayload } from "../actors/wal/writer.ts";
-import { startIg } from "../ig/server.ts";
 import { FRAME_HEADER_BYTES, scanSegment } from "../stores/wal_format.ts";
 import {
-  copyDb,
+  effectTest,
   gateCounts,
   logLines,
-  OUTPUTS,
-  processEnv,
+  pgliteSite,
+  type ProcessSite,
   processSite,
-  scopedTempDir,
-  spawnWorldstream,
+  runCommand,
+  streamArgs,
   tail,
 } from "./_testing.ts";
 
@@ -28,54 +27,14 @@ const { tmp: TMP, world: WORLD, template: TEMPLATE, total: TOTAL } = await proce
   300,
 );
 
-function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
-  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
-}
-
 function site(name: string) {
-  return Effect.gen(function* () {
-    const dir = yield* scopedTempDir(TMP, name);
-    const vars = {
-      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
-      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
-      WORLDSTREAM_DB_BACKEND: "pglite",
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-    };
-    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
-    return { dir, vars, ig, wal: join(vars.WORLDSTREAM_RUNS_ROOT, "wal") };
-  });
-}
-
-/** Runs `main.ts <args>` to its end (at most 3 minutes). */
-function command(
-  args: ReadonlyArray<string>,
-  s: { dir: string; vars: Record<string, string> },
-  extra: Record<string, string> = {},
-) {
-  return Effect.scoped(
-    spawnWorldstream(args, { env: processEnv({ ...s.vars, ...extra }), cwd: s.dir }).pipe(
-      Effect.flatMap((ws) => ws.exited(180_000)),
-    ),
+  return pgliteSite(TMP, name, { template: TEMPLATE, bus: true, gate: true }).pipe(
+    Effect.map((s) => ({ ...s, wal: join(s.vars.WORLDSTREAM_RUNS_ROOT, "wal") })),
   );
 }
 
-function stream(
-  s: { dir: string; vars: Record<string, string>; ig: { url: string } },
-  run: string,
-) {
-  return command([
-    "stream",
-    "--engine-run-root",
-    WORLD,
-    "--output-ids",
-    OUTPUTS.join(","),
-    "--speedup",
-    "0",
-    "--platform-run-id",
-    run,
-    "--ig-url",
-    s.ig.url,
-  ], s);
+function stream(s: ProcessSite & { ig: { url: string } }, run: string) {
+  return runCommand(streamArgs(WORLD, s.ig.url, { platformRunId: run }), s);
 }
 
 /** The WAL's last segment file and the offsets of its frames. */
@@ -86,7 +45,7 @@ function lastSegment(wal: string) {
   return { name, file, offsets };
 }
 
-test(
+effectTest(
   "a flipped byte in a middle WAL frame refuses the next start with WAL_CORRUPT naming segment and offset, sends nothing, and wal salvage lets it start",
   Effect.gen(function* () {
     const s = yield* site("corrupt");
@@ -111,11 +70,11 @@ test(
     assert.equal((yield* gateCounts(s.ig, "platform_20260101T000002Z")).admitted, 0, "sent none");
     assert.deepEqual(Deno.readFileSync(file), bytes, "the damaged segment is left as it was");
 
-    const inspected = yield* command(["wal", "inspect", "--dir", s.wal], s);
+    const inspected = yield* runCommand(["wal", "inspect", "--dir", s.wal], s);
     assert.equal(inspected.code, 1, "inspect exits 1 while the WAL would refuse to open");
     assert.equal(inspected.result?.status, "CORRUPT", inspected.stdout);
 
-    const salvaged = yield* command(["wal", "salvage"], s);
+    const salvaged = yield* runCommand(["wal", "salvage"], s);
     assert.equal(salvaged.code, 0, `${salvaged.stdout}\n${tail(salvaged.stderr)}`);
     const [segment] = (salvaged.result as { segments: Array<Record<string, unknown>> }).segments;
     assert.equal(segment.records_kept, offsets.length - 1);
@@ -127,7 +86,7 @@ test(
   }),
 );
 
-test(
+effectTest(
   "a torn last WAL frame is still cut off at the next start, and the run goes on",
   Effect.gen(function* () {
     const s = yield* site("torn");
@@ -146,25 +105,14 @@ test(
   }),
 );
 
-test(
+effectTest(
   "the WAL quota comes from the profile: WSP_WAL_QUOTA_BYTES too small for one record fails WAL_QUOTA_EXCEEDED naming it",
   Effect.gen(function* () {
     const s = yield* site("quota");
-    const exited = yield* command(
-      [
-        "stream",
-        "--engine-run-root",
-        WORLD,
-        "--output-ids",
-        OUTPUTS.join(","),
-        "--speedup",
-        "0",
-        "--ig-url",
-        s.ig.url,
-      ],
-      s,
-      { WSP_WAL_QUOTA_BYTES: "64" },
-    );
+    const exited = yield* runCommand(streamArgs(WORLD, s.ig.url), {
+      ...s,
+      vars: { ...s.vars, WSP_WAL_QUOTA_BYTES: "64" },
+    });
     const what = `${exited.stdout}\n${tail(exited.stderr)}`;
     assert.notEqual(exited.code, 0, what);
     assert.match(what, /WAL_QUOTA_EXCEEDED/);

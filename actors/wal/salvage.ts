@@ -18,7 +18,6 @@
 import { Clock, Effect } from "effect";
 import { basename, join } from "node:path";
 import { replaceFileDurably, syncDir } from "../../stores/durable_file.ts";
-import { fail, type WorldstreamError } from "../../schemas/errors.ts";
 import {
   type Damage,
   DRAINED_FILE,
@@ -27,7 +26,15 @@ import {
   segmentSeq,
 } from "../../stores/wal_format.ts";
 import type { WalRecord } from "../../stores/wal_records.ts";
-import { lockFolder, parsePayload, readDrained, type WalPosition, writeDrained } from "./writer.ts";
+import {
+  concat,
+  io,
+  lockFolder,
+  parsePayload,
+  readDrained,
+  type WalPosition,
+  writeDrained,
+} from "./writer.ts";
 
 /** What the writer makes of a segment on open. */
 export type SegmentVerdict = "ok" | "torn_tail" | "corrupt";
@@ -184,26 +191,5 @@ function scanWal(dir: string) {
       });
     }
     return { drained, scanned };
-  });
-}
-
-function concat(parts: ReadonlyArray<Uint8Array>): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-function io<A>(what: string, f: () => Promise<A>): Effect.Effect<A, WorldstreamError> {
-  return Effect.tryPromise({
-    try: f,
-    catch: (e) =>
-      fail(
-        "WAL_IO_FAILED",
-        `WAL could not ${what}: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}`,
-      ),
   });
 }

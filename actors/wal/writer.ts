@@ -746,7 +746,8 @@ function noteCheckpoint(index: Map<string, WalRecord>, record: WalRecord): void 
   }
 }
 
-function concat(parts: ReadonlyArray<Uint8Array>): Uint8Array {
+/** The bytes of `parts` end to end (a single part as it is, not copied). */
+export function concat(parts: ReadonlyArray<Uint8Array>): Uint8Array {
   if (parts.length === 1) return parts[0];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
@@ -780,7 +781,8 @@ function readRange(
   });
 }
 
-function io<A>(what: string, f: () => Promise<A>): Effect.Effect<A, WorldstreamError> {
+/** Runs a file operation of the WAL; a failure is WAL_IO_FAILED naming `what` and the cause. */
+export function io<A>(what: string, f: () => Promise<A>): Effect.Effect<A, WorldstreamError> {
   return Effect.tryPromise({
     try: f,
     catch: (e) => fail("WAL_IO_FAILED", `WAL could not ${what}: ${firstLine(e)}`),
