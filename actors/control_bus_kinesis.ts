@@ -108,6 +108,16 @@ export function kinesisControlBus(options: KinesisListenerOptions) {
       const settleRecord = (shardId: string, record: KinesisRecord) =>
         Effect.gen(function* () {
           const fallbackId = `kinesis:${stream}/${shardId}/${record.sequenceNumber}`;
+          const readAt = yield* Clock.currentTimeMillis;
+          yield* Effect.logInfo("control bus record").pipe(
+            Effect.annotateLogs({
+              stream,
+              shard_id: shardId,
+              sequence_number: record.sequenceNumber,
+              // How long it waited on the stream before this read (the poll interval's share).
+              ...(record.arrivedAt === undefined ? {} : { lag_ms: readAt - record.arrivedAt }),
+            }),
+          );
           const text = utf8(record.data);
           const settlement: ReadySettlement = yield* ready.handle(
             fallbackId,

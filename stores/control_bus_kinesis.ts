@@ -43,6 +43,8 @@ export interface KinesisRecord {
   readonly sequenceNumber: string;
   readonly data: Uint8Array;
   readonly partitionKey: string;
+  /** When Kinesis took the record (epoch ms), if it says. */
+  readonly arrivedAt: number | undefined;
 }
 
 /** One GetRecords answer. */
@@ -160,6 +162,7 @@ const make = (config: KinesisBusConfig) =>
               sequenceNumber: x.SequenceNumber ?? "",
               data: x.Data ?? new Uint8Array(),
               partitionKey: x.PartitionKey ?? "",
+              arrivedAt: x.ApproximateArrivalTimestamp?.getTime(),
             })),
             next: r.NextShardIterator ?? undefined,
             millisBehindLatest: r.MillisBehindLatest,
