@@ -1,7 +1,11 @@
 /**
  * Action `publish_ready`: plays the Scenario Runner for a local world. It resolves the world,
  * writes a run facts view under the platform object store root and publishes a READY for it on
- * the file control bus, so the READY path can be driven without the platform. The CLI
+ * the control bus (the profile's kind, or the one asked for: a file on the file bus, or a record
+ * on the Kinesis stream put as the platform's Scenario Runner puts it: Data the envelope JSON,
+ * PartitionKey its partition_key), so the READY path can be driven without the platform. The
+ * facts are written first and the READY last, so a READY never points at missing facts; a
+ * Kinesis stream that does not exist fails CONTROL_BUS_STREAM_MISSING before anything is written. The CLI
  * (`publish-ready`), `run` (the demo world's READY) and the coming admin API call it.
  *
  * Defaults: platform run id `platform_<now, YYYYMMDDTHHMMSSZ>` (Effect Clock); scenario run id
@@ -15,7 +19,7 @@ import { dirname, join, resolve } from "node:path";
 import type { WorldKey } from "../core/catalogue.ts";
 import { renderTemplate } from "../core/catalogue.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
-import { type Profile, selectOutputIds } from "../core/profile.ts";
+import { kinesisBusOf, type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
 import { joinRoot, resolveRoot } from "../core/store_root.ts";
 import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
@@ -28,6 +32,7 @@ import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { OraclePackRef, RunReadySignal } from "../schemas/ready.ts";
 import { type GateReceipt, type OutputLocator, RunFactsView } from "../schemas/run_facts.ts";
 import { publish } from "../stores/control_bus_fs.ts";
+import { KinesisBus } from "../stores/control_bus_kinesis.ts";
 import { writeFileAtomic } from "../stores/oracle_fs.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 
@@ -37,6 +42,8 @@ export const PublishReadyRequest = Schema.Struct({
   platformRunId: Schema.optionalKey(Schema.String),
   scenarioRunId: Schema.optionalKey(Schema.String),
   busRoot: Schema.optionalKey(Schema.String),
+  /** The bus to publish on; default the profile's `control_bus.kind`. */
+  bus: Schema.optionalKey(Schema.Literals(["file", "kinesis"])),
   objectStoreRoot: Schema.optionalKey(Schema.String),
   scenarioId: Schema.optionalKey(Schema.String),
 });
@@ -57,8 +64,13 @@ export const PublishReadyResult = Schema.Struct({
   scenario_run_id: Schema.String,
   /** Relative to the object store root. */
   facts_view_ref: Schema.String,
-  /** Absolute path of the READY message file. */
-  bus_file: Schema.String,
+  bus: Schema.Literals(["file", "kinesis"]),
+  /** Absolute path of the READY message file (file bus). */
+  bus_file: Schema.optionalKey(Schema.String),
+  /** Where Kinesis put the record (Kinesis bus). */
+  stream: Schema.optionalKey(Schema.String),
+  shard_id: Schema.optionalKey(Schema.String),
+  sequence_number: Schema.optionalKey(Schema.String),
 });
 
 /** What `publish_ready` answers. */
@@ -81,11 +93,20 @@ export const publishReady = Effect.fn("publishReady")(function* (
   const platformRunId = yield* checkPlatformRunId(
     options.platformRunId ?? platformRunIdAt(now),
   );
+  const busKind = options.bus ?? profile.wiring.control_bus.kind;
   const busRoot = options.busRoot ?? profile.paths.controlBusRoot;
-  if (busRoot === undefined) {
+  const kinesis = kinesisBusOf(profile);
+  if (busKind === "file" && busRoot === undefined) {
     return yield* fail(
       "BAD_ARGS",
       `Profile ${profile.profile_id} has no file control bus; give --bus-root`,
+    );
+  }
+  if (busKind === "kinesis" && kinesis === undefined) {
+    return yield* fail(
+      "BAD_ARGS",
+      `Profile ${profile.profile_id} has no Kinesis control bus (wiring.control_bus.kind: ` +
+        "kinesis with a stream); --bus kinesis needs one",
     );
   }
   const topic = profile.wiring.control_bus.topic;
@@ -218,20 +239,39 @@ export const publishReady = Effect.fn("publishReady")(function* (
     payload: ready,
   });
 
-  // Facts first: a READY must never point at a view that is not there yet.
-  yield* writeFileAtomic(
+  const writeFacts = writeFileAtomic(
     join(objectStoreRoot, factsViewRef),
     `${JSON.stringify(facts, null, 2)}\n`,
   );
-  const busFile = yield* publish(resolve(busRoot), topic, message);
-  return {
+  const published = {
     status: "PUBLISHED",
     message_id: messageId,
     platform_run_id: platformRunId,
     scenario_run_id: scenarioRunId,
     facts_view_ref: factsViewRef,
-    bus_file: busFile,
-  } satisfies PublishReadyResult;
+  } as const;
+  // Facts first: a READY must never point at a view that is not there yet.
+  if (busKind === "kinesis" && kinesis !== undefined) {
+    return yield* Effect.gen(function* () {
+      const bus = yield* KinesisBus;
+      yield* bus.check;
+      yield* writeFacts;
+      const put = yield* bus.put(
+        new TextEncoder().encode(canonicalJson(message)),
+        message.partition_key || message.message_id,
+      );
+      return {
+        ...published,
+        bus: "kinesis",
+        stream: kinesis.stream,
+        shard_id: put.shardId,
+        sequence_number: put.sequenceNumber,
+      } satisfies PublishReadyResult;
+    }).pipe(Effect.provide(KinesisBus.layer(kinesis)));
+  }
+  yield* writeFacts;
+  const busFile = yield* publish(resolve(busRoot!), topic, message);
+  return { ...published, bus: "file", bus_file: busFile } satisfies PublishReadyResult;
 });
 
 function worldKeyFields(world: World) {

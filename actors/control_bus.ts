@@ -42,6 +42,199 @@ export interface ControlBusOptions {
   readonly deferRetryMs?: number;
 }
 
+/** What handles control-bus messages, whatever bus they came on (see {@link makeReadyHandler}). */
+export interface ReadyHandler {
+  /**
+   * Handles one message (its text, or why it could not be read) to its settlement, which is
+   * recorded in the READY ledger; `messageId` names it until its envelope gives its own id. A
+   * defect settles it FAILED INTERNAL_ERROR; a failure (the ledger or audit log could not be
+   * written) leaves it unsettled.
+   */
+  readonly handle: (
+    messageId: string,
+    text: string | undefined,
+    error: string | undefined,
+  ) => Effect.Effect<ReadySettlement, WorldstreamError>;
+  /**
+   * Tells those waiting on a message (`settled`) how it was settled, unless it was deferred. A
+   * listener calls it once the settlement is final for its bus (Kinesis: position saved).
+   */
+  readonly announce: (settlement: ReadySettlement) => Effect.Effect<void>;
+  readonly settled: (messageId: string) => Effect.Effect<ReadySettlement>;
+}
+
+/**
+ * The READY path shared by the file and Kinesis listeners: interpret, consult the ledger, check
+ * the IG, stream through the supervisor, settle in the ledger (see the file comment).
+ */
+export const makeReadyHandler = (context: ReadyContext) =>
+  Effect.gen(function* () {
+    const ledger = yield* ReadyLedger;
+    const audit = yield* AuditLog;
+    const supervisor = yield* Supervisor;
+    const config = yield* RunConfig;
+    const waiters = new Map<string, Deferred.Deferred<ReadySettlement>>();
+    const waiter = (id: string) => {
+      let d = waiters.get(id);
+      if (d === undefined) {
+        d = Deferred.makeUnsafe<ReadySettlement>();
+        waiters.set(id, d);
+      }
+      return d;
+    };
+    const settle = (s: ReadySettlement) =>
+      Effect.gen(function* () {
+        yield* ledger.record({
+          message_id: s.message_id,
+          status: s.status,
+          ...(s.reason ? { reason: s.reason } : {}),
+          ...(s.result?.platform_run_id ? { platform_run_id: s.result.platform_run_id } : {}),
+          ...(s.result
+            ? {
+              detail: {
+                emitted: s.result.emitted,
+                output_ids: s.result.output_ids,
+                ...(s.result.dead_lettered ? { dead_lettered: s.result.dead_lettered } : {}),
+              },
+            }
+            : {}),
+        });
+        return s;
+      });
+
+    const handle = (messageId: string, text: string | undefined, error: string | undefined) =>
+      Effect.gen(function* () {
+        yield* audit.record(READY_AUDIT_KINDS.seen, { message_id: messageId });
+        if (text === undefined) {
+          return yield* settle({
+            message_id: messageId,
+            status: "FAILED",
+            reason: "CONTROL_MESSAGE_UNREADABLE",
+          })
+            .pipe(Effect.tap(() =>
+              audit.record(READY_AUDIT_KINDS.rejected, { message_id: messageId, error })
+            ));
+        }
+        const plan = yield* interpretReady(text, context).pipe(
+          Effect.map((p) => ({ ok: true as const, plan: p })),
+          Effect.catchIf(
+            (e): e is ReadyRejection =>
+              e instanceof ReadyRejection,
+            (r) => Effect.succeed({ ok: false as const, rejection: r }),
+          ),
+        );
+        if (!plan.ok) {
+          const r = plan.rejection;
+          yield* audit.record(READY_AUDIT_KINDS.rejected, {
+            message_id: messageId,
+            reason: r.reason,
+            message: r.message,
+          });
+          return yield* settle({
+            message_id: r.message_id ?? messageId,
+            status: r.status,
+            reason: r.reason,
+          });
+        }
+        const p = plan.plan;
+        const defer = (reason: string) =>
+          Effect.gen(function* () {
+            yield* audit.record(READY_AUDIT_KINDS.deferred, {
+              message_id: p.message_id,
+              reason,
+            });
+            return yield* settle({
+              message_id: p.message_id,
+              status: "DEFERRED_DOWNSTREAM_NOT_READY",
+              reason,
+            });
+          });
+        const streamed = yield* ledger.isStreamed(p.message_id).pipe(
+          Effect.catchIf(
+            (e) => e.reason === "READY_LEDGER_UNAVAILABLE",
+            () => Effect.succeed(undefined),
+          ),
+        );
+        if (streamed === undefined) return yield* defer("READY_LEDGER_UNAVAILABLE");
+        if (streamed) {
+          yield* audit.record(READY_AUDIT_KINDS.duplicate, { message_id: p.message_id });
+          return yield* settle({
+            message_id: p.message_id,
+            status: "SKIPPED_DUPLICATE",
+            reason: null,
+          });
+        }
+        if (!(yield* igHealthy(config.courier.endpoint))) return yield* defer("IG_UNREACHABLE");
+        yield* audit.record(READY_AUDIT_KINDS.accepted, { message_id: p.message_id });
+        yield* audit.record("RUN_STARTED", {
+          message_id: p.message_id,
+          platform_run_id: p.platform_run_id,
+        });
+        const result = yield* supervisor.submit({
+          _tag: "RunRequested",
+          source: "ready",
+          engine_run_root: p.engine_run_root,
+          scenario_id: p.scenario_id,
+          platform_run_id: p.platform_run_id,
+          scenario_run_id: p.scenario_run_id,
+          message_id: p.message_id,
+          pins: p.pins,
+        });
+        yield* audit.record("RUN_ENDED", {
+          message_id: p.message_id,
+          status: result.status,
+          emitted: result.emitted,
+          reason: result.reason,
+        });
+        return yield* settle({
+          message_id: p.message_id,
+          status: result.status,
+          reason: result.reason,
+          result,
+        });
+      });
+
+    // A bug while handling one message settles that message FAILED INTERNAL_ERROR (so
+    // nobody waits on it forever) and the listener goes on to the next one.
+    const settleDefect = (messageId: string, defect: unknown) =>
+      Effect.gen(function* () {
+        const message = describeCause(Cause.die(defect));
+        yield* Effect.logError("ready_defect").pipe(
+          Effect.annotateLogs({ message_id: messageId, defect: message }),
+        );
+        return yield* settle({
+          message_id: messageId,
+          status: "FAILED",
+          reason: "INTERNAL_ERROR",
+        });
+      }).pipe(
+        Effect.catchCause((cause) =>
+          Effect.logError("READY could not be settled").pipe(
+            Effect.annotateLogs({ message_id: messageId, error: describeCause(cause) }),
+            Effect.as(
+              {
+                message_id: messageId,
+                status: "FAILED",
+                reason: "INTERNAL_ERROR",
+              } satisfies ReadySettlement,
+            ),
+          )
+        ),
+      );
+
+    return {
+      handle: (messageId, text, error) =>
+        handle(messageId, text, error).pipe(
+          Effect.catchDefect((defect) => settleDefect(messageId, defect)),
+        ),
+      announce: (s) =>
+        s.status === "DEFERRED_DOWNSTREAM_NOT_READY"
+          ? Effect.void
+          : Deferred.succeed(waiter(s.message_id), s).pipe(Effect.asVoid),
+      settled: (id) => Deferred.await(waiter(id)),
+    } satisfies ReadyHandler;
+  });
+
 /** The control bus listener. */
 export class ControlBus extends Context.Service<ControlBus, {
   /** Reads the bus once and handles every new message; returns how many were handled. */
@@ -49,161 +242,14 @@ export class ControlBus extends Context.Service<ControlBus, {
   /** Waits until a message is settled (any status but DEFERRED). */
   readonly settled: (messageId: string) => Effect.Effect<ReadySettlement>;
 }>()("worldstream/actors/ControlBus") {
-  /** A listener polling every `pollIntervalMs` (default 500 ms) while its scope is open. */
+  /** A listener polling the file bus every `pollIntervalMs` (default 500 ms) while its scope is open. */
   static readonly layer = (options: ControlBusOptions) =>
     Layer.effect(
       ControlBus,
       Effect.gen(function* () {
-        const ledger = yield* ReadyLedger;
-        const audit = yield* AuditLog;
-        const supervisor = yield* Supervisor;
-        const config = yield* RunConfig;
+        const ready = yield* makeReadyHandler(options.context);
         const seen = new Set<string>();
         const deferredUntil = new Map<string, number>();
-        const waiters = new Map<string, Deferred.Deferred<ReadySettlement>>();
-        const waiter = (id: string) => {
-          let d = waiters.get(id);
-          if (d === undefined) {
-            d = Deferred.makeUnsafe<ReadySettlement>();
-            waiters.set(id, d);
-          }
-          return d;
-        };
-        const settle = (s: ReadySettlement) =>
-          Effect.gen(function* () {
-            yield* ledger.record({
-              message_id: s.message_id,
-              status: s.status,
-              ...(s.reason ? { reason: s.reason } : {}),
-              ...(s.result?.platform_run_id ? { platform_run_id: s.result.platform_run_id } : {}),
-              ...(s.result
-                ? {
-                  detail: {
-                    emitted: s.result.emitted,
-                    output_ids: s.result.output_ids,
-                    ...(s.result.dead_lettered ? { dead_lettered: s.result.dead_lettered } : {}),
-                  },
-                }
-                : {}),
-            });
-            if (s.status !== "DEFERRED_DOWNSTREAM_NOT_READY") {
-              yield* Deferred.succeed(waiter(s.message_id), s);
-            }
-          });
-
-        const handle = (messageId: string, text: string | undefined, error: string | undefined) =>
-          Effect.gen(function* () {
-            yield* audit.record(READY_AUDIT_KINDS.seen, { message_id: messageId });
-            if (text === undefined) {
-              return yield* settle({
-                message_id: messageId,
-                status: "FAILED",
-                reason: "CONTROL_MESSAGE_UNREADABLE",
-              })
-                .pipe(Effect.tap(() =>
-                  audit.record(READY_AUDIT_KINDS.rejected, { message_id: messageId, error })
-                ));
-            }
-            const plan = yield* interpretReady(text, options.context).pipe(
-              Effect.map((p) => ({ ok: true as const, plan: p })),
-              Effect.catchIf(
-                (e): e is ReadyRejection =>
-                  e instanceof ReadyRejection,
-                (r) => Effect.succeed({ ok: false as const, rejection: r }),
-              ),
-            );
-            if (!plan.ok) {
-              const r = plan.rejection;
-              yield* audit.record(READY_AUDIT_KINDS.rejected, {
-                message_id: messageId,
-                reason: r.reason,
-                message: r.message,
-              });
-              return yield* settle({
-                message_id: r.message_id ?? messageId,
-                status: r.status,
-                reason: r.reason,
-              });
-            }
-            const p = plan.plan;
-            const defer = (reason: string) =>
-              Effect.gen(function* () {
-                yield* audit.record(READY_AUDIT_KINDS.deferred, {
-                  message_id: p.message_id,
-                  reason,
-                });
-                deferredUntil.set(
-                  messageId,
-                  (yield* Clock.currentTimeMillis) + (options.deferRetryMs ?? 5000),
-                );
-                seen.delete(messageId);
-                return yield* settle({
-                  message_id: p.message_id,
-                  status: "DEFERRED_DOWNSTREAM_NOT_READY",
-                  reason,
-                });
-              });
-            const streamed = yield* ledger.isStreamed(p.message_id).pipe(
-              Effect.catchIf(
-                (e) => e.reason === "READY_LEDGER_UNAVAILABLE",
-                () => Effect.succeed(undefined),
-              ),
-            );
-            if (streamed === undefined) return yield* defer("READY_LEDGER_UNAVAILABLE");
-            if (streamed) {
-              yield* audit.record(READY_AUDIT_KINDS.duplicate, { message_id: p.message_id });
-              return yield* settle({
-                message_id: p.message_id,
-                status: "SKIPPED_DUPLICATE",
-                reason: null,
-              });
-            }
-            if (!(yield* igHealthy(config.courier.endpoint))) return yield* defer("IG_UNREACHABLE");
-            yield* audit.record(READY_AUDIT_KINDS.accepted, { message_id: p.message_id });
-            yield* audit.record("RUN_STARTED", {
-              message_id: p.message_id,
-              platform_run_id: p.platform_run_id,
-            });
-            const result = yield* supervisor.submit({
-              _tag: "RunRequested",
-              source: "ready",
-              engine_run_root: p.engine_run_root,
-              scenario_id: p.scenario_id,
-              platform_run_id: p.platform_run_id,
-              scenario_run_id: p.scenario_run_id,
-              message_id: p.message_id,
-              pins: p.pins,
-            });
-            yield* audit.record("RUN_ENDED", {
-              message_id: p.message_id,
-              status: result.status,
-              emitted: result.emitted,
-              reason: result.reason,
-            });
-            return yield* settle({
-              message_id: p.message_id,
-              status: result.status,
-              reason: result.reason,
-              result,
-            });
-          });
-
-        // A bug while handling one message settles that message FAILED INTERNAL_ERROR (so
-        // nobody waits on it forever) and the listener goes on to the next one.
-        const settleDefect = (messageId: string, defect: unknown) =>
-          Effect.gen(function* () {
-            const message = describeCause(Cause.die(defect));
-            yield* Effect.logError("ready_defect").pipe(
-              Effect.annotateLogs({ message_id: messageId, defect: message }),
-            );
-            yield* settle({ message_id: messageId, status: "FAILED", reason: "INTERNAL_ERROR" });
-          }).pipe(
-            Effect.catchCause((cause) =>
-              Effect.logError("READY could not be settled").pipe(
-                Effect.annotateLogs({ message_id: messageId, error: describeCause(cause) }),
-              )
-            ),
-          );
 
         const pollOnce = Effect.gen(function* () {
           const now = yield* Clock.currentTimeMillis;
@@ -213,11 +259,20 @@ export class ControlBus extends Context.Service<ControlBus, {
           for (const m of messages) {
             seen.add(m.message_id);
             deferredUntil.delete(m.message_id);
-            yield* handle(
+            const settlement = yield* ready.handle(
               m.message_id,
               "text" in m ? m.text : undefined,
               "error" in m ? m.error : undefined,
-            ).pipe(Effect.catchDefect((defect) => settleDefect(m.message_id, defect)));
+            );
+            yield* ready.announce(settlement);
+            if (settlement.status === "DEFERRED_DOWNSTREAM_NOT_READY") {
+              // Looked at again after a pause.
+              deferredUntil.set(
+                m.message_id,
+                (yield* Clock.currentTimeMillis) + (options.deferRetryMs ?? 5000),
+              );
+              seen.delete(m.message_id);
+            }
           }
           return messages.length;
         });
@@ -231,7 +286,7 @@ export class ControlBus extends Context.Service<ControlBus, {
         ));
         return ControlBus.of({
           pollOnce,
-          settled: (id) => Deferred.await(waiter(id)),
+          settled: ready.settled,
         });
       }),
     );

@@ -20,7 +20,7 @@ import { WalDrain, writeToPostgres } from "./wal/drain.ts";
 import { Health } from "./health.ts";
 import { Journal } from "./journal.ts";
 import { journalOrBenchOff } from "./journal_off.ts";
-import type { Profile } from "../core/profile.ts";
+import { kinesisBusOf, type Profile } from "../core/profile.ts";
 import { readyContext } from "../core/ready.ts";
 import { fail } from "../schemas/errors.ts";
 import { AuditLog } from "./audit_log.ts";
@@ -31,6 +31,9 @@ import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "./ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { ControlBus } from "./control_bus.ts";
+import { BusPositions } from "./bus_positions.ts";
+import { kinesisControlBus } from "./control_bus_kinesis.ts";
+import { KinesisBus } from "../stores/control_bus_kinesis.ts";
 import { igClientLayer, RunConfig, type RunConfigShape } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
@@ -196,16 +199,26 @@ export function runtimeLayer(config: RunConfigShape, options: RuntimeOptions = {
   return busListener(config.profile, options).pipe(Layer.provideMerge(core));
 }
 
-/** The control bus listener of the profile's bus kind (a Kinesis listener becomes a second case). */
+/**
+ * The control bus listener of the profile's bus kind: the file bus polled every
+ * `options.pollIntervalMs`, or Kinesis every `control_bus.poll_interval_ms` (Kinesis allows five
+ * reads a second per shard, shared by every reader of the stream).
+ */
 function busListener(profile: Profile, options: RuntimeOptions) {
   const bus = profile.wiring.control_bus;
-  switch (bus.kind) {
-    case "file":
-      return ControlBus.layer({
-        root: profile.paths.controlBusRoot,
-        topic: bus.topic,
-        context: readyContext(profile),
-        ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
-      });
+  const kinesis = kinesisBusOf(profile);
+  if (bus.kind === "kinesis" && kinesis !== undefined) {
+    return kinesisControlBus({
+      context: readyContext(profile),
+      ...(bus.poll_interval_ms ? { pollIntervalMs: bus.poll_interval_ms } : {}),
+    }).pipe(
+      Layer.provide(Layer.merge(KinesisBus.layer(kinesis), BusPositions.layer)),
+    );
   }
+  return ControlBus.layer({
+    root: profile.paths.controlBusRoot ?? "",
+    topic: bus.topic,
+    context: readyContext(profile),
+    ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+  });
 }

@@ -110,11 +110,15 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
     },
   },
   "publish-ready": {
-    summary: "writes run facts and a valid READY on the file control bus",
+    summary: "writes run facts and a valid READY on the control bus (file or Kinesis)",
     flags: {
       "engine-run-root": ENGINE_RUN_ROOT,
       "platform-run-id": PLATFORM_RUN_ID,
       "scenario-run-id": SCENARIO_RUN_ID,
+      bus: {
+        value: "file|kinesis",
+        meaning: "the bus to publish on (default: the profile's control_bus.kind)",
+      },
       "bus-root": { value: "DIR", meaning: "the control bus folder (default: the profile's)" },
       "object-store-root": {
         value: "DIR",

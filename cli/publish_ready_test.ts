@@ -125,7 +125,7 @@ Deno.test("publish-ready writes run facts and a READY that the READY reader acce
     readyMessageId({ ...plan, bundle_hash: facts.bundle_hash }),
   );
 
-  const envelope = await readJson(result.bus_file);
+  const envelope = await readJson(result.bus_file!);
   assert.deepEqual(envelope.attributes, { kind: "READY", run_id: result.platform_run_id });
   assert.equal(envelope.partition_key, result.platform_run_id);
 });
@@ -149,7 +149,7 @@ Deno.test("without ids, the platform run id comes from the Clock and the scenari
     result.scenario_run_id,
     sha256Hex(`platform_20260102T030405Z|${WORLD}`).slice(0, 32),
   );
-  const envelope = await readJson(result.bus_file);
+  const envelope = await readJson(result.bus_file!);
   assert.equal(envelope.published_at_utc, "2026-01-02T03:04:05.678000Z");
 });
 
@@ -183,7 +183,7 @@ Deno.test("publish-ready refuses bad ids and roots that hold no world", async ()
 
 Deno.test("a published READY edited to break its schema fails READY_INVALID", async () => {
   const p = await publishWorld();
-  await editJson(p.result.bus_file, (doc) => {
+  await editJson(p.result.bus_file!, (doc) => {
     (doc.payload as Json).scenario_run_id = "NOT-HEX";
   });
   const rejection = await rejectionOf(p);
@@ -193,7 +193,7 @@ Deno.test("a published READY edited to break its schema fails READY_INVALID", as
 
 Deno.test("a published READY with another bundle hash fails READY_MESSAGE_ID_MISMATCH", async () => {
   const p = await publishWorld();
-  await editJson(p.result.bus_file, (doc) => {
+  await editJson(p.result.bus_file!, (doc) => {
     (doc.payload as Json).bundle_hash = "0".repeat(64);
   });
   const rejection = await rejectionOf(p);
@@ -255,7 +255,7 @@ Deno.test("a READY for another platform run than the one served is out of scope"
 
 Deno.test("a message on another topic is out of scope", async () => {
   const p = await publishWorld();
-  await editJson(p.result.bus_file, (doc) => {
+  await editJson(p.result.bus_file!, (doc) => {
     doc.topic = "fp.bus.traffic.v1";
   });
   const rejection = await rejectionOf(p);

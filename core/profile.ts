@@ -11,6 +11,7 @@ import { parse } from "yaml";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import type { ReasonCode } from "../schemas/reasons.ts";
 import {
+  CONTROL_BUS_KINDS,
   OutputIdsFile,
   ProfileDocument,
   type ProfilePolicy,
@@ -29,8 +30,8 @@ export interface ProfilePaths {
   readonly producerAllowlist: string;
   readonly interfacePack: string;
   readonly runsRoot: string;
-  /** The file control bus's folder. */
-  readonly controlBusRoot: string;
+  /** The file control bus's folder (unset for a Kinesis bus). */
+  readonly controlBusRoot: string | undefined;
   /** Set for the PGlite backend. */
   readonly pgliteDir: string | undefined;
 }
@@ -127,6 +128,14 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   const interpolated = interpolateTree(doc, vars);
   if (!interpolated.ok) return yield* interpolationError(file, interpolated.failure);
 
+  const busKind = busKindOf(interpolated.value);
+  if (busKind !== undefined && !(CONTROL_BUS_KINDS as ReadonlyArray<unknown>).includes(busKind)) {
+    return yield* scrubbed(
+      "CONTROL_BUS_UNSUPPORTED",
+      `${file}: wiring.control_bus.kind: control bus ${JSON.stringify(busKind)} is not built ` +
+        `(built: ${CONTROL_BUS_KINDS.join(", ")})`,
+    );
+  }
   const decoded = yield* decodeDocument(dropEmpty(interpolated.value), file);
 
   const profileDir = dirname(source);
@@ -140,7 +149,9 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     producerAllowlist: fromProfile(wiring.wsp_producer.allowlist_ref),
     interfacePack: fromProfile(wiring.interface_pack_ref),
     runsRoot: resolve(wiring.runs_root),
-    controlBusRoot: resolve(wiring.control_bus.root),
+    controlBusRoot: wiring.control_bus.root === undefined
+      ? undefined
+      : resolve(wiring.control_bus.root),
     pgliteDir: wiring.database.backend === "pglite" && wiring.database.pglite_dir !== undefined
       ? resolve(wiring.database.pglite_dir)
       : undefined,
@@ -175,6 +186,23 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   };
   return profile;
 });
+
+/** Where a Kinesis control bus is: its stream, and the region and endpoint when given. */
+export interface KinesisBusWiring {
+  readonly stream: string;
+  readonly region: string | undefined;
+  readonly endpoint: string | undefined;
+}
+
+/**
+ * The profile's Kinesis control bus, or `undefined` when its bus is another kind. Region and
+ * endpoint unset mean the AWS default provider chain's (AWS_REGION, the service's endpoint).
+ */
+export function kinesisBusOf(profile: Pick<Profile, "wiring">): KinesisBusWiring | undefined {
+  const bus = profile.wiring.control_bus;
+  if (bus.kind !== "kinesis" || bus.stream === undefined) return undefined;
+  return { stream: bus.stream, region: bus.region, endpoint: bus.endpoint_url };
+}
 
 /** The traffic and context outputs of a run after the environment's overrides. */
 export interface OutputSelection {
@@ -298,6 +326,13 @@ function decodeDocument(
 }
 
 /** Removes mapping entries that are empty strings or null, so `${VAR:-}` means "absent". */
+/** `wiring.control_bus.kind` as written (after interpolation), when it is a string. */
+function busKindOf(doc: unknown): string | undefined {
+  const kind = (doc as { wiring?: { control_bus?: { kind?: unknown } } } | null)?.wiring
+    ?.control_bus?.kind;
+  return typeof kind === "string" ? kind : undefined;
+}
+
 function dropEmpty(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(dropEmpty);
   if (value === null || typeof value !== "object") return value;

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Effect, Result } from "effect";
 import { stringify } from "yaml";
 import type { WorldstreamError } from "../schemas/errors.ts";
-import { loadProfile, type Profile, selectOutputIds } from "./profile.ts";
+import { kinesisBusOf, loadProfile, type Profile, selectOutputIds } from "./profile.ts";
 import { interpolateTree } from "./profile_interpolate.ts";
 
 const REPO_PROFILES = fileURLToPath(new URL("../profiles/", import.meta.url));
@@ -287,7 +287,10 @@ Deno.test("an unknown key deep inside wiring is refused with the keys allowed th
   await withTempDir(async (dir) => {
     for (
       const [path, allowed] of [
-        ["wiring.control_bus.stream", /kind, topic, root\)$/],
+        [
+          "wiring.control_bus.shard",
+          /kind, topic, root, stream, region, endpoint_url, poll_interval_ms\)$/,
+        ],
         ["wiring.database.dsn", /backend, pglite_dir, url\)$/],
         ["policy.license_pack_path", /stream_max_gap_seconds\)$/],
       ] as const
@@ -381,17 +384,53 @@ Deno.test("fields required by another field's value are named", async () => {
 
 Deno.test("a control bus or privacy tier that is not implemented is refused", async () => {
   await withTempDir(async (dir) => {
-    const kinesis = baseProfile();
-    edit(kinesis, "wiring.control_bus.kind", "kinesis");
-    let error = await loadErr(await writeProfile(dir, kinesis), {});
-    assert.equal(error.reason, "PROFILE_INVALID");
-    assert.match(error.message, /wiring\.control_bus\.kind: /);
+    const kafka = baseProfile();
+    edit(kafka, "wiring.control_bus.kind", "kafka");
+    const kafkaPath = await writeProfile(dir, kafka);
+    let error = await loadErr(kafkaPath, {});
+    assert.equal(error.reason, "CONTROL_BUS_UNSUPPORTED");
+    assert.equal(
+      error.message,
+      `${kafkaPath}: wiring.control_bus.kind: control bus "kafka" is not built (built: file, kinesis)`,
+    );
 
     const minimized = baseProfile();
     edit(minimized, "policy.privacy_tier", "minimized");
     error = await loadErr(await writeProfile(dir, minimized), {});
     assert.equal(error.reason, "PROFILE_INVALID");
     assert.match(error.message, /policy\.privacy_tier: /);
+  });
+});
+
+Deno.test("a Kinesis control bus needs its stream; region and endpoint are optional", async () => {
+  await withTempDir(async (dir) => {
+    const kinesis = baseProfile();
+    edit(kinesis, "wiring.control_bus", { kind: "kinesis", topic: "fp.bus.control.v1" });
+    const error = await loadErr(await writeProfile(dir, kinesis), {});
+    assert.equal(error.reason, "PROFILE_INVALID");
+    assert.match(error.message, /wiring\.control_bus\.stream: Required when kind is kinesis$/);
+
+    edit(kinesis, "wiring.control_bus", {
+      kind: "kinesis",
+      topic: "fp.bus.control.v1",
+      stream: "${CONTROL_BUS_STREAM}",
+      region: "${CONTROL_BUS_REGION:-}",
+      endpoint_url: "${CONTROL_BUS_ENDPOINT_URL:-}",
+    });
+    const profile = await Effect.runPromise(
+      loadProfile(await writeProfile(dir, kinesis), { CONTROL_BUS_STREAM: "fp-control" }),
+    );
+    assert.deepEqual(kinesisBusOf(profile), {
+      stream: "fp-control",
+      region: undefined,
+      endpoint: undefined,
+    });
+    assert.equal(profile.paths.controlBusRoot, undefined);
+
+    const file = baseProfile();
+    edit(file, "wiring.control_bus", { kind: "file", topic: "fp.bus.control.v1" });
+    const noRoot = await loadErr(await writeProfile(dir, file), {});
+    assert.match(noRoot.message, /wiring\.control_bus\.root: Required when kind is file$/);
   });
 });
 

@@ -105,15 +105,33 @@ export const ProfilePolicy = Schema.Struct({
 });
 export type ProfilePolicy = typeof ProfilePolicy.Type;
 
+/** The control bus kinds worldstream has a listener for. */
+export const CONTROL_BUS_KINDS = ["file", "kinesis"] as const;
+
 /**
- * Where READY signals arrive: a folder (`<root>/<topic>/<message_id>.json`). A Kinesis bus
- * (`kind: kinesis` with its stream, region and endpoint) comes back with its listener.
+ * Where READY signals arrive: a folder (`kind: file`, `<root>/<topic>/<message_id>.json`) or a
+ * Kinesis stream (`kind: kinesis`, the platform profile's `stream`, `region`, `endpoint_url`;
+ * region and credentials otherwise come from the AWS default provider chain). A kind that is not
+ * built fails CONTROL_BUS_UNSUPPORTED before this schema is reached (core/profile.ts).
  */
 export const ControlBusWiring = Schema.Struct({
-  kind: Schema.Literals(["file"]),
+  kind: Schema.Literals(CONTROL_BUS_KINDS),
   topic: Text,
-  root: LocalPath,
-});
+  root: Schema.optionalKey(LocalPath),
+  stream: Schema.optionalKey(Text),
+  region: Schema.optionalKey(Text),
+  endpoint_url: Schema.optionalKey(HttpUrl),
+  /** How often every shard is read (Kinesis; default 1 000 ms). */
+  poll_interval_ms: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+}).check(
+  Schema.makeFilter((bus) =>
+    bus.kind === "file" && bus.root === undefined
+      ? { path: ["root"], issue: requiredWhen("kind", "file") }
+      : bus.kind === "kinesis" && bus.stream === undefined
+      ? { path: ["stream"], issue: requiredWhen("kind", "kinesis") }
+      : undefined
+  ),
+);
 export type ControlBusWiring = typeof ControlBusWiring.Type;
 
 /** Postgres: embedded PGlite in a folder, or a server reached by URL. */

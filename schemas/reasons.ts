@@ -85,6 +85,13 @@ export const REASONS = {
   CONTROL_BUS_UNREADABLE: "The control bus folder cannot be read",
   CONTROL_BUS_NAME_INVALID: "A control bus file name is not <message_id>.json",
   CONTROL_BUS_TOPIC_MISMATCH: "A control bus message is filed under another topic",
+  CONTROL_BUS_UNSUPPORTED: "The profile asks for a control bus kind that is not built",
+  CONTROL_BUS_STREAM_MISSING: "The Kinesis control bus stream does not exist (names it)",
+  CONTROL_BUS_UNAVAILABLE: "The Kinesis control bus did not answer or refused a request",
+  CONTROL_BUS_THROTTLED:
+    "Kinesis throttled a shard read (ProvisionedThroughputExceeded): backed off",
+  CONTROL_BUS_ITERATOR_EXPIRED:
+    "A shard iterator expired: re-acquired after the last settled record",
   CONTROL_MESSAGE_UNREADABLE: "A control bus message cannot be read",
   CONTROL_ENVELOPE_INVALID: "A control bus envelope does not match its schema",
   READY_INVALID: "A READY payload does not match run_ready_signal",

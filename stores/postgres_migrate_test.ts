@@ -26,7 +26,11 @@ const FOUNDATION_TABLES = [
 ];
 
 /** Every table once all of the project's migrations have run. */
-const PROJECT_TABLES = [...FOUNDATION_TABLES, "ws_dead_letter_retries"].sort();
+const PROJECT_TABLES = [
+  ...FOUNDATION_TABLES,
+  "ws_dead_letter_retries",
+  "ws_control_bus_positions",
+].sort();
 
 const tables = Effect.gen(function* () {
   const pg = yield* Postgres;

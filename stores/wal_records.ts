@@ -23,6 +23,7 @@ export const WAL_KINDS = [
   "budget",
   "policy_snapshot",
   "dead_letter_retry",
+  "bus_position",
 ] as const;
 export type WalKind = typeof WAL_KINDS[number];
 
@@ -167,6 +168,24 @@ export const DeadLetterRetryBody = Schema.Struct({
 });
 export type DeadLetterRetryBody = typeof DeadLetterRetryBody.Type;
 
+/** Digits of a Kinesis sequence number (up to 128 of them). */
+const SequenceNumber = Schema.String.check(
+  Schema.isPattern(/^\d{1,128}$/, { expected: "a Kinesis sequence number (decimal digits)" }),
+);
+
+/**
+ * `ws_control_bus_positions`: how far the control bus listener has settled one shard of one
+ * stream: the last record handled (`sequence_number`, null before any) and whether the shard is
+ * closed and read to its end (`finished`: its children may be read).
+ */
+export const BusPositionBody = Schema.Struct({
+  stream: NonEmptyString,
+  shard_id: NonEmptyString,
+  sequence_number: Schema.NullOr(SequenceNumber),
+  finished: Schema.Boolean,
+});
+export type BusPositionBody = typeof BusPositionBody.Type;
+
 /** The body type of each kind. */
 export interface WalBodies {
   readonly checkpoint: CheckpointBody;
@@ -177,6 +196,7 @@ export interface WalBodies {
   readonly budget: BudgetBody;
   readonly policy_snapshot: PolicySnapshotBody;
   readonly dead_letter_retry: DeadLetterRetryBody;
+  readonly bus_position: BusPositionBody;
 }
 
 /** The body schema of each kind. */
@@ -189,6 +209,7 @@ export const WAL_BODIES = {
   budget: BudgetBody,
   policy_snapshot: PolicySnapshotBody,
   dead_letter_retry: DeadLetterRetryBody,
+  bus_position: BusPositionBody,
 } as const;
 
 const decodeRecord = decodeWith(WalRecord, "WAL_RECORD_INVALID", "WAL record");
@@ -294,6 +315,12 @@ export function defaultRecordId<K extends WalKind>(kind: K, body: WalBodies[K], 
       const b = body as CheckpointBody;
       const owed = b.receipt_owed === undefined ? "" : `|owed:${b.receipt_owed.from_seq}`;
       return sha256Hex(`checkpoint|${b.pack_key}|${b.output_id}|${b.last_seq}${owed}`);
+    }
+    case "bus_position": {
+      const b = body as BusPositionBody;
+      return sha256Hex(
+        `bus_position|${b.stream}|${b.shard_id}|${b.sequence_number ?? ""}|${b.finished}`,
+      );
     }
     default:
       return sha256Hex(canonicalJson({ kind, at: at.toISOString(), body }));

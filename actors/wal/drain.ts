@@ -20,6 +20,7 @@ import { Receipts } from "../../stores/receipts.ts";
 import type { ViewPosition } from "../../stores/stream_view_read.ts";
 import { Wal } from "./writer.ts";
 import {
+  type BusPositionBody,
   type CheckpointBody,
   type WalBodies,
   walBody,
@@ -153,7 +154,9 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
 // ---------------------------------------------------------------------------------------------
 // The Postgres handler
 
-const INSERTS: { readonly [K in Exclude<WalKind, "checkpoint" | "receipt">]: string } = {
+const INSERTS: {
+  readonly [K in Exclude<WalKind, "checkpoint" | "receipt" | "bus_position">]: string;
+} = {
   dead_letter: pgQuery("wal_drain_dead_letters"),
   ready_ledger: pgQuery("wal_drain_ready_ledger"),
   audit: pgQuery("wal_drain_audit_events"),
@@ -163,6 +166,7 @@ const INSERTS: { readonly [K in Exclude<WalKind, "checkpoint" | "receipt">]: str
   dead_letter_retry: pgQuery("wal_drain_dead_letter_retries"),
 };
 const SAVE_CHECKPOINTS = pgQuery("checkpoint_save");
+const SAVE_BUS_POSITIONS = pgQuery("bus_position_save");
 
 /**
  * Writes a batch to its tables: one transaction with a multi-row insert per log kind and one
@@ -176,6 +180,7 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
   const rows = new Map<keyof typeof INSERTS, Array<Record<string, unknown>>>();
   const receipts: Array<Receipt> = [];
   const checkpoints = new Map<string, CheckpointRow>();
+  const positions = new Map<string, { readonly body: BusPositionBody; readonly at: string }>();
   const add = (kind: keyof typeof INSERTS, row: Record<string, unknown>) => {
     const list = rows.get(kind) ?? [];
     list.push(row);
@@ -209,11 +214,18 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
         if (known === undefined || known.body.last_seq <= c.body.last_seq) checkpoints.set(key, c);
         break;
       }
+      case "bus_position": {
+        const p = { body: body.success as BusPositionBody, at: record.at };
+        const key = `${p.body.stream}\u0000${p.body.shard_id}`;
+        // One upsert may touch a row only once: keep the furthest per shard.
+        positions.set(key, furthestPosition(positions.get(key), p));
+        break;
+      }
       default:
         add(record.kind, { ...body.success, record_id: record.record_id, at: record.at });
     }
   }
-  if (rows.size > 0 || checkpoints.size > 0) {
+  if (rows.size > 0 || checkpoints.size > 0 || positions.size > 0) {
     yield* pg.transaction((tx) =>
       Effect.gen(function* () {
         for (const kind of Object.keys(INSERTS) as Array<keyof typeof INSERTS>) {
@@ -221,6 +233,16 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
           if (list !== undefined) yield* tx.query(INSERTS[kind], [JSON.stringify(list)]);
         }
         if (checkpoints.size > 0) yield* tx.query(SAVE_CHECKPOINTS, checkpointColumns(checkpoints));
+        if (positions.size > 0) {
+          const list = [...positions.values()];
+          yield* tx.query(SAVE_BUS_POSITIONS, [
+            list.map((p) => p.body.stream),
+            list.map((p) => p.body.shard_id),
+            list.map((p) => p.body.sequence_number ?? ""),
+            list.map((p) => p.body.finished),
+            list.map((p) => p.at),
+          ]);
+        }
       })
     );
   }
@@ -241,6 +263,14 @@ function checkpointColumns(checkpoints: ReadonlyMap<string, CheckpointRow>) {
     list.map((c) => c.at),
     list.map((c) => c.body.receipt_owed === undefined ? "" : JSON.stringify(c.body.receipt_owed)),
   ];
+}
+
+/** The further of two positions of one shard (a finished one is further at an equal sequence). */
+function furthestPosition<P extends { readonly body: BusPositionBody }>(a: P | undefined, b: P): P {
+  if (a === undefined) return b;
+  const seq = (p: P) => BigInt(p.body.sequence_number ?? "-1");
+  if (seq(a) !== seq(b)) return seq(a) > seq(b) ? a : b;
+  return a.body.finished && !b.body.finished ? a : b;
 }
 
 interface CheckpointRow {
