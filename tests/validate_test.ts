@@ -1,0 +1,187 @@
+import assert from "node:assert/strict";
+import { cpSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { Effect, type Scope } from "effect";
+import { startIg } from "../ig/server.ts";
+import {
+  copyDb,
+  freePort,
+  gateCounts,
+  processEnv,
+  processSite,
+  scopedTempDir,
+  spawnWorldstream,
+  tail,
+} from "./_testing.ts";
+
+// `validate` as an operator runs it (`main.ts validate` in a subprocess) on the local profile,
+// against the reference gate served by this test: every check passes on a world from gen-world,
+// and the command fails naming the check and its reason when the gate is down or when the world
+// (a copy) lacks a gate flag.
+
+const { tmp: TMP, world: WORLD, template: TEMPLATE } = await processSite("validate_test_", 600);
+const SMOKE = 20;
+const CHECKS = [
+  "profile",
+  "postgres",
+  "ig",
+  "control_bus",
+  "world",
+  "gates",
+  "smoke_stream",
+  "resume",
+  "producer_not_allowed",
+  "gate_flag_missing",
+];
+
+interface Result {
+  status: string;
+  reason: string | null;
+  platform_run_id: string;
+  checks: Array<{
+    name: string;
+    status: string;
+    reason?: string;
+    detail: string;
+    facts?: Record<string, unknown>;
+  }>;
+}
+
+function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {
+  Deno.test(name, () => Effect.runPromise(Effect.scoped(body)));
+}
+
+/** A runs root, PGlite folder and control bus of the test's own. */
+function site(name: string) {
+  return Effect.gen(function* () {
+    const dir = yield* scopedTempDir(TMP, name);
+    const vars = {
+      WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
+      WORLDSTREAM_PGLITE_DIR: copyDb(TEMPLATE, join(dir, "pg")),
+      WORLDSTREAM_DB_BACKEND: "pglite",
+      CONTROL_BUS_ROOT: join(dir, "bus"),
+    };
+    return { dir, vars };
+  });
+}
+
+function validate(args: ReadonlyArray<string>, vars: Record<string, string>, cwd: string) {
+  return Effect.scoped(
+    spawnWorldstream(["validate", "--smoke-events", String(SMOKE), ...args], {
+      env: processEnv(vars),
+      cwd,
+    }).pipe(Effect.flatMap((ws) => ws.exited(240_000))),
+  );
+}
+
+const check = (result: Result, name: string) => {
+  const found = result.checks.find((c) => c.name === name);
+  assert.ok(found, `a ${name} check in ${JSON.stringify(result.checks.map((c) => c.name))}`);
+  return found;
+};
+
+/** Every `_passed.flag` under `dir`, relative to it. */
+function flags(dir: string, rel = ""): Array<string> {
+  return readdirSync(join(dir, rel), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory()
+      ? flags(dir, join(rel, e.name))
+      : e.name === "_passed.flag"
+      ? [join(rel, e.name)]
+      : []
+  );
+}
+
+test(
+  "validate passes every check on the local profile with a gen-world world and a live gate, and keeps every gate flag of the world",
+  Effect.gen(function* () {
+    const { dir, vars } = yield* site("passes");
+    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+    const before = flags(WORLD);
+    const exited = yield* validate(["--engine-run-root", WORLD, "--ig-url", ig.url], vars, dir);
+    assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr, 30)}`);
+    const result = exited.result as unknown as Result;
+    assert.equal(result.status, "PASSED");
+    assert.equal(result.reason, null);
+    assert.deepEqual(result.checks.map((c) => c.name), CHECKS);
+    for (const c of result.checks) assert.equal(c.status, "PASSED", `${c.name}: ${c.detail}`);
+    // One report line per check on stderr, for people.
+    for (const name of CHECKS) {
+      assert.match(exited.stderr, new RegExp(`^PASSED +${name} `, "m"), name);
+    }
+    // What the gate holds agrees: both bounded runs admitted, nothing twice.
+    const smoke = check(result, "smoke_stream").facts as { admitted: number; emitted: number };
+    const resume = check(result, "resume").facts as {
+      admitted: number;
+      duplicate: number;
+      resumed_from_seq: Record<string, number | null>;
+    };
+    assert.ok(smoke.emitted > 0 && smoke.emitted <= 4 * SMOKE, `${smoke.emitted} emitted`);
+    for (const seq of Object.values(resume.resumed_from_seq)) assert.equal(seq, SMOKE - 1);
+    const gate = yield* gateCounts(ig, result.platform_run_id);
+    assert.equal(gate.admitted, smoke.admitted + resume.admitted);
+    assert.equal(gate.duplicate, 0);
+    // The refused producer's run sent nothing, and the world kept every gate flag.
+    const all = yield* Effect.promise(() =>
+      fetch(`${ig.url}/v1/ops/stats`).then((r) => r.json() as Promise<Record<string, unknown>>)
+    );
+    assert.deepEqual(Object.keys(all), [result.platform_run_id], "one platform run at the gate");
+    assert.deepEqual(flags(WORLD), before);
+  }),
+);
+
+test(
+  "validate fails when the gate is down: the ig check FAILED with IG_UNREACHABLE, the streams SKIPPED",
+  Effect.gen(function* () {
+    const { dir, vars } = yield* site("gate-down");
+    const down = `http://127.0.0.1:${freePort()}`;
+    const exited = yield* validate(["--engine-run-root", WORLD, "--ig-url", down], vars, dir);
+    assert.equal(exited.code, 1, `${exited.stdout}\n${tail(exited.stderr, 30)}`);
+    const result = exited.result as unknown as Result;
+    assert.equal(result.status, "FAILED");
+    assert.equal(result.reason, "VALIDATION_FAILED");
+    const ig = check(result, "ig");
+    assert.equal(ig.status, "FAILED");
+    assert.equal(ig.reason, "IG_UNREACHABLE");
+    assert.match(ig.detail, new RegExp(down.replace(/[.:/]/g, "\\$&")));
+    assert.match(exited.stderr, /^FAILED +ig +IG_UNREACHABLE: The gate at http:\/\/127\.0\.0\.1/m);
+    for (const name of ["smoke_stream", "resume"]) {
+      assert.equal(check(result, name).status, "SKIPPED");
+      assert.equal(check(result, name).reason, "VALIDATE_SKIPPED");
+      assert.match(check(result, name).detail, /ig/);
+    }
+    // The checks that need no gate still ran and passed.
+    for (const name of ["world", "gates", "producer_not_allowed", "gate_flag_missing"]) {
+      assert.equal(check(result, name).status, "PASSED", name);
+    }
+  }),
+);
+
+test(
+  "validate fails closed on a world whose gate flag is missing: gates FAILED with GATE_PASS_MISSING naming the flag",
+  Effect.gen(function* () {
+    const { dir, vars } = yield* site("flag-missing");
+    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+    const copy = join(dir, "world");
+    cpSync(WORLD, copy, { recursive: true });
+    const [flag] = flags(copy).filter((f) => f.includes("layer3/6B"));
+    assert.ok(flag, "the world has the 6B gate's flag");
+    Deno.removeSync(join(copy, flag));
+    const exited = yield* validate(["--engine-run-root", copy, "--ig-url", ig.url], vars, dir);
+    assert.equal(exited.code, 1, `${exited.stdout}\n${tail(exited.stderr, 30)}`);
+    const result = exited.result as unknown as Result;
+    assert.equal(result.status, "FAILED");
+    const gates = check(result, "gates");
+    assert.equal(gates.status, "FAILED");
+    assert.equal(gates.reason, "GATE_PASS_MISSING");
+    assert.ok(gates.detail.includes(flag), gates.detail);
+    assert.match(exited.stderr, /^FAILED +gates +GATE_PASS_MISSING: /m);
+    for (const name of ["smoke_stream", "resume", "producer_not_allowed", "gate_flag_missing"]) {
+      assert.equal(check(result, name).status, "SKIPPED", name);
+    }
+    // Nothing reached the gate.
+    const all = yield* Effect.promise(() =>
+      fetch(`${ig.url}/v1/ops/stats`).then((r) => r.json() as Promise<Record<string, unknown>>)
+    );
+    assert.deepEqual(all, {});
+  }),
+);
