@@ -136,9 +136,10 @@ export function validate(
     const worldCheck = yield* worldChecks(profile, root);
     checks.push(...worldCheck.checks);
     const world = worldCheck.world;
-    const down = deps.filter((c) => c.status !== "PASSED" && STREAM_NEEDS.has(c.name))
-      .map((c) => c.name);
-    const noWorld = world === undefined ? worldCheck.checks.map((c) => c.name) : [];
+    const down = failedNames(deps).filter((name) => STREAM_NEEDS.has(name));
+    const noWorld = world === undefined ? failedNames(worldCheck.checks) : [];
+    // The refusal goes through the runtime, which opens Postgres; it needs no gate.
+    const noRuntime = [...noWorld, ...down.filter((name) => name === "postgres")];
 
     const now = yield* Clock.currentTimeMillis;
     const platformRunId = platformRunIdAt(now);
@@ -164,15 +165,18 @@ export function validate(
       }
     }
 
-    if (world === undefined) {
-      checks.push(skipped("producer_not_allowed", noWorld));
-      checks.push(skipped("gate_flag_missing", noWorld));
+    if (world === undefined || noRuntime.length > 0) {
+      checks.push(skipped("producer_not_allowed", noRuntime));
     } else {
       // A platform run of its own (a second earlier), so the refusal is not the smoke run's.
       const refusedRunId = platformRunIdAt(now - 1000);
       checks.push(yield* refusedProducer(profile, config, world, refusedRunId));
-      checks.push(yield* hiddenGateFlag(profile, world));
     }
+    checks.push(
+      world === undefined
+        ? skipped("gate_flag_missing", noWorld)
+        : yield* hiddenGateFlag(profile, world),
+    );
     return report(profile.source, world?.engineRunRoot ?? null, platformRunId, checks);
   });
 }
@@ -193,6 +197,9 @@ function report(
     checks,
   };
 }
+
+const failedNames = (checks: ReadonlyArray<Check>) =>
+  checks.filter((c) => c.status !== "PASSED").map((c) => c.name);
 
 /** Dependencies without which a run cannot deliver. */
 const STREAM_NEEDS: ReadonlySet<string> = new Set(["postgres", "ig"]);

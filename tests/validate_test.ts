@@ -13,6 +13,7 @@ import {
   spawnWorldstream,
   tail,
 } from "./_testing.ts";
+import { S3RVER_ENV, startS3rver, uploadTree } from "./s3rver.ts";
 
 // `validate` as an operator runs it (`main.ts validate` in a subprocess) on the local profile,
 // against the reference gate served by this test: every check passes on a world from gen-world,
@@ -20,6 +21,9 @@ import {
 // (a copy) lacks a gate flag.
 
 const { tmp: TMP, world: WORLD, template: TEMPLATE } = await processSite("validate_test_", 600);
+// A pristine copy for S3: the local runs build stream views inside WORLD, from local parts.
+const S3_WORLD = join(TMP, "world_s3");
+cpSync(WORLD, S3_WORLD, { recursive: true });
 const SMOKE = 20;
 const CHECKS = [
   "profile",
@@ -183,5 +187,75 @@ test(
       fetch(`${ig.url}/v1/ops/stats`).then((r) => r.json() as Promise<Record<string, unknown>>)
     );
     assert.deepEqual(all, {});
+  }),
+);
+
+test(
+  "validate fails when the profile's Postgres server is down: postgres FAILED with PG_UNAVAILABLE, the runs SKIPPED",
+  Effect.gen(function* () {
+    const { dir, vars } = yield* site("pg-down");
+    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+    const port = freePort();
+    const exited = yield* validate(["--engine-run-root", WORLD, "--ig-url", ig.url], {
+      ...vars,
+      WORLDSTREAM_DB_BACKEND: "server",
+      DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/worldstream`,
+    }, dir);
+    assert.equal(exited.code, 1, `${exited.stdout}\n${tail(exited.stderr, 30)}`);
+    const result = exited.result as unknown as Result;
+    assert.equal(result.reason, "VALIDATION_FAILED");
+    const pg = check(result, "postgres");
+    assert.equal(pg.status, "FAILED");
+    assert.equal(pg.reason, "PG_UNAVAILABLE");
+    assert.match(pg.detail, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    for (const name of ["smoke_stream", "resume", "producer_not_allowed"]) {
+      assert.equal(check(result, name).status, "SKIPPED", name);
+      assert.match(check(result, name).detail, /postgres/, name);
+    }
+    assert.equal(check(result, "gate_flag_missing").status, "PASSED");
+    assert.deepEqual(yield* gateCounts(ig, result.platform_run_id), {
+      admitted: 0,
+      duplicate: 0,
+      quarantined: 0,
+    });
+  }),
+);
+
+test(
+  "validate passes on a world in S3 (s3rver) with the object store root answering, and fails ORACLE_BUCKET_MISSING naming a root whose bucket is missing",
+  Effect.gen(function* () {
+    const { dir, vars } = yield* site("s3");
+    const server = yield* startS3rver(join(dir, "s3"), ["fraud-platform"]);
+    yield* uploadTree(server.s3, S3_WORLD, "fraud-platform", "worlds/run1");
+    const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+    const s3vars = { ...vars, ...S3RVER_ENV, OBJECT_STORE_ENDPOINT: server.endpoint };
+    const args = ["--engine-run-root", "s3://fraud-platform/worlds/run1", "--ig-url", ig.url];
+    const exited = yield* validate(args, {
+      ...s3vars,
+      OBJECT_STORE_ROOT: "s3://fraud-platform",
+    }, dir);
+    assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr, 30)}`);
+    const result = exited.result as unknown as Result;
+    assert.deepEqual(
+      result.checks.filter((c) => c.status !== "PASSED").map((c) => `${c.name}: ${c.detail}`),
+      [],
+    );
+    assert.match(check(result, "object_store").detail, /s3:\/\/fraud-platform/);
+    assert.equal(check(result, "world").detail.split(":")[0], "s3");
+    const smoke = check(result, "smoke_stream").facts as { admitted: number };
+    const resume = check(result, "resume").facts as { admitted: number };
+    const gate = yield* gateCounts(ig, result.platform_run_id);
+    assert.equal(gate.admitted, smoke.admitted + resume.admitted);
+
+    const missing = yield* validate(
+      args,
+      { ...s3vars, OBJECT_STORE_ROOT: "s3://no-such-bucket" },
+      dir,
+    );
+    assert.equal(missing.code, 1, `${missing.stdout}\n${tail(missing.stderr, 30)}`);
+    const store = check(missing.result as unknown as Result, "object_store");
+    assert.equal(store.status, "FAILED");
+    assert.equal(store.reason, "ORACLE_BUCKET_MISSING");
+    assert.match(store.detail, /no-such-bucket/);
   }),
 );
