@@ -13,6 +13,7 @@ import {
   spawnWorldstream,
   tail,
 } from "./_testing.ts";
+import { SERVER_URL, serverDatabase } from "../stores/postgres_testing.ts";
 import { S3RVER_ENV, startS3rver, uploadTree } from "./s3rver.ts";
 
 // `validate` as an operator runs it (`main.ts validate` in a subprocess) on the local profile,
@@ -259,3 +260,25 @@ test(
     assert.match(store.detail, /no-such-bucket/);
   }),
 );
+
+Deno.test({
+  name:
+    "validate passes on the server backend (a fresh database on DATABASE_URL's server; skipped without it)",
+  ignore: SERVER_URL === undefined,
+  fn: () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+      const { dir, vars } = yield* site("server");
+      const url = yield* serverDatabase;
+      const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+      const exited = yield* validate(["--engine-run-root", WORLD, "--ig-url", ig.url], {
+        ...vars,
+        WORLDSTREAM_DB_BACKEND: "server",
+        DATABASE_URL: url,
+      }, dir);
+      assert.equal(exited.code, 0, `${exited.stdout}\n${tail(exited.stderr, 30)}`);
+      const result = exited.result as unknown as Result;
+      assert.deepEqual(result.checks.map((c) => c.name), CHECKS);
+      for (const c of result.checks) assert.equal(c.status, "PASSED", `${c.name}: ${c.detail}`);
+      assert.match(check(result, "postgres").detail, /127\.0\.0\.1:\d+/);
+    }))),
+});
