@@ -58,4 +58,5 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
     (m) => (argv) => m.deadLettersCommand(argv),
   ),
   wal: lazy<typeof import("./wal.ts")>("./wal.ts", (m) => m.walCommand),
+  validate: lazy<typeof import("./validate.ts")>("./validate.ts", (m) => m.validateCommand),
 };

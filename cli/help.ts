@@ -194,6 +194,26 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       },
     },
   },
+  validate: {
+    summary:
+      "the operator's checks of a profile: dependencies, world, gates, a smoke stream, resume, refusals",
+    flags: {
+      profile: PROFILE,
+      "engine-run-root": {
+        ...ENGINE_RUN_ROOT,
+        meaning: "the world to check and stream (default: the profile's; local: the demo world)",
+      },
+      "ig-url": {
+        ...IG_URL,
+        meaning:
+          "the gate to check and stream into (default: the profile's; local: one in process)",
+      },
+      "smoke-events": {
+        value: "N",
+        meaning: "events per output in each of the two bounded runs (default: 100)",
+      },
+    },
+  },
   wal: {
     summary: "shows a damaged WAL (WAL_CORRUPT), or sets its damage aside and keeps the rest",
     flags: {},

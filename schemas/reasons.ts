@@ -157,6 +157,14 @@ export const REASONS = {
   IG_POLICY_INVALID: "A reference gate policy file does not match its schema",
   IG_STOPPING: "The reference gate is shutting down",
   BATCH_TOO_LARGE: "A batch holds more envelopes than the gate takes",
+  // The validate command's checks
+  VALIDATION_FAILED: "A validate check failed or was skipped (its checks entry names it and why)",
+  VALIDATE_SKIPPED: "A validate check did not run because a check it needs failed",
+  SMOKE_STREAM_INCOMPLETE: "The bounded smoke stream emitted nothing, too much, or went unanswered",
+  RESUME_NOT_CONTINUED:
+    "A second run of the same platform run did not resume after the first, or re-sent too much",
+  REFUSAL_MISSING:
+    "A failure path validate tries (producer off the allowlist, gate flag missing) was not refused",
 } as const satisfies Record<string, string>;
 
 /** A reason code. */

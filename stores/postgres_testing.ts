@@ -88,8 +88,11 @@ const pgliteTemplate: Effect.Effect<string, WorldstreamError> = Effect.suspend((
   });
 });
 
-// `create database` on the admin connection, `drop database ... with (force)` on scope close.
-const serverDatabase: Effect.Effect<string, WorldstreamError, Scope.Scope> = Effect.gen(
+/**
+ * A fresh database on the DATABASE_URL server: `create database` on the admin connection,
+ * `drop database ... with (force)` on scope close.
+ */
+export const serverDatabase: Effect.Effect<string, WorldstreamError, Scope.Scope> = Effect.gen(
   function* () {
     const admin = SERVER_URL!;
     const name = `ws_test_${crypto.randomUUID().replaceAll("-", "")}`;
