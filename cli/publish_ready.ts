@@ -9,7 +9,7 @@ import { Effect } from "effect";
 import { publishReady } from "../actions/publish_ready.ts";
 import { loadProfile } from "../core/profile.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
-import { parseFlags, requireFlag } from "./args.ts";
+import { parseFlags, profileFlag, requireFlag } from "./args.ts";
 
 /** Parses the flags, loads the profile and publishes; the result line is always PUBLISHED. */
 export function publishReadyCommand(
@@ -29,7 +29,7 @@ export function publishReadyCommand(
       "scenario-id": "string",
     });
     const engineRunRoot = yield* requireFlag(flags, "engine-run-root");
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const profile = yield* loadProfile(profileFlag(flags));
     const text = (name: string) => {
       const value = flags[name];
       return typeof value === "string" && value !== "" ? value : undefined;
