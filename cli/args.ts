@@ -2,6 +2,8 @@
 import { Effect } from "effect";
 import { parseArgs } from "node:util";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import type { Env } from "../core/profile_interpolate.ts";
+import { profileName } from "../core/profile_source.ts";
 
 /** Flag spec: name → kind. */
 export type FlagSpec = Readonly<Record<string, "string" | "boolean">>;
@@ -144,4 +146,9 @@ function range(bounds: NumberBounds): string {
 
 function show(value: string | boolean): string {
   return JSON.stringify(value);
+}
+
+/** The profile a command loads: `--profile`, else `$WORLDSTREAM_PROFILE`, else `local`. */
+export function profileFlag(flags: Flags, env: Env = Deno.env.toObject()): string {
+  return profileName(flags.profile, env);
 }

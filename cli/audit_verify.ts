@@ -18,7 +18,7 @@ import { verifierFromEnv } from "../core/receipt_keys.ts";
 import { receiptKeyEnv } from "../actors/runtime.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import { verifyStoredChain } from "../stores/receipts.ts";
-import { parseFlags } from "./args.ts";
+import { parseFlags, profileFlag } from "./args.ts";
 
 /** The `audit-verify` result line. */
 export type AuditVerifyResult =
@@ -45,7 +45,7 @@ export function auditVerifyCommand(
   return Effect.gen(function* () {
     const flags = yield* parseFlags(argv, { profile: "string" });
     const vars = env ?? Deno.env.toObject();
-    const profile = yield* loadProfile(String(flags.profile ?? "local"), vars);
+    const profile = yield* loadProfile(profileFlag(flags, vars), vars);
     const verifier = yield* verifierFromEnv(yield* receiptKeyEnv(profile, vars, { create: false }));
     const verdict = yield* verifyStoredChain(verifier).pipe(
       Effect.provide(postgresLayer(profile)),

@@ -27,7 +27,7 @@ import { loadProfile, type Profile } from "../core/profile.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { DeadLetterStatus } from "../stores/dead_letters.ts";
-import { type Flags, httpUrlFlag, intFlag, parseFlags } from "./args.ts";
+import { type Flags, httpUrlFlag, intFlag, parseFlags, profileFlag } from "./args.ts";
 import type { Outcome } from "./commands.ts";
 
 /** What tests replace: the environment, the loaded profile, where lines go. */
@@ -116,7 +116,7 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
 function profileOf(flags: Flags, options: DeadLettersOptions) {
   return Effect.gen(function* () {
     const vars = options.env ?? Deno.env.toObject();
-    const profile = options.profile ?? (yield* loadProfile(String(flags.profile ?? "local"), vars));
+    const profile = options.profile ?? (yield* loadProfile(profileFlag(flags, vars), vars));
     return { profile, vars };
   });
 }

@@ -13,7 +13,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { peekPgliteDir } from "../core/profile_source.ts";
+import { peekPgliteDir, profileName } from "../core/profile_source.ts";
 import { HELP, wantsHelp } from "./help.ts";
 import { RUNTIME_PGLITE, startPgliteEarly } from "../stores/pglite_channel.ts";
 
@@ -27,8 +27,9 @@ export function startEarly(args: ReadonlyArray<string>): void {
   const flags = knownFlags(command, argv);
   if (flags === undefined) return;
   try {
-    const profile = typeof flags.profile === "string" ? flags.profile : "local";
-    const dir = peekPgliteDir(profile, Deno.env.toObject());
+    const env = Deno.env.toObject();
+    const profile = profileName(flags.profile, env);
+    const dir = peekPgliteDir(profile, env);
     if (dir !== undefined && existsSync(join(dir, "PG_VERSION"))) {
       startPgliteEarly(dir, RUNTIME_PGLITE);
     }

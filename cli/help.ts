@@ -22,7 +22,8 @@ export interface CommandHelp {
 
 const PROFILE: FlagHelp = {
   value: "P",
-  meaning: "profile name (profiles/P.yaml) or path to a profile file (default: local)",
+  meaning:
+    "profile name (profiles/P.yaml) or path to a profile file (default: $WORLDSTREAM_PROFILE, else local)",
 };
 const ENGINE_RUN_ROOT: FlagHelp = { value: "DIR", meaning: "the world's engine run root" };
 const SCENARIO_ID: FlagHelp = {

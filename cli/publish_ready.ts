@@ -10,7 +10,7 @@ import { Effect } from "effect";
 import { publishReady } from "../actions/publish_ready.ts";
 import { loadProfile } from "../core/profile.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { parseFlags, requireFlag } from "./args.ts";
+import { parseFlags, profileFlag, requireFlag } from "./args.ts";
 
 /** Parses the flags, loads the profile and publishes; the result line is always PUBLISHED. */
 export function publishReadyCommand(
@@ -35,7 +35,7 @@ export function publishReadyCommand(
     if (bus !== undefined && bus !== "file" && bus !== "kinesis") {
       return yield* fail("BAD_ARGS", `--bus must be file or kinesis, not ${JSON.stringify(bus)}`);
     }
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const profile = yield* loadProfile(profileFlag(flags));
     const text = (name: string) => {
       const value = flags[name];
       return typeof value === "string" && value !== "" ? value : undefined;

@@ -38,7 +38,7 @@ import { DuckDb } from "../stores/duckdb.ts";
 import { resolveWorld } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
 import { fail } from "../schemas/errors.ts";
-import { httpUrlFlag, intFlag, numberFlag, parseFlags } from "./args.ts";
+import { httpUrlFlag, intFlag, numberFlag, parseFlags, profileFlag } from "./args.ts";
 import { EXIT_CODES, type Outcome } from "./commands.ts";
 import { publishReady } from "../actions/publish_ready.ts";
 import { withProgressDisplay } from "./stream.ts";
@@ -64,7 +64,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
     const adminFlag = yield* intFlag(flags, "admin-port", { min: 0, max: 65535 });
     const speedupFlag = yield* numberFlag(flags, "speedup", { min: 0 });
     const igUrlFlag = yield* httpUrlFlag(flags, "ig-url");
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const profile = yield* loadProfile(profileFlag(flags));
     const given = typeof flags["engine-run-root"] === "string"
       ? flags["engine-run-root"]
       : profile.profile_id === "local"

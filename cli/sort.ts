@@ -10,7 +10,7 @@ import { OracleStore } from "../stores/oracle.ts";
 import { progressBar } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamViewAt } from "../stores/stream_view_build.ts";
-import { parseFlags, uniqueListFlag } from "./args.ts";
+import { parseFlags, profileFlag, uniqueListFlag } from "./args.ts";
 import type { Command } from "./commands.ts";
 
 /** What to sort and how strictly. */
@@ -97,7 +97,7 @@ export const sortCommand: Command = (argv) =>
       repair: "boolean",
     });
     const outputIds = yield* uniqueListFlag(flags, "output-ids");
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const profile = yield* loadProfile(profileFlag(flags));
     const root = flags["engine-run-root"] ?? profile.wiring.oracle_engine_run_root;
     if (typeof root !== "string" || root === "") {
       return yield* fail(

@@ -18,6 +18,7 @@ import {
   intFlag,
   numberFlag,
   parseFlags,
+  profileFlag,
   uniqueListFlag,
 } from "./args.ts";
 import { EXIT_CODES } from "./commands.ts";
@@ -40,7 +41,7 @@ export function streamCommand(argv: ReadonlyArray<string>) {
     // Every flag is checked before anything is opened or written.
     const request = yield* requestFrom(flags);
     const igUrl = yield* httpUrlFlag(flags, "ig-url");
-    const profile = yield* loadProfile(String(flags.profile ?? "local"));
+    const profile = yield* loadProfile(profileFlag(flags));
     const config = runConfigOf(profile, igUrl ? { igUrl } : {});
     const result = yield* streamWorld(config, request, {
       signals: true,

@@ -14,7 +14,7 @@ import { type Check, validate } from "../actions/validate.ts";
 import { genWorld } from "../actions/gen_world.ts";
 import { startIg } from "../ig/server.ts";
 import { DuckDb } from "../stores/duckdb.ts";
-import { httpUrlFlag, intFlag, parseFlags } from "./args.ts";
+import { httpUrlFlag, intFlag, parseFlags, profileFlag } from "./args.ts";
 import type { Outcome } from "./commands.ts";
 import { DEMO_EVENTS } from "./run.ts";
 
@@ -34,7 +34,7 @@ export function validateCommand(argv: ReadonlyArray<string>) {
     const smokeEvents = yield* intFlag(flags, "smoke-events", { min: 1, max: 100_000 });
     const root = flags["engine-run-root"];
     const result = yield* Effect.scoped(validate({
-      profile: String(flags.profile ?? "local"),
+      profile: profileFlag(flags),
       ...(typeof root === "string" && root !== "" ? { engineRunRoot: root } : {}),
       ...(igUrl ? { igUrl } : {}),
       smokeEvents: smokeEvents ?? SMOKE_EVENTS,

@@ -20,7 +20,7 @@ import { inspectWal, salvageWal } from "../actors/wal/salvage.ts";
 import { runtimePaths } from "../actors/runtime.ts";
 import { loadProfile } from "../core/profile.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import { type Flags, parseFlags } from "./args.ts";
+import { type Flags, parseFlags, profileFlag } from "./args.ts";
 import type { Outcome } from "./commands.ts";
 
 const FLAGS = { profile: "string", dir: "string" } as const;
@@ -52,7 +52,7 @@ function walDir(flags: Flags): Effect.Effect<string, WorldstreamError> {
     if (given !== undefined && flags.profile !== undefined) {
       return yield* fail("BAD_ARGS", "Give --dir or --profile, not both");
     }
-    const dir = given ?? runtimePaths(yield* loadProfile(String(flags.profile ?? "local"))).wal;
+    const dir = given ?? runtimePaths(yield* loadProfile(profileFlag(flags))).wal;
     if (!existsSync(dir)) return yield* fail("BAD_ARGS", `There is no WAL folder at ${dir}`);
     return dir;
   });

@@ -11,6 +11,17 @@ import { type Env, interpolateTree } from "./profile_interpolate.ts";
 const PROFILES_DIR = new URL("../profiles/", import.meta.url);
 const BARE_NAME = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * The profile a command loads: the `--profile` value, else the `WORLDSTREAM_PROFILE` environment
+ * variable (how a container picks one: an exec-form entrypoint cannot expand a variable into a
+ * flag), else `local`.
+ */
+export function profileName(flag: string | boolean | undefined, env: Env): string {
+  if (typeof flag === "string") return flag;
+  const fromEnv = env.WORLDSTREAM_PROFILE;
+  return fromEnv !== undefined && fromEnv !== "" ? fromEnv : "local";
+}
+
 /** The profile file: a bare name like `local` means profiles/local.yaml here, else a path. */
 export function profileSource(pathOrName: string): string {
   return BARE_NAME.test(pathOrName)
