@@ -9,7 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { parse } from "yaml";
 import { fileURLToPath } from "node:url";
 import { Effect, Layer, type Scope } from "effect";
 import { sha256Hex } from "../core/hash.ts";
@@ -523,4 +524,22 @@ export function streamArgs(
     igUrl,
     ...(options.extra ?? []),
   ];
+}
+
+/**
+ * A shipped profile (`profiles/<name>.yaml`) as a plain document with every `*_ref` made absolute,
+ * so a test can edit its wiring and write the copy to a folder of its own.
+ */
+export function shippedProfile(name: string): { wiring: Record<string, unknown> } {
+  const doc = parse(Deno.readTextFileSync(join(REPO, "profiles", `${name}.yaml`)));
+  const absolute = (node: unknown): unknown => {
+    if (node === null || typeof node !== "object" || Array.isArray(node)) return node;
+    return Object.fromEntries(
+      Object.entries(node).map(([k, v]) => [
+        k,
+        k.endsWith("_ref") && typeof v === "string" ? resolve(REPO, "profiles", v) : absolute(v),
+      ]),
+    );
+  };
+  return absolute(doc) as { wiring: Record<string, unknown> };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { statSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { parse, stringify } from "yaml";
+import { join } from "node:path";
+import { stringify } from "yaml";
 import { Effect, Layer } from "effect";
 import { postgresLayer } from "../actors/runtime.ts";
 import { packKey } from "../actors/supervisor.ts";
@@ -28,6 +28,7 @@ import {
   runCommand,
   SCENARIO_RUN,
   scopedTempDir,
+  shippedProfile,
   spawnWorldstream,
   streamArgs,
   tail,
@@ -95,18 +96,7 @@ function assertAdmittedWell(
  * works from a temp folder.
  */
 async function tightProfile(path: string): Promise<string> {
-  const source = join(REPO, "profiles", "local.yaml");
-  const doc = parse(await Deno.readTextFile(source));
-  const absolute = (node: unknown): unknown => {
-    if (node === null || typeof node !== "object" || Array.isArray(node)) return node;
-    return Object.fromEntries(
-      Object.entries(node).map(([k, v]) => [
-        k,
-        k.endsWith("_ref") && typeof v === "string" ? resolve(REPO, "profiles", v) : absolute(v),
-      ]),
-    );
-  };
-  const profile = absolute(doc) as { wiring: Record<string, unknown> };
+  const profile = shippedProfile("local");
   profile.wiring.wsp_retry = { max_attempts: 2, base_delay_ms: 5, max_delay_ms: 20 };
   profile.wiring.wsp_courier = {
     mode: "batch",

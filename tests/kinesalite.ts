@@ -21,10 +21,10 @@ import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { parse, stringify } from "yaml";
+import { join } from "node:path";
+import { stringify } from "yaml";
 import { Effect, type Scope } from "effect";
-import { REPO } from "./_testing.ts";
+import { REPO, shippedProfile } from "./_testing.ts";
 
 /** The kinesalite release the tests run against. */
 export const KINESALITE_VERSION = "3.3.3";
@@ -249,17 +249,7 @@ export function kinesisProfile(path: string, options: {
   readonly igUrl: string;
   readonly pollIntervalMs?: number;
 }): string {
-  const doc = parse(Deno.readTextFileSync(join(REPO, "profiles", "local_parity.yaml")));
-  const absolute = (node: unknown): unknown => {
-    if (node === null || typeof node !== "object" || Array.isArray(node)) return node;
-    return Object.fromEntries(
-      Object.entries(node).map(([k, v]) => [
-        k,
-        k.endsWith("_ref") && typeof v === "string" ? resolve(REPO, "profiles", v) : absolute(v),
-      ]),
-    );
-  };
-  const profile = absolute(doc) as { wiring: Record<string, unknown> };
+  const profile = shippedProfile("local_parity");
   profile.wiring.runs_root = options.runsRoot;
   profile.wiring.control_bus = {
     kind: "kinesis",

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { Effect } from "effect";
 import { publishReady } from "../actions/publish_ready.ts";
 import { loadProfile, selectOutputIds } from "../core/profile.ts";
@@ -14,8 +14,8 @@ import {
   pgliteSite,
   pgliteTemplate,
   processEnv,
-  REPO,
   runCommand,
+  shippedProfile,
   spawnWorldstream,
   tail,
   waitFor,
@@ -116,17 +116,7 @@ effectTest(
  * Kinesis (not available yet) and PGlite, refs made absolute so the copy works from a folder.
  */
 function parityProfile(path: string, vars: Record<string, string>, igUrl: string) {
-  const doc = parse(Deno.readTextFileSync(join(REPO, "profiles", "local_parity.yaml")));
-  const absolute = (node: unknown): unknown => {
-    if (node === null || typeof node !== "object" || Array.isArray(node)) return node;
-    return Object.fromEntries(
-      Object.entries(node).map(([k, v]) => [
-        k,
-        k.endsWith("_ref") && typeof v === "string" ? resolve(REPO, "profiles", v) : absolute(v),
-      ]),
-    );
-  };
-  const profile = absolute(doc) as { wiring: Record<string, unknown> };
+  const profile = shippedProfile("local_parity");
   profile.wiring.control_bus = { kind: "file", root: vars.CONTROL_BUS_ROOT, topic: TOPIC };
   profile.wiring.database = { backend: "pglite", pglite_dir: vars.WORLDSTREAM_PGLITE_DIR };
   profile.wiring.ig_ingest_url = igUrl;
