@@ -8,7 +8,8 @@
  * own modules have loaded.
  */
 import { deserialize, serialize } from "node:v8";
-import { resolve } from "node:path";
+import { copyFile, cp, mkdir, rename, rm } from "node:fs/promises";
+import { dirname, join as joinPath, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tryLockFile } from "./lock_file.ts";
 
@@ -354,18 +355,89 @@ type PgliteRequestBody = PgliteRequest extends infer R
   : never;
 
 /**
- * Runs initdb for a PGlite folder that has no database yet in a short-lived process of its own.
- * In this process it would leave ~400 MB of WebAssembly memory (initdb and a second Postgres
- * instance) resident until V8 happened to collect it, and peak at ~850 MB; a process returns it
- * all when it exits. Without permission to start one, PGlite initialises the folder itself.
+ * Initialises a PGlite folder that has no database yet. initdb costs seconds of CPU (~5 s on a
+ * busy 2-core machine) and its result is the same for every folder, so it runs once per PGlite
+ * version into a template under the user's cache folder (`$WORLDSTREAM_CACHE_DIR`, else
+ * `$XDG_CACHE_HOME/worldstream` or `~/.cache/worldstream`), and each new folder is a copy of it
+ * (~0.2 s). `PG_VERSION`, the mark of an initialised folder, is copied last, so a copy cut short
+ * is started again rather than opened. Where no cache folder can be written, initdb runs for the
+ * folder itself, as before.
  */
-async function initPgliteApart(dir: string): Promise<void> {
+export async function initPgliteApart(
+  dir: string,
+  cacheBase: string = pgliteCacheBase(),
+): Promise<void> {
+  if (await exists(`${dir}/PG_VERSION`)) return;
+  const template = await pgliteTemplate(cacheBase).catch(() => undefined);
+  if (template === undefined) return await initdbApart(dir);
+  await mkdir(dir, { recursive: true });
+  await cp(template, dir, {
+    recursive: true,
+    force: true,
+    filter: (source) => source !== joinPath(template, "PG_VERSION"),
+  });
+  await copyFile(joinPath(template, "PG_VERSION"), joinPath(dir, "PG_VERSION"));
+}
+
+/** The initialised template folder for this PGlite version, made on first use. */
+async function pgliteTemplate(base: string): Promise<string> {
+  const template = joinPath(base, "pglite-template", `pglite-${PGLITE_VERSION}`);
+  if (await exists(joinPath(template, "PG_VERSION"))) return template;
+  await mkdir(dirname(template), { recursive: true });
+  // Made aside and renamed into place, so that two processes starting at once never see half a
+  // template: the second rename fails (the folder is there), and its copy is dropped.
+  const aside = `${template}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}`;
   try {
-    await Deno.stat(`${dir}/PG_VERSION`);
-    return;
-  } catch {
-    // No database yet.
+    await initdbApart(aside);
+    if (!(await exists(joinPath(aside, "PG_VERSION")))) {
+      throw new Error("initdb made no PG_VERSION");
+    }
+    await rename(aside, template).catch(async (e) => {
+      if (!(await exists(joinPath(template, "PG_VERSION")))) throw e;
+    });
+  } finally {
+    await rm(aside, { recursive: true, force: true });
   }
+  return template;
+}
+
+/** The user's cache folder for worldstream. */
+function pgliteCacheBase(): string {
+  return Deno.env.get("WORLDSTREAM_CACHE_DIR") ||
+    joinPath(
+      Deno.env.get("XDG_CACHE_HOME") || joinPath(Deno.env.get("HOME") || "/nonexistent", ".cache"),
+      "worldstream",
+    );
+}
+
+/** The PGlite version this checkout pins (deno.json), naming its template folder. */
+const PGLITE_VERSION = (() => {
+  try {
+    const config = JSON.parse(
+      Deno.readTextFileSync(fileURLToPath(new URL("../deno.json", import.meta.url))),
+    );
+    return String(config.imports?.["@electric-sql/pglite"] ?? "unknown").replace(/[^\w.-]+/g, "_");
+  } catch {
+    return "unknown";
+  }
+})();
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs initdb for `dir` in a short-lived process of its own. In this process it would leave
+ * ~400 MB of WebAssembly memory (initdb and a second Postgres instance) resident until V8 happened
+ * to collect it, and peak at ~850 MB; a process returns it all when it exits. Without permission
+ * to start one, PGlite initialises the folder itself when it opens it.
+ */
+async function initdbApart(dir: string): Promise<void> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command(Deno.execPath(), {

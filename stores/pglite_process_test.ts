@@ -7,6 +7,7 @@ import {
   closeEarlyPglite,
   frame,
   frames,
+  initPgliteApart,
   RUNTIME_PGLITE,
   startPgliteEarly,
 } from "./pglite_channel.ts";
@@ -252,4 +253,47 @@ Deno.test({
     assert.ok(ms < 5000, `from the kill to closed took ${Math.round(ms)} ms`);
     await Deno.remove(dir, { recursive: true });
   },
+});
+
+Deno.test("a new PGlite folder is a copy of an initdb template made once per version; a copy cut short is redone", async () => {
+  const root = await Deno.makeTempDir({ prefix: "ws-pglite-template-" });
+  const cache = `${root}/cache`;
+  try {
+    await initPgliteApart(`${root}/a`, cache);
+    const versions = [...Deno.readDirSync(`${cache}/pglite-template`)].map((e) => e.name);
+    assert.deepEqual(versions.length, 1);
+    assert.match(versions[0], /^pglite-npm_electric-sql_pglite_\d+\.\d+\.\d+$/);
+    const template = `${cache}/pglite-template/${versions[0]}`;
+    assert.ok(Deno.statSync(`${template}/PG_VERSION`).isFile);
+    assert.equal(
+      Deno.readTextFileSync(`${root}/a/PG_VERSION`),
+      Deno.readTextFileSync(`${template}/PG_VERSION`),
+    );
+    // A copy that stopped before PG_VERSION: a stray half-written file and no mark.
+    await Deno.mkdir(`${root}/b/base`, { recursive: true });
+    await Deno.writeTextFile(`${root}/b/postgresql.conf`, "half");
+    await initPgliteApart(`${root}/b`, cache);
+    assert.equal(
+      Deno.readTextFileSync(`${root}/b/postgresql.conf`),
+      Deno.readTextFileSync(`${template}/postgresql.conf`),
+    );
+    // The template was made once: still one version folder and no leftovers beside it.
+    assert.deepEqual(
+      [...Deno.readDirSync(`${cache}/pglite-template`)].map((e) => e.name),
+      versions,
+    );
+    for (const dir of ["a", "b"]) {
+      const rows = await Effect.runPromise(
+        Effect.gen(function* () {
+          const pg = yield* Postgres;
+          yield* pg.query("create table t (x int)");
+          yield* pg.query("insert into t values (1), (2)");
+          return yield* pg.query<{ n: number }>("select count(*)::int as n from t");
+        }).pipe(Effect.provide(Postgres.layerPglite(`${root}/${dir}`))),
+      );
+      assert.deepEqual(rows, [{ n: 2 }], dir);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
