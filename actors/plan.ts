@@ -4,13 +4,15 @@
  * Checks follow the platform's order (CONTRACTS.md): engine root, platform run id, the world
  * (receipt, scenario, world key, manifest, seal), the request's pins against it (a READY's),
  * output selection, gates, then the policy checks in `authorize` (producer allowlist, privacy
- * tier), then stream views (built when missing) and a reader per output after its checkpoint in
+ * tier and its license), then stream views (built when missing) and a reader per output after its checkpoint in
  * the run's scope. Policy, budgets and governance go in `authorize`, the one place every run
  * passes before anything is built or sent.
  */
 import { Effect, type Scope } from "effect";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { selectOutputIds } from "../core/profile.ts";
+import { authorizePrivacy, type PrivacyGrant } from "../core/privacy.ts";
+import type { Pseudonymizer } from "../core/pseudonymize.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { RunPinned, RunRequested } from "../schemas/messages.ts";
@@ -86,12 +88,13 @@ export function packKey(world: World, platformRunId: string, scenarioRunId: stri
   }));
 }
 
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
-
-/** The policy checks of a run: producer allowlist, privacy tier (budgets and capabilities next). */
+/**
+ * The policy checks of a run: producer allowlist, privacy tier and its license (budgets and
+ * capabilities next). Answers what the privacy tier grants the run (its pseudonymizers).
+ */
 export const authorize = Effect.fn("authorize")(function* (
   draft: PlanDraft,
-): Effect.fn.Return<void, WorldstreamError, RunConfig> {
+): Effect.fn.Return<PrivacyGrant, WorldstreamError, RunConfig> {
   const { profile } = yield* RunConfig;
   if (!profile.producerAllowlist.includes(draft.producer)) {
     return yield* fail(
@@ -99,13 +102,11 @@ export const authorize = Effect.fn("authorize")(function* (
       `Producer ${draft.producer} is not in the allowlist`,
     );
   }
-  const igHost = new URL(draft.igBaseUrl).hostname;
-  if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(igHost)) {
-    return yield* fail(
-      "PRIVACY_TIER_LOCAL",
-      `Privacy tier local keeps data on this host; the IG at ${igHost} is not loopback`,
-    );
-  }
+  return yield* authorizePrivacy(profile, {
+    igBaseUrl: draft.igBaseUrl,
+    outputIds: draft.outputs.map((o) => o.entry.output_id),
+    rows: draft.world.pack.rows,
+  });
 });
 
 /**
@@ -179,7 +180,12 @@ export function planRun(
     for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
 
     const producer = profile.wiring.wsp_producer.producer_id;
-    yield* authorize({ world, outputs, producer, igBaseUrl: config.courier.endpoint.baseUrl });
+    const grant = yield* authorize({
+      world,
+      outputs,
+      producer,
+      igBaseUrl: config.courier.endpoint.baseUrl,
+    });
 
     const runKey = packKey(world, platformRunId, scenarioRunId);
     notes.keyed = { runKey, actor: producer, platformRunId };
@@ -193,6 +199,7 @@ export function planRun(
           producer,
           viewRoot: config.streamViewRoot(world.engineRunRoot),
           maxEnvelopeBytes: config.courier.maxBodyBytes,
+          pseudonymize: grant.pseudonymizers.get(output.entry.output_id),
         }),
       );
     }
@@ -224,6 +231,7 @@ function openOutput(
     producer: string;
     viewRoot: string;
     maxEnvelopeBytes?: number;
+    pseudonymize?: Pseudonymizer | undefined;
   },
 ) {
   return Effect.gen(function* () {
@@ -279,6 +287,7 @@ function openOutput(
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
         ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
+        ...(run.pseudonymize === undefined ? {} : { pseudonymize: run.pseudonymize }),
       },
     );
     const source: EnvelopeSource = cursor;

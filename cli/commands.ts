@@ -59,4 +59,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   ),
   wal: lazy<typeof import("./wal.ts")>("./wal.ts", (m) => m.walCommand),
   validate: lazy<typeof import("./validate.ts")>("./validate.ts", (m) => m.validateCommand),
+  license: lazy<typeof import("./license.ts")>(
+    "./license.ts",
+    (m) => (argv) => m.licenseCommand(argv),
+  ),
 };

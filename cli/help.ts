@@ -215,6 +215,17 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       },
     },
   },
+  license: {
+    summary: "checks the license pack the privacy tier needs (WORLDSTREAM_LICENSE_PACK)",
+    flags: {},
+    subcommands: {
+      verify: {
+        summary:
+          "verifies the pack's Ed25519 signature, expiry and the profile tier's feature (exit 0 when VALID)",
+        flags: { profile: PROFILE },
+      },
+    },
+  },
   wal: {
     summary: "shows a damaged WAL (WAL_CORRUPT), or sets its damage aside and keeps the rest",
     flags: {},

@@ -23,6 +23,7 @@
 import { Deferred, Effect, Schedule } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
+import { checkPrivacyAtStart } from "../core/privacy.ts";
 import { healthApp } from "../api/health.ts";
 import { serveAdmin } from "../api/server.ts";
 import { bootstrap } from "../actors/bootstrap.ts";
@@ -65,6 +66,8 @@ export function runCommand(argv: ReadonlyArray<string>) {
     const speedupFlag = yield* numberFlag(flags, "speedup", { min: 0 });
     const igUrlFlag = yield* httpUrlFlag(flags, "ig-url");
     const profile = yield* loadProfile(profileFlag(flags));
+    // The privacy tier's license (and minimized's key) before anything is served or published.
+    yield* checkPrivacyAtStart(profile);
     const given = typeof flags["engine-run-root"] === "string"
       ? flags["engine-run-root"]
       : profile.profile_id === "local"

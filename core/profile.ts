@@ -34,6 +34,8 @@ export interface ProfilePaths {
   readonly controlBusRoot: string | undefined;
   /** Set for the PGlite backend. */
   readonly pgliteDir: string | undefined;
+  /** The minimized fields file (`governance.minimized_fields_ref`), when set. */
+  readonly minimizedFields: string | undefined;
 }
 
 /** A loaded profile: the decoded sections, the resolved paths and the lists they point at. */
@@ -140,7 +142,7 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
 
   const profileDir = dirname(source);
   const fromProfile = (ref: string) => resolve(profileDir, ref);
-  const { policy, wiring } = decoded;
+  const { policy, wiring, governance } = decoded;
   const paths: ProfilePaths = {
     profileDir,
     trafficOutputIds: fromProfile(policy.traffic_output_ids_ref),
@@ -155,6 +157,9 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     pgliteDir: wiring.database.backend === "pglite" && wiring.database.pglite_dir !== undefined
       ? resolve(wiring.database.pglite_dir)
       : undefined,
+    minimizedFields: governance?.minimized_fields_ref === undefined
+      ? undefined
+      : fromProfile(governance.minimized_fields_ref),
   };
 
   const traffic = yield* loadOutputIds(

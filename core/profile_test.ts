@@ -254,23 +254,23 @@ Deno.test("a malformed interpolation is refused with the field it is in", async 
 Deno.test("an unknown top-level section is refused by name, even with unset variables", async () => {
   await withTempDir(async (dir) => {
     const profile = baseProfile();
-    edit(profile, "governance", { policy: { approvals: "${GOVERNANCE_APPROVALS}" } });
+    edit(profile, "observability", { policy: { approvals: "${GOVERNANCE_APPROVALS}" } });
     const path = await writeProfile(dir, profile);
     const error = await loadErr(path, {});
     assert.equal(error.reason, "PROFILE_INVALID");
     assert.equal(
       error.message,
-      `${path}: governance: Unknown key (expected one of: profile_id, policy, wiring)`,
+      `${path}: observability: Unknown key (expected one of: profile_id, policy, wiring, governance)`,
     );
   });
 });
 
 Deno.test("an unknown key with an empty value is refused, not dropped as absent", async () => {
   await withTempDir(async (dir) => {
-    const path = await writeProfile(dir, `${stringify(baseProfile())}governance:\n`);
+    const path = await writeProfile(dir, `${stringify(baseProfile())}budgets:\n`);
     const error = await loadErr(path, {});
     assert.equal(error.reason, "PROFILE_INVALID");
-    assert.match(error.message, /: governance: Unknown key/);
+    assert.match(error.message, /: budgets: Unknown key/);
 
     const nested = baseProfile();
     edit(nested, "wiring.wsp_courier", { mode: "batch", linger_ms: "${WSP_LINGER_MS:-}" });
@@ -382,7 +382,7 @@ Deno.test("fields required by another field's value are named", async () => {
   });
 });
 
-Deno.test("a control bus or privacy tier that is not implemented is refused", async () => {
+Deno.test("a control bus or privacy tier that is not built is refused", async () => {
   await withTempDir(async (dir) => {
     const kafka = baseProfile();
     edit(kafka, "wiring.control_bus.kind", "kafka");
@@ -395,7 +395,7 @@ Deno.test("a control bus or privacy tier that is not implemented is refused", as
     );
 
     const minimized = baseProfile();
-    edit(minimized, "policy.privacy_tier", "minimized");
+    edit(minimized, "policy.privacy_tier", "anonymous");
     error = await loadErr(await writeProfile(dir, minimized), {});
     assert.equal(error.reason, "PROFILE_INVALID");
     assert.match(error.message, /policy\.privacy_tier: /);

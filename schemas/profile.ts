@@ -80,11 +80,11 @@ const Identifier = Schema.String.check(
 );
 
 /**
- * How far data may leave the host (ARCHITECTURE section 6): `local` refuses a non-loopback IG,
- * `full` sends whole rows anywhere. `minimized` and the license pack that tiers above `local`
- * need come back with the governance work that enforces them.
+ * How far data may leave the host (ARCHITECTURE section 6): `local` refuses a non-loopback IG;
+ * `minimized` pseudonymizes the fields `governance.minimized_fields_ref` lists; `full` sends
+ * whole rows. Tiers above `local` need a license pack (core/license.ts).
  */
-export const PrivacyTier = Schema.Literals(["local", "full"]);
+export const PrivacyTier = Schema.Literals(["local", "minimized", "full"]);
 export type PrivacyTier = typeof PrivacyTier.Type;
 
 /** The `policy` section: what worldstream may stream and how. */
@@ -262,6 +262,13 @@ export const ProfileWiring = Schema.Struct({
 });
 export type ProfileWiring = typeof ProfileWiring.Type;
 
+/** The `governance` section: the files the policy/budget supervisor reads. */
+export const ProfileGovernance = Schema.Struct({
+  /** Privacy tier minimized: `{outputs: {<output_id>: [field, ...]}}`, the fields pseudonymized. */
+  minimized_fields_ref: Schema.optionalKey(Ref),
+});
+export type ProfileGovernance = typeof ProfileGovernance.Type;
+
 /**
  * A worldstream profile file. Closed at every level: core/profile.ts refuses any key this schema
  * does not name (a typo, or a section another component or a later issue owns).
@@ -270,6 +277,7 @@ export const ProfileDocument = Schema.Struct({
   profile_id: Identifier,
   policy: ProfilePolicy,
   wiring: ProfileWiring,
+  governance: Schema.optionalKey(ProfileGovernance),
 });
 export type ProfileDocument = typeof ProfileDocument.Type;
 

@@ -111,6 +111,21 @@ export const REASONS = {
   // Policy
   PRODUCER_NOT_ALLOWED: "The producer is not in the allowlist",
   PRIVACY_TIER_LOCAL: "Privacy tier local refuses a gate that is not on loopback",
+  LICENSE_MISSING: "No license pack: WORLDSTREAM_LICENSE_PACK is unset or names no file",
+  LICENSE_INVALID: "The license pack is malformed (not JSON, wrong shape, signature not base64)",
+  LICENSE_UNKNOWN_KID: "The license pack's kid names no key in the public key set",
+  LICENSE_SIGNATURE_INVALID: "The license pack's Ed25519 signature does not verify",
+  LICENSE_EXPIRED: "The license pack's exp is in the past",
+  LICENSE_ENTITLEMENT_MISSING: "The license pack lacks the privacy tier's feature",
+  LICENSE_PUBKEYS_MISSING:
+    "No license public keys: WORLDSTREAM_LICENSE_PUBKEYS is unset or names no file",
+  LICENSE_PUBKEYS_INVALID: "The license public key set is malformed",
+  MINIMIZED_FIELDS_MISSING:
+    "Privacy tier minimized has no minimized fields file (governance.minimized_fields_ref)",
+  MINIMIZED_FIELDS_INVALID:
+    "The minimized fields file is malformed or names a field that cannot be pseudonymized",
+  PSEUDONYM_KEY_MISSING: "Privacy tier minimized needs WORLDSTREAM_PSEUDONYM_KEY",
+  PSEUDONYM_KEY_INVALID: "WORLDSTREAM_PSEUDONYM_KEY is shorter than 16 bytes",
   // Delivery to the gate
   IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
   IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",

@@ -12,6 +12,7 @@ import { boundedString, Hex32, Hex64, PlatformRunId } from "../schemas/common.ts
 import { decodeWith } from "../schemas/decode.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { INTEGER_TYPES } from "../core/row_shape.ts";
+import { type Pseudonymizer, pseudonymSql } from "../core/pseudonymize.ts";
 import { DuckDb, type DuckSession, duckSql, type LazyChunk } from "./duckdb.ts";
 import { MAX_BODY_BYTES_DEFAULT } from "./ig_client.ts";
 import {
@@ -72,6 +73,11 @@ export interface EnvelopeReadOptions {
    * larger one fails the read with ENVELOPE_TOO_LARGE before it is handed out.
    */
   readonly maxEnvelopeBytes?: number;
+  /**
+   * Privacy tier `minimized`: these payload fields are pseudonymized in the query
+   * (core/pseudonymize.ts); envelope fields and event ids are built from the raw row.
+   */
+  readonly pseudonymize?: Pseudonymizer;
 }
 
 /** Where each envelope of a batch sits in the view (parallel arrays). */
@@ -172,6 +178,10 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     after_file: after?.filename ?? "",
     after_row: after?.file_row_number ?? -1,
     max_envelope_bytes: options.maxEnvelopeBytes ?? MAX_BODY_BYTES_DEFAULT,
+    ...(options.pseudonymize === undefined ? {} : {
+      pseudonym_ipad: options.pseudonymize.ipadHex,
+      pseudonym_opad: options.pseudonymize.opadHex,
+    }),
   }).pipe(Effect.catch(readError(dir, checked.output_id, session, parts, options)));
 
   // One fetch is always under way while the previous chunk is sliced: DuckDB computes only while
@@ -314,7 +324,17 @@ function envelopeSql(
           `Stream view ${dir} has a column ${col} that the output's row schema does not declare`,
         );
       }
-      pairs.push(`'${col}', "${col}"`);
+      if (options.pseudonymize?.fields.has(col)) {
+        const type = types.get(col) ?? "";
+        const expr = pseudonymSql(col, type);
+        if (expr === undefined) {
+          return yield* fail(
+            "MINIMIZED_FIELDS_INVALID",
+            `Stream view ${dir}: column ${col} is ${type}; only integer and VARCHAR columns can be pseudonymized`,
+          );
+        }
+        pairs.push(`'${col}', ${expr}`);
+      } else pairs.push(`'${col}', "${col}"`);
     }
     return fillOnce(
       fillOnce(duckSql("envelope_rows"), "/*PK*/", keyExprs.join(", ")),
