@@ -23,7 +23,7 @@
 import { Deferred, Effect, Schedule } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
-import { healthApp } from "../api/health.ts";
+import { healthApp } from "../api/routes/health.ts";
 import { serveAdmin } from "../api/server.ts";
 import { bootstrap } from "../actors/bootstrap.ts";
 import { Health } from "../actors/health.ts";

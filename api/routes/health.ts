@@ -11,7 +11,7 @@
  */
 import { Effect } from "effect";
 import { Hono } from "hono";
-import type { Health, Readiness } from "../actors/health.ts";
+import type { Health, Readiness } from "../../actors/health.ts";
 
 /** The `/readyz` body. */
 export interface ReadyzBody {
