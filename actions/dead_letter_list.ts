@@ -22,6 +22,8 @@ export interface DeadLetterListRequest {
   readonly limit: number;
   /** Include each stored envelope in its line. */
   readonly envelopes: boolean;
+  /** Keyset paging: only dead letters after this `seq` (a line's `seq`). */
+  readonly afterSeq?: number;
 }
 
 /** What `dead_letter_list` answers after the lines. */
@@ -45,7 +47,7 @@ export const listDeadLetters = Effect.fn("listDeadLetters")(function* (
   const store = yield* DeadLetters;
   const { limit } = request;
   let listed = 0;
-  let afterSeq = 0;
+  let afterSeq = request.afterSeq ?? 0;
   let more = false;
   while (listed < limit) {
     // One row past the limit tells whether more are left.
@@ -68,6 +70,7 @@ export const listDeadLetters = Effect.fn("listDeadLetters")(function* (
 function listLine(letter: DeadLetter, withEnvelope: boolean) {
   return {
     id: letter.id,
+    seq: letter.seq,
     status: letter.status,
     run_key: letter.run_key,
     platform_run_id: letter.platform_run_id,

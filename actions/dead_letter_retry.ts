@@ -98,21 +98,31 @@ export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
   selection: RetrySelection,
   options: Omit<RetryOptions, "courier">,
 ) {
-  const { profile, courier } = config;
-  const base = courier.endpoint.baseUrl;
+  const { courier } = config;
+  yield* retryTargetAllowed(config);
+  return yield* retryDeadLetters(selection, { ...options, courier }).pipe(
+    Effect.provide(Layer.merge(deadLetterStores(config, env), IgClient.layer(courier))),
+  );
+});
+
+/**
+ * Whether the profile's privacy tier lets envelopes go to the configured gate (`local` keeps them
+ * on this host: PRIVACY_TIER_LOCAL otherwise).
+ */
+export const retryTargetAllowed = Effect.fn("retryTargetAllowed")(function* (
+  config: RunConfigShape,
+) {
+  const base = config.courier.endpoint.baseUrl;
   const host = yield* Effect.try({
     try: () => new URL(base).hostname,
     catch: () => fail("BAD_ARGS", `The IG URL ${base} is not a URL`),
   });
-  if (profile.policy.privacy_tier === "local" && !LOOPBACK.has(host)) {
+  if (config.profile.policy.privacy_tier === "local" && !LOOPBACK.has(host)) {
     return yield* fail(
       "PRIVACY_TIER_LOCAL",
       `Privacy tier local keeps data on this host; the IG at ${host} is not loopback`,
     );
   }
-  return yield* retryDeadLetters(selection, { ...options, courier }).pipe(
-    Effect.provide(Layer.merge(deadLetterStores(config, env), IgClient.layer(courier))),
-  );
 });
 
 /** Retries the selected dead letters; fails DEAD_LETTER_NOT_FOUND for an unknown id. */

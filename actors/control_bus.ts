@@ -12,10 +12,10 @@
  * message, so whether it was already streamed is unknowable; such a READY is deferred too
  * (READY_LEDGER_UNAVAILABLE) rather than risk streaming a world twice.
  */
-import { Cause, Clock, Context, Deferred, Effect, Layer, Schedule } from "effect";
+import { Cause, Clock, Context, Deferred, Effect, Exit, Layer, Schedule } from "effect";
 import { interpretReady, type ReadyContext, ReadyRejection } from "../core/ready.ts";
 import { describeCause, supervised } from "../core/supervise.ts";
-import type { WorldstreamError } from "../schemas/errors.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { StreamResult } from "../schemas/messages.ts";
 import { AuditLog, READY_AUDIT_KINDS } from "./audit_log.ts";
 import { poll } from "../stores/control_bus_fs.ts";
@@ -61,7 +61,22 @@ export interface ReadyHandler {
    */
   readonly announce: (settlement: ReadySettlement) => Effect.Effect<void>;
   readonly settled: (messageId: string) => Effect.Effect<ReadySettlement>;
+  /**
+   * Hands one message from outside the bus (the admin API's `POST /v1/runs`) to the same path:
+   * answers `accepted` as soon as its run is queued (the run goes on in the listener's scope and
+   * is announced like a bus message's), or the settlement when it ends without a run (refused,
+   * skipped, deferred). A message whose run is in flight fails RUN_IN_FLIGHT, recording nothing.
+   */
+  readonly submit: (
+    messageId: string,
+    text: string,
+  ) => Effect.Effect<SubmitAnswer, WorldstreamError>;
 }
+
+/** What {@link ReadyHandler.submit} answers. */
+export type SubmitAnswer =
+  | { readonly _tag: "Accepted"; readonly message_id: string }
+  | { readonly _tag: "Settled"; readonly settlement: ReadySettlement };
 
 /**
  * The READY path shared by the file and Kinesis listeners: interpret, consult the ledger, check
@@ -73,6 +88,9 @@ export const makeReadyHandler = (context: ReadyContext) =>
     const audit = yield* AuditLog;
     const supervisor = yield* Supervisor;
     const config = yield* RunConfig;
+    const scope = yield* Effect.scope;
+    /** Messages whose run is in flight. */
+    const running = new Set<string>();
     const waiters = new Map<string, Deferred.Deferred<ReadySettlement>>();
     const waiter = (id: string) => {
       let d = waiters.get(id);
@@ -102,7 +120,15 @@ export const makeReadyHandler = (context: ReadyContext) =>
         return s;
       });
 
-    const handle = (messageId: string, text: string | undefined, error: string | undefined) =>
+    const handle = (
+      messageId: string,
+      text: string | undefined,
+      error: string | undefined,
+      hooks: {
+        readonly exclusive?: boolean;
+        readonly onAccepted?: (messageId: string) => Effect.Effect<void>;
+      } = {},
+    ) =>
       Effect.gen(function* () {
         yield* audit.record(READY_AUDIT_KINDS.seen, { message_id: messageId });
         if (text === undefined) {
@@ -111,15 +137,16 @@ export const makeReadyHandler = (context: ReadyContext) =>
             status: "FAILED",
             reason: "CONTROL_MESSAGE_UNREADABLE",
           })
-            .pipe(Effect.tap(() =>
-              audit.record(READY_AUDIT_KINDS.rejected, { message_id: messageId, error })
-            ));
+            .pipe(
+              Effect.tap(() =>
+                audit.record(READY_AUDIT_KINDS.rejected, { message_id: messageId, error })
+              ),
+            );
         }
         const plan = yield* interpretReady(text, context).pipe(
           Effect.map((p) => ({ ok: true as const, plan: p })),
           Effect.catchIf(
-            (e): e is ReadyRejection =>
-              e instanceof ReadyRejection,
+            (e): e is ReadyRejection => e instanceof ReadyRejection,
             (r) => Effect.succeed({ ok: false as const, rejection: r }),
           ),
         );
@@ -164,8 +191,17 @@ export const makeReadyHandler = (context: ReadyContext) =>
             reason: null,
           });
         }
+        if (hooks.exclusive && running.has(p.message_id)) {
+          return yield* fail(
+            "RUN_IN_FLIGHT",
+            `The READY ${p.message_id} is being streamed now; wait for its run to end`,
+          );
+        }
         if (!(yield* igHealthy(config.courier.endpoint))) return yield* defer("IG_UNREACHABLE");
         yield* audit.record(READY_AUDIT_KINDS.accepted, { message_id: p.message_id });
+        running.add(p.message_id);
+        yield* Effect.addFinalizer(() => Effect.sync(() => void running.delete(p.message_id)));
+        if (hooks.onAccepted) yield* hooks.onAccepted(p.message_id);
         yield* audit.record("RUN_STARTED", {
           message_id: p.message_id,
           platform_run_id: p.platform_run_id,
@@ -192,7 +228,7 @@ export const makeReadyHandler = (context: ReadyContext) =>
           reason: result.reason,
           result,
         });
-      });
+      }).pipe(Effect.scoped);
 
     // A bug while handling one message settles that message FAILED INTERNAL_ERROR (so
     // nobody waits on it forever) and the listener goes on to the next one.
@@ -222,16 +258,43 @@ export const makeReadyHandler = (context: ReadyContext) =>
         ),
       );
 
+    const announce = (s: ReadySettlement) =>
+      s.status === "DEFERRED_DOWNSTREAM_NOT_READY"
+        ? Effect.void
+        : Deferred.succeed(waiter(s.message_id), s).pipe(Effect.asVoid);
+
+    const submit = (messageId: string, text: string) =>
+      Effect.gen(function* () {
+        const accepted = yield* Deferred.make<SubmitAnswer>();
+        const done = yield* Deferred.make<SubmitAnswer, WorldstreamError>();
+        yield* handle(messageId, text, undefined, {
+          exclusive: true,
+          onAccepted: (id) =>
+            Deferred.succeed(accepted, { _tag: "Accepted", message_id: id }).pipe(Effect.asVoid),
+        }).pipe(
+          Effect.catchDefect((defect) => settleDefect(messageId, defect)),
+          Effect.tap(announce),
+          Effect.exit,
+          Effect.flatMap((exit) =>
+            Deferred.done(
+              done,
+              Exit.map(exit, (settlement): SubmitAnswer => ({ _tag: "Settled", settlement })),
+            )
+          ),
+          // The run outlives the request that asked for it: it belongs to the listener's scope.
+          Effect.forkIn(scope),
+        );
+        return yield* Effect.raceFirst(Deferred.await(accepted), Deferred.await(done));
+      });
+
     return {
       handle: (messageId, text, error) =>
         handle(messageId, text, error).pipe(
           Effect.catchDefect((defect) => settleDefect(messageId, defect)),
         ),
-      announce: (s) =>
-        s.status === "DEFERRED_DOWNSTREAM_NOT_READY"
-          ? Effect.void
-          : Deferred.succeed(waiter(s.message_id), s).pipe(Effect.asVoid),
+      announce,
       settled: (id) => Deferred.await(waiter(id)),
+      submit,
     } satisfies ReadyHandler;
   });
 
@@ -241,6 +304,8 @@ export class ControlBus extends Context.Service<ControlBus, {
   readonly pollOnce: Effect.Effect<number, WorldstreamError>;
   /** Waits until a message is settled (any status but DEFERRED). */
   readonly settled: (messageId: string) => Effect.Effect<ReadySettlement>;
+  /** Hands a READY from outside the bus to the same path (see {@link ReadyHandler.submit}). */
+  readonly submit: ReadyHandler["submit"];
 }>()("worldstream/actors/ControlBus") {
   /** A listener polling the file bus every `pollIntervalMs` (default 500 ms) while its scope is open. */
   static readonly layer = (options: ControlBusOptions) =>
@@ -287,6 +352,7 @@ export class ControlBus extends Context.Service<ControlBus, {
         return ControlBus.of({
           pollOnce,
           settled: ready.settled,
+          submit: ready.submit,
         });
       }),
     );

@@ -250,7 +250,7 @@ export function kinesisControlBus(options: KinesisListenerOptions) {
           ),
         ),
       ));
-      return ControlBus.of({ pollOnce, settled: ready.settled });
+      return ControlBus.of({ pollOnce, settled: ready.settled, submit: ready.submit });
     }),
   );
 }

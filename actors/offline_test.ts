@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { Effect, Logger, type Scope } from "effect";
 import { publishReady } from "../actions/publish_ready.ts";
-import { healthApp, type ReadyzBody } from "../api/health.ts";
+import { healthApp, type ReadyzBody } from "../api/routes/health.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";
 import { Postgres } from "../stores/postgres.ts";

@@ -22,8 +22,20 @@ import { type Pacing, runGaps, runStreamer } from "./streamer.ts";
 /** Live progress of one output of the current run. */
 export interface OutputProgress {
   readonly output_id: string;
+  /** The run scope (pack key) the output streams under. */
+  readonly run_key: string;
   readonly total: number;
+  /** Events the gate answered for (ADMIT, DUPLICATE or QUARANTINE). */
   readonly emitted: number;
+  /** Events the streamer handed to the courier lane. */
+  readonly handed_over: number;
+  readonly dead_lettered: number;
+  /** Handed over, neither answered nor dead-lettered yet: queued in the lane or in flight. */
+  readonly in_lane: number;
+  /** The last acknowledged event's position in the view and its event time, null before one. */
+  readonly position: { readonly seq: number; readonly ts_utc: string } | null;
+  /** Events answered per second over the last few seconds (0 before the second reading). */
+  readonly events_per_s: number;
   readonly admitted: number;
   readonly duplicate: number;
   readonly quarantined: number;
@@ -261,16 +273,41 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
     yield* checkpointer.register(run.runKey, output.outputId, output.after, output.owed);
-    const lane = yield* openLane<ViewPosition>(config.courier, output.outputId, {
+    const seen = { handedOver: 0, position: null as OutputProgress["position"] };
+    const rate = new RateMeter();
+    const opened = yield* openLane<ViewPosition>(config.courier, output.outputId, {
       onDelivered: (batch, stats) =>
-        checkpointer.advance(run.runKey, output.outputId, batch.last, stats),
+        checkpointer.advance(run.runKey, output.outputId, batch.last, stats).pipe(
+          Effect.tap(() =>
+            Effect.sync(() => {
+              seen.position = { seq: batch.last.seq, ts_utc: batch.last.ts_utc };
+            })
+          ),
+        ),
       onDeadLetter: (dead) => deadLetter(journal, run.runKey, output.outputId, run.producer, dead),
       stop: run.stop,
     });
+    // Counted at hand-over, so what the lane holds shows in the status.
+    const lane = {
+      ...opened,
+      send: (batch: Parameters<typeof opened.send>[0]) =>
+        opened.send(batch).pipe(
+          Effect.tap(() => Effect.sync(() => void (seen.handedOver += batch.envelopes.length))),
+        ),
+    };
     yield* Ref.update(run.live, (m) =>
       new Map(m).set(
         output.outputId,
-        lane.stats.pipe(Effect.map((s) => progressOf(output.outputId, output.total, s))),
+        Effect.all([lane.stats, Clock.currentTimeMillis]).pipe(
+          Effect.map(([s, now]) =>
+            progressOf(output.outputId, output.total, s, {
+              runKey: run.runKey,
+              handedOver: seen.handedOver,
+              position: seen.position,
+              eventsPerS: rate.add(now, s.emitted + s.deadLettered),
+            })
+          ),
+        ),
       ));
     const streamed = yield* runStreamer({
       outputId: output.outputId,
@@ -342,17 +379,52 @@ export function internalError(
   };
 }
 
-function progressOf(outputId: string, total: number, s: LaneStats): OutputProgress {
+function progressOf(
+  outputId: string,
+  total: number,
+  s: LaneStats,
+  seen: {
+    readonly runKey: string;
+    readonly handedOver: number;
+    readonly position: OutputProgress["position"];
+    readonly eventsPerS: number;
+  },
+): OutputProgress {
   return {
     output_id: outputId,
+    run_key: seen.runKey,
     total,
     emitted: s.emitted,
+    handed_over: seen.handedOver,
+    dead_lettered: s.deadLettered,
+    in_lane: Math.max(0, seen.handedOver - s.emitted - s.deadLettered),
+    position: seen.position,
+    events_per_s: seen.eventsPerS,
     admitted: s.admitted,
     duplicate: s.duplicate,
     quarantined: s.quarantined,
     retries: s.retries,
     lateness: s.pacing.summary(),
   };
+}
+
+/**
+ * Events per second over a sliding window of readings (the last ~10 s of them): each progress
+ * reading adds one, so the rate is as fresh as the reader's polling.
+ */
+class RateMeter {
+  private readonly samples: Array<readonly [number, number]> = [];
+
+  /** Adds a reading (epoch ms, cumulative count) and answers the rate over the window. */
+  add(nowMs: number, count: number): number {
+    const s = this.samples;
+    if (s.length === 0 || nowMs > s[s.length - 1][0]) s.push([nowMs, count]);
+    while (s.length > 2 && nowMs - s[1][0] >= 10_000) s.shift();
+    if (s.length < 2) return 0;
+    const [t0, c0] = s[0];
+    const [t1, c1] = s[s.length - 1];
+    return t1 > t0 ? Math.round(((c1 - c0) * 1000) / (t1 - t0) * 10) / 10 : 0;
+  }
 }
 
 function errorOf(cause: Cause.Cause<unknown>): WorldstreamError {

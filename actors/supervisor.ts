@@ -3,7 +3,7 @@
  * backpressure on whoever submits); each is planned and run by actors/run.ts. Whatever ends a
  * run, its caller gets an answer, and the loop is restarted should it ever die.
  */
-import { Cause, Context, Deferred, Effect, Layer, Queue, Ref } from "effect";
+import { Cause, Clock, Context, Deferred, Effect, Layer, Queue, Ref } from "effect";
 import { supervised } from "../core/supervise.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
 import type { Wal } from "./wal/writer.ts";
@@ -20,12 +20,22 @@ import type { Shutdown } from "./shutdown.ts";
 export { type OutputProgress, RunFaultHook } from "./run.ts";
 export { packKey } from "./plan.ts";
 
+/** The run the supervisor is working on. */
+export interface RunInFlight {
+  readonly request: RunRequested;
+  readonly started_at_ms: number;
+}
+
 /** The run supervisor. */
 export class Supervisor extends Context.Service<Supervisor, {
   /** Queues a run and waits for its result (never fails: refusals are FAILED results). */
   readonly submit: (request: RunRequested) => Effect.Effect<StreamResult>;
   /** Progress of the run in flight (empty between runs). */
   readonly progress: Effect.Effect<ReadonlyArray<OutputProgress>>;
+  /** The run in flight and when (epoch ms) it started, or `undefined` between runs. */
+  readonly inFlight: Effect.Effect<RunInFlight | undefined>;
+  /** Runs waiting behind the one in flight. */
+  readonly queued: Effect.Effect<number>;
 }>()("worldstream/actors/Supervisor") {
   static readonly layer = Layer.effect(
     Supervisor,
@@ -49,14 +59,18 @@ export class Supervisor extends Context.Service<Supervisor, {
         16,
       );
       const live = yield* Ref.make<ReadonlyMap<string, Effect.Effect<OutputProgress>>>(new Map());
+      const current = yield* Ref.make<RunInFlight | undefined>(undefined);
       // One run at a time. Whatever ends a run, its caller gets an answer: a defect that got
       // past executeRun's own handling still answers FAILED INTERNAL_ERROR, and the loop itself
       // is restarted should it ever die.
       const serveOne = Effect.gen(function* () {
         const [request, reply] = yield* Queue.take(queue);
+        yield* Ref.set(current, { request, started_at_ms: yield* Clock.currentTimeMillis });
         yield* executeRun(request, live, faultHook).pipe(
           Effect.provideContext(context),
-          Effect.ensuring(Ref.set(live, new Map())),
+          Effect.ensuring(
+            Ref.set(live, new Map()).pipe(Effect.andThen(Ref.set(current, undefined))),
+          ),
           Effect.onExit((exit) =>
             exit._tag === "Success"
               ? Deferred.succeed(reply, exit.value)
@@ -81,6 +95,8 @@ export class Supervisor extends Context.Service<Supervisor, {
             return yield* Deferred.await(reply);
           }),
         progress: Ref.get(live).pipe(Effect.flatMap((m) => Effect.all([...m.values()]))),
+        inFlight: Ref.get(current),
+        queued: Queue.size(queue),
       });
     }),
   );

@@ -1,7 +1,7 @@
 /**
- * Serving an admin app on loopback for as long as a scope lives: `Deno.serve` on
- * `127.0.0.1:<port>` (0: an ephemeral port), shut down — in-flight requests finished — when the
- * scope closes.
+ * Serving an admin app for as long as a scope lives: `Deno.serve` on `<host>:<port>` (host
+ * 127.0.0.1 unless the profile's `wiring.admin.host` says otherwise; port 0: an ephemeral one),
+ * shut down — in-flight requests finished — when the scope closes.
  */
 import { Effect, type Scope } from "effect";
 import type { Hono } from "hono";
@@ -14,28 +14,29 @@ export interface RunningAdmin {
   readonly port: number;
 }
 
-/** Serves `app` on `127.0.0.1:port` until the scope closes. */
+/** Serves `app` on `host:port` (host default 127.0.0.1) until the scope closes. */
 export function serveAdmin(
   app: Hono,
-  options: { readonly port: number },
+  options: { readonly port: number; readonly host?: string },
 ): Effect.Effect<RunningAdmin, WorldstreamError, Scope.Scope> {
   const { port } = options;
+  const hostname = options.host ?? "127.0.0.1";
   return Effect.gen(function* () {
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       return yield* fail("BAD_ARGS", `Admin port must be an integer 0..65535, got ${port}`);
     }
     const server = yield* Effect.acquireRelease(
       Effect.try({
-        try: () =>
-          Deno.serve({ hostname: "127.0.0.1", port, onListen: () => undefined }, app.fetch),
+        try: () => Deno.serve({ hostname, port, onListen: () => undefined }, app.fetch),
         catch: (e) =>
           fail(
             "ADMIN_LISTEN_FAILED",
-            `Cannot listen on 127.0.0.1:${port}: ${String(e).split("\n")[0]}`,
+            `Cannot listen on ${hostname}:${port}: ${String(e).split("\n")[0]}`,
           ),
       }),
       (server) => Effect.promise(() => server.shutdown()),
     );
-    return { url: `http://127.0.0.1:${server.addr.port}`, port: server.addr.port };
+    const shown = hostname.includes(":") ? `[${hostname}]` : hostname;
+    return { url: `http://${shown}:${server.addr.port}`, port: server.addr.port };
   });
 }

@@ -11,28 +11,14 @@
  * enough. BROKEN exits 1; a missing key or an unreachable database is an error, not a verdict.
  */
 import { Effect } from "effect";
+import { auditVerify } from "../actions/audit_verify.ts";
 import { postgresLayer } from "../actors/runtime.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { loadProfile } from "../core/profile.ts";
-import { verifierFromEnv } from "../core/receipt_keys.ts";
-import { receiptKeyEnv } from "../actors/runtime.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
-import { verifyStoredChain } from "../stores/receipts.ts";
 import { parseFlags, profileFlag } from "./args.ts";
 
-/** The `audit-verify` result line. */
-export type AuditVerifyResult =
-  | { readonly status: "OK"; readonly count: number }
-  | {
-    readonly status: "BROKEN";
-    readonly count: number;
-    readonly first_break: {
-      readonly index: number;
-      readonly receipt_id: string;
-      readonly problem: string;
-      readonly detail: string;
-    };
-  };
+export type { AuditVerifyResult } from "../actions/audit_verify.ts";
 
 /** Parses the flags, verifies the chain; `ok` is false when it is broken. `env`: for tests. */
 export function auditVerifyCommand(
@@ -46,20 +32,7 @@ export function auditVerifyCommand(
     const flags = yield* parseFlags(argv, { profile: "string" });
     const vars = env ?? Deno.env.toObject();
     const profile = yield* loadProfile(profileFlag(flags, vars), vars);
-    const verifier = yield* verifierFromEnv(yield* receiptKeyEnv(profile, vars, { create: false }));
-    const verdict = yield* verifyStoredChain(verifier).pipe(
-      Effect.provide(postgresLayer(profile)),
-    );
-    const result: AuditVerifyResult = verdict.ok ? { status: "OK", count: verdict.count } : {
-      status: "BROKEN",
-      count: verdict.index,
-      first_break: {
-        index: verdict.index,
-        receipt_id: verdict.receipt_id,
-        problem: verdict.problem,
-        detail: verdict.detail,
-      },
-    };
-    return { line: { ...result }, ok: verdict.ok };
+    const result = yield* auditVerify(profile, vars).pipe(Effect.provide(postgresLayer(profile)));
+    return { line: { ...result }, ok: result.status === "OK" };
   });
 }

@@ -16,16 +16,23 @@
  * `--once` exits after the run of its own READY, with that run's status as the exit code (0
  * STREAMED or SKIPPED_DUPLICATE, 3 with dead letters, 1 otherwise); it needs a world.
  *
- * `--admin-port P` (or the profile's `wiring.admin.port`) serves `/healthz` and `/readyz` on
- * 127.0.0.1:P for the runtime's whole life, from before the start-up checks (readiness says
- * `down` until they pass) to shutdown.
+ * `--admin-port P` (or the profile's `wiring.admin.port`) serves the admin API (api/app.ts, the
+ * modules of api/modules.ts) on 127.0.0.1:P (or `wiring.admin.host`) for the runtime's whole
+ * life: `/healthz` and `/readyz` from before the start-up checks (readiness says `down` until they
+ * pass), the `/v1` routes once the runtime is built (503 ADMIN_STARTING before), until shutdown.
+ * Its bearer tokens come from the environment (api/auth.ts); on the `local` profile without
+ * WORLDSTREAM_ADMIN_TOKEN one is made and printed once to stderr, any other profile refuses to
+ * start without it (ADMIN_TOKEN_MISSING), before anything is opened.
  */
 import { Deferred, Effect, Schedule } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { checkPrivacyAtStart } from "../core/privacy.ts";
-import { healthApp } from "../api/health.ts";
+import { adminApp } from "../api/app.ts";
+import { adminTokens } from "../api/auth.ts";
+import { ADMIN_MODULES } from "../api/modules.ts";
 import { serveAdmin } from "../api/server.ts";
+import { RuntimeSlot } from "../api/services.ts";
 import { bootstrap } from "../actors/bootstrap.ts";
 import { Health } from "../actors/health.ts";
 import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
@@ -68,6 +75,10 @@ export function runCommand(argv: ReadonlyArray<string>) {
     const profile = yield* loadProfile(profileFlag(flags));
     // The privacy tier's license (and minimized's key) before anything is served or published.
     yield* checkPrivacyAtStart(profile);
+    const adminPort = adminFlag ?? profile.wiring.admin?.port;
+    const admin = adminPort === undefined
+      ? undefined
+      : yield* adminTokens(profile.profile_id, Deno.env.toObject());
     const given = typeof flags["engine-run-root"] === "string"
       ? flags["engine-run-root"]
       : profile.profile_id === "local"
@@ -88,13 +99,35 @@ export function runCommand(argv: ReadonlyArray<string>) {
       : given === undefined
       ? undefined
       : yield* existingWorld(given, profile);
-    const adminPort = adminFlag ?? profile.wiring.admin?.port;
     return yield* Effect.scoped(Effect.gen(function* () {
       const health = yield* Health.make;
-      if (adminPort !== undefined) {
-        const admin = yield* serveAdmin(healthApp(health), { port: adminPort });
+      const slot = new RuntimeSlot(health);
+      if (adminPort !== undefined && admin !== undefined) {
+        const wiring = profile.wiring.admin;
+        const app = adminApp({
+          modules: ADMIN_MODULES,
+          tokens: admin.tokens,
+          slot,
+          ...(wiring?.cors_origins ? { corsOrigins: wiring.cors_origins } : {}),
+        });
+        const served = yield* serveAdmin(app, {
+          port: adminPort,
+          ...(wiring?.host ? { host: wiring.host } : {}),
+        });
+        if (admin.generated !== undefined) {
+          // Printed once, to the operator's terminal only: it is the key to the API.
+          console.error(JSON.stringify({
+            level: "WARN",
+            message: "admin API token made for this start (local profile); " +
+              "set WORLDSTREAM_ADMIN_TOKEN to choose one",
+            admin_token: admin.generated,
+          }));
+        }
         yield* Effect.logInfo("admin API listening").pipe(
-          Effect.annotateLogs({ url: admin.url, routes: "/healthz,/readyz" }),
+          Effect.annotateLogs({
+            url: served.url,
+            viewer_token: admin.tokens.viewer === undefined ? "unset" : "set",
+          }),
         );
       }
       const igUrl = igUrlFlag !== undefined
@@ -120,7 +153,9 @@ export function runCommand(argv: ReadonlyArray<string>) {
       if (published) {
         yield* Effect.logInfo("READY published").pipe(Effect.annotateLogs({ ...published }));
       }
-      return yield* serve(profile, published?.message_id).pipe(
+      return yield* Effect.scoped(
+        slot.attach().pipe(Effect.andThen(serve(profile, published?.message_id))),
+      ).pipe(
         Effect.provide(runtimeLayer(config, {
           signals: true,
           pollIntervalMs: 200,

@@ -14,6 +14,27 @@ export const RESTART_BACKOFF: Schedule.Schedule<unknown> = Schedule.min([
   Schedule.spaced("30 seconds"),
 ]);
 
+/** What `/v1/status` shows of one supervised actor. */
+export interface ActorState {
+  readonly actor: string;
+  /** `running`, or `restarting` while it waits out its backoff after dying. */
+  readonly state: "running" | "restarting";
+  readonly restarts: number;
+  readonly last_defect: string | null;
+  /** When (epoch ms) it entered its state. */
+  readonly since_ms: number;
+}
+
+const actorStates = new Map<string, ActorState>();
+
+/**
+ * The supervised actors alive in this process and their state (a process-wide registry: an actor
+ * is listed from its start until its scope closes).
+ */
+export function actorStatesNow(): ReadonlyArray<ActorState> {
+  return [...actorStates.values()];
+}
+
 /** An actor fiber ended by a defect or an unhandled failure (never by interruption). */
 class ActorDied {
   readonly _tag = "ActorDied";
@@ -32,22 +53,41 @@ export function supervised<A, E, R>(
   options: { readonly backoff?: Schedule.Schedule<unknown> } = {},
 ): Effect.Effect<A, never, R> {
   let restarts = 0;
-  return body.pipe(
+  const set = (state: ActorState["state"], lastDefect: string | null) =>
+    actorStates.set(actor, {
+      actor,
+      state,
+      restarts,
+      last_defect: lastDefect,
+      since_ms: Date.now(),
+    });
+  let lastDefect: string | null = null;
+  const running = Effect.suspend(() => {
+    set("running", lastDefect);
+    return body;
+  });
+  return running.pipe(
     Effect.catchCause((cause) =>
       Cause.hasInterrupts(cause)
         ? Effect.failCause(cause as Cause.Cause<never>)
         : Effect.fail(new ActorDied(cause))
     ),
     Effect.tapError((died) =>
-      Effect.logError("actor_restart").pipe(Effect.annotateLogs({
-        actor,
-        defect: describeCause(died.cause),
-        restarts: ++restarts,
-      }))
+      Effect.suspend(() => {
+        lastDefect = describeCause(died.cause);
+        restarts++;
+        set("restarting", lastDefect);
+        return Effect.logError("actor_restart").pipe(Effect.annotateLogs({
+          actor,
+          defect: lastDefect,
+          restarts,
+        }));
+      })
     ),
     Effect.retry({ schedule: options.backoff ?? RESTART_BACKOFF }),
     // The schedule recurs forever: only interruption gets past it.
     Effect.catch(() => Effect.interrupt),
+    Effect.ensuring(Effect.sync(() => void actorStates.delete(actor))),
   );
 }
 

@@ -207,9 +207,14 @@ export const BootstrapWiring = Schema.Struct({
 });
 export type BootstrapWiring = typeof BootstrapWiring.Type;
 
-/** The admin API (`/healthz`, `/readyz`): `run` serves it on 127.0.0.1:`port` (0: any free port). */
+/**
+ * The admin API: `run` serves it on `host` (default 127.0.0.1):`port` (0: any free port); browsers
+ * on `cors_origins` may call it (default: none, no CORS headers).
+ */
 export const AdminWiring = Schema.Struct({
   port: numberAtLeast(0, { integer: true }),
+  host: Schema.optionalKey(Schema.String.check(Schema.isMinLength(1))),
+  cors_origins: Schema.optionalKey(Schema.Array(Schema.String.check(Schema.isMinLength(1)))),
 });
 export type AdminWiring = typeof AdminWiring.Type;
 

@@ -168,6 +168,19 @@ export const REASONS = {
   RECEIPT_CHAIN_FORK: "Two receipts claim the same predecessor",
   // The reference gate and the admin API
   ADMIN_LISTEN_FAILED: "The admin API could not listen on its port",
+  ADMIN_TOKEN_MISSING:
+    "No WORLDSTREAM_ADMIN_TOKEN on a profile other than local: the admin API is not served",
+  ADMIN_TOKEN_INVALID: "An admin or viewer token in the environment is too short or malformed",
+  ADMIN_UNAUTHORIZED: "An admin API request without a valid bearer token (401)",
+  ADMIN_FORBIDDEN: "A viewer token on a route that changes something (403)",
+  ADMIN_ROUTE_NOT_FOUND: "No admin API route has that method and path (404)",
+  ADMIN_BODY_INVALID: "An admin API request body is not JSON or does not match its schema (400)",
+  ADMIN_BODY_TOO_LARGE: "An admin API request body is over the size limit (413)",
+  ADMIN_PARAM_INVALID:
+    "An admin API path or query parameter is malformed (traversal, quotes, a bad number) (400)",
+  ADMIN_STARTING: "The runtime behind the admin API has not started yet, or is stopping (503)",
+  RUN_NOT_FOUND: "No run (run key or READY message id) has that id",
+  RUN_IN_FLIGHT: "The READY submitted is being streamed now",
   IG_LISTEN_FAILED: "The reference gate could not listen on its port",
   IG_POLICY_INVALID: "A reference gate policy file does not match its schema",
   IG_STOPPING: "The reference gate is shutting down",

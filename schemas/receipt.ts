@@ -25,6 +25,7 @@ export const RECEIPT_KINDS = [
   "dead_letter",
   "dead_letter_closed",
   "dead_letter_retry",
+  "dead_letter_purged",
   "budget_exceeded",
   "policy_decision",
   "ready_decision",

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { Effect } from "effect";
-import { type DependencyHealth, Health } from "../actors/health.ts";
+import { type DependencyHealth, Health } from "../../actors/health.ts";
 import { healthApp } from "./health.ts";
-import { serveAdmin } from "./server.ts";
+import { serveAdmin } from "../server.ts";
 
 const DEPENDENCIES: ReadonlyArray<DependencyHealth> = [
   { name: "postgres", ok: true, detail: "127.0.0.1:5432" },

@@ -1,0 +1,21 @@
+/**
+ * The admin API's resources, in the order `/openapi.json` lists them. Mounting a new resource is
+ * one line here: import its `RouteModule` (api/route.ts) and add it to the list.
+ */
+import type { RouteModule } from "./route.ts";
+import { checkpointsRoutes } from "./routes/checkpoints.ts";
+import { deadLettersRoutes } from "./routes/dead_letters.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { receiptsRoutes } from "./routes/receipts.ts";
+import { runsRoutes } from "./routes/runs.ts";
+import { statusRoutes } from "./routes/status.ts";
+
+/** Every resource the runtime serves. */
+export const ADMIN_MODULES: ReadonlyArray<RouteModule> = [
+  healthRoutes,
+  statusRoutes,
+  runsRoutes,
+  checkpointsRoutes,
+  receiptsRoutes,
+  deadLettersRoutes,
+];

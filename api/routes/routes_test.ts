@@ -1,0 +1,307 @@
+import assert from "node:assert/strict";
+import { cpSync } from "node:fs";
+import { join } from "node:path";
+import { Effect, Layer, Logger, Schedule } from "effect";
+import { loadProfile, type Profile } from "../../core/profile.ts";
+import { publishReady } from "../../actions/publish_ready.ts";
+import { startIg } from "../../ig/server.ts";
+import { genWorld } from "../../scripts/gen_world.ts";
+import { DuckDb } from "../../stores/duckdb.ts";
+import { Postgres } from "../../stores/postgres.ts";
+import { ControlBus } from "../../actors/control_bus.ts";
+import { Health } from "../../actors/health.ts";
+import { runConfigOf } from "../../actors/run_config.ts";
+import { runtimeLayer } from "../../actors/runtime.ts";
+import { adminApp } from "../app.ts";
+import { ADMIN_MODULES } from "../modules.ts";
+import { RuntimeSlot } from "../services.ts";
+
+// Every route of the admin API through `app.request()`, on a real runtime (PGlite, the WAL, the
+// control bus, DuckDB) streaming a generated world into the reference gate: a READY submitted
+// through the API is streamed and shows in status, runs, checkpoints and receipts; bad input is
+// refused with its status and reason and changes nothing; and, walking /openapi.json, no route
+// but /healthz and /readyz answers without a valid token, and a viewer mutates nothing.
+
+const TMP = await Deno.makeTempDir({ prefix: "admin_routes_test_" });
+globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
+const BARE = join(TMP, "bare");
+await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE))));
+const WORLD = join(TMP, "world");
+const TRAFFIC = "s3_event_stream_with_fraud_6B";
+const generated = await Effect.runPromise(
+  genWorld({ out: WORLD, events: 400 }).pipe(Effect.provide(DuckDb.layer())),
+);
+const ROWS = generated.outputs[TRAFFIC];
+
+const OPERATOR = "operator-token-0123456789";
+const VIEWER = "viewer-token-0123456789ab";
+const op = { Authorization: `Bearer ${OPERATOR}` };
+const viewer = { Authorization: `Bearer ${VIEWER}` };
+const quiet = Logger.layer([Logger.make(() => undefined)]);
+
+function site() {
+  return Effect.gen(function* () {
+    const dir = join(TMP, "site");
+    cpSync(BARE, join(dir, "pg"), { recursive: true });
+    cpSync(BARE, join(dir, "ig"), { recursive: true });
+    const loaded = yield* loadProfile("local", {
+      WORLDSTREAM_RUNS_ROOT: dir,
+      WORLDSTREAM_PGLITE_DIR: join(dir, "pg"),
+      CONTROL_BUS_ROOT: join(dir, "bus"),
+      OBJECT_STORE_ROOT: join(dir, "objects"),
+    });
+    const profile: Profile = {
+      ...loaded,
+      outputIds: { ...loaded.outputIds, traffic: [TRAFFIC], context: [] },
+      wiring: { ...loaded.wiring, wsp_courier: { mode: "batch", batch_size: 20 } },
+    };
+    return { dir, profile };
+  });
+}
+
+async function call(
+  app: ReturnType<typeof adminApp>,
+  path: string,
+  init: RequestInit & { json?: unknown } = {},
+) {
+  const { json, ...rest } = init;
+  const res = await app.request(
+    path,
+    json === undefined ? rest : {
+      ...rest,
+      method: rest.method ?? "POST",
+      body: JSON.stringify(json),
+    },
+  );
+  const text = await res.text();
+  // deno-lint-ignore no-explicit-any
+  const body: any = text ? JSON.parse(text) : null;
+  return { status: res.status, body };
+}
+
+Deno.test("every route answers through app.request() on a running runtime, bad input changes nothing, and only the probes answer without a token", async () => {
+  await Effect.runPromise(
+    Effect.scoped(Effect.gen(function* () {
+      const { dir, profile } = yield* site();
+      const ig = yield* startIg({ db: join(dir, "ig") });
+      // Paced so the run lasts a few seconds: long enough to be seen in flight.
+      const config = runConfigOf(profile, { igUrl: ig.url, speedup: 150_000 });
+      const health = yield* Health.make;
+      yield* health.markStarted;
+      const slot = new RuntimeSlot(health);
+      const app = adminApp({
+        modules: ADMIN_MODULES,
+        tokens: { operator: OPERATOR, viewer: VIEWER },
+        slot,
+      });
+      const before = yield* Effect.promise(() => call(app, "/v1/status", { headers: op }));
+      assert.equal(before.status, 503);
+      assert.equal(before.body.reason, "ADMIN_STARTING");
+
+      const context = yield* Layer.build(
+        runtimeLayer(config, { pollIntervalMs: 100, health }).pipe(Layer.provide(quiet)),
+      );
+      slot.attachContext(context);
+      const get = (path: string, headers: Record<string, string> = op) =>
+        Effect.promise(() => call(app, path, { headers }));
+      const post = (path: string, json: unknown, headers: Record<string, string> = op) =>
+        Effect.promise(() => call(app, path, { headers, json }));
+
+      // Probes answer without a token.
+      assert.equal((yield* get("/healthz", {})).status, 200);
+      const ready = yield* get("/readyz", {});
+      assert.equal(ready.status, 200);
+      assert.ok(ready.body.wal !== null);
+
+      // The actors' fibers start right after the layer is built.
+      const names = (s: { body: { actors: Array<{ actor: string }> } }) =>
+        s.body.actors.map((a) => a.actor);
+      const idle = yield* get("/v1/status").pipe(
+        Effect.repeat({
+          schedule: Schedule.spaced("20 millis"),
+          until: (s) =>
+            ["supervisor", "control_bus", "wal_drain"].every((a) => names(s).includes(a)),
+        }),
+        Effect.timeout("20 seconds"),
+      );
+      assert.equal(idle.status, 200);
+      assert.deepEqual(idle.body.runs_in_flight, []);
+      assert.deepEqual(idle.body.outputs, []);
+      assert.ok(idle.body.actors.every((a: { state: string }) => a.state === "running"));
+
+      // A READY published to a folder the runtime does not watch, then submitted through the API.
+      const published = yield* publishReady({
+        engineRunRoot: WORLD,
+        profile,
+        busRoot: join(dir, "outbox"),
+        platformRunId: "platform_20260101T000001Z",
+      });
+      const envelope = JSON.parse(
+        yield* Effect.promise(() => Deno.readTextFile(published.bus_file!)),
+      );
+
+      // Bad bodies: 400, nothing in the ledger.
+      const malformed = yield* Effect.promise(() =>
+        call(app, "/v1/runs", { method: "POST", headers: op, body: "{" })
+      );
+      assert.equal(malformed.status, 400);
+      assert.equal(malformed.body.reason, "ADMIN_BODY_INVALID");
+      const invalid = yield* post("/v1/runs", { topic: "x" });
+      assert.equal(invalid.status, 400);
+      assert.match(invalid.body.detail, /message_id/);
+      const byViewer = yield* post("/v1/runs", envelope, viewer);
+      assert.equal(byViewer.status, 403);
+      assert.deepEqual((yield* get("/v1/runs")).body, { runs: [], ready: [] });
+
+      const submitted = yield* post("/v1/runs", envelope);
+      assert.equal(submitted.status, 202, JSON.stringify(submitted.body));
+      assert.deepEqual(submitted.body, {
+        message_id: published.message_id,
+        status: "ACCEPTED",
+        reason: null,
+      });
+      const again = yield* post("/v1/runs", envelope);
+      assert.equal(again.status, 409);
+      assert.equal(again.body.reason, "RUN_IN_FLIGHT");
+
+      // In flight: status shows the run and its output advancing.
+      const seen = yield* get("/v1/status").pipe(
+        Effect.repeat({
+          schedule: Schedule.spaced("50 millis"),
+          until: (s) => s.body.outputs[0]?.position !== null && s.body.outputs[0]?.delivered > 0,
+        }),
+        Effect.timeout("60 seconds"),
+      );
+      const [output] = seen.body.outputs;
+      assert.equal(output.output_id, TRAFFIC);
+      assert.equal(output.total, ROWS);
+      assert.ok(output.emitted >= output.delivered + output.dead_lettered);
+      assert.equal(output.in_lane, output.emitted - output.delivered - output.dead_lettered);
+      assert.match(output.event_time, /^\d{4}-\d{2}-\d{2}T/);
+      assert.equal(seen.body.runs_in_flight[0].message_id, published.message_id);
+      const runKey = seen.body.runs_in_flight[0].run_key;
+      const live = yield* get(`/v1/runs/${published.message_id}`);
+      assert.equal(live.body.run?.status ?? "RUNNING", "RUNNING");
+
+      const settled = yield* ControlBus.use((bus) => bus.settled(published.message_id)).pipe(
+        Effect.provideContext(context),
+        Effect.timeout("60 seconds"),
+      );
+      assert.equal(settled.status, "STREAMED");
+      const duplicate = yield* post("/v1/runs", envelope);
+      assert.equal(duplicate.status, 200);
+      assert.equal(duplicate.body.status, "SKIPPED_DUPLICATE");
+
+      // Runs, one run, checkpoints.
+      const runs = yield* get("/v1/runs");
+      assert.equal(runs.body.runs.length, 1);
+      assert.equal(runs.body.runs[0].run_key, runKey);
+      assert.equal(runs.body.runs[0].status, "STREAMED");
+      assert.equal(runs.body.runs[0].emitted, ROWS);
+      assert.equal(runs.body.ready[0].status, "SKIPPED_DUPLICATE");
+      for (const id of [runKey, published.message_id]) {
+        const one = yield* get(`/v1/runs/${id}`);
+        assert.equal(one.status, 200);
+        assert.equal(one.body.run.run_key, runKey);
+        assert.deepEqual(one.body.ready.map((r: { status: string }) => r.status), [
+          "STREAMED",
+          "SKIPPED_DUPLICATE",
+        ]);
+        assert.equal(one.body.checkpoints[0].last_seq, ROWS - 1);
+      }
+      const unknown = yield* get(`/v1/runs/${"f".repeat(64)}`);
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.body.reason, "RUN_NOT_FOUND");
+      const quoted = yield* get(`/v1/runs/%27x%27`);
+      assert.equal(quoted.body.reason, "ADMIN_PARAM_INVALID");
+      const checkpoints = yield* get(`/v1/checkpoints?run=${runKey}`);
+      assert.deepEqual(
+        checkpoints.body.checkpoints.map((c: { output_id: string; last_seq: number }) => [
+          c.output_id,
+          c.last_seq,
+        ]),
+        [[TRAFFIC, ROWS - 1]],
+      );
+      assert.equal((yield* get("/v1/checkpoints?limit=0")).body.reason, "ADMIN_PARAM_INVALID");
+
+      // Receipts: by kind, paged by cursor, verified.
+      const ends = yield* get(`/v1/receipts?kind=run_end&run=${runKey}`);
+      assert.equal(ends.body.receipts.length, 1);
+      assert.equal(ends.body.receipts[0].receipt.detail.status, "STREAMED");
+      const all: Array<number> = [];
+      let after = "0";
+      for (let page = 0; page < 100; page++) {
+        const p = yield* get(`/v1/receipts?limit=2&after=${after}`);
+        all.push(...p.body.receipts.map((r: { seq: number }) => r.seq));
+        if (p.body.next === null) break;
+        after = p.body.next;
+      }
+      assert.deepEqual(all, [...all].sort((a, b) => a - b));
+      assert.equal(new Set(all).size, all.length);
+      assert.equal((yield* get("/v1/receipts?after=abc")).body.reason, "ADMIN_PARAM_INVALID");
+      const verified = yield* get("/v1/receipts/verify");
+      assert.deepEqual(verified.body, { status: "OK", count: all.length });
+
+      // Dead letters: none here; unknown ids and bad bodies are refused, nothing written.
+      assert.deepEqual((yield* get("/v1/dead-letters")).body, { dead_letters: [], next: null });
+      const retry = yield* post("/v1/dead-letters/nope/retry", {});
+      assert.equal(retry.status, 404);
+      assert.equal(retry.body.reason, "DEAD_LETTER_NOT_FOUND");
+      const emptyPurge = yield* post("/v1/dead-letters/purge", {});
+      assert.equal(emptyPurge.status, 400);
+      assert.equal(emptyPurge.body.reason, "ADMIN_BODY_INVALID");
+      const unknownPurge = yield* post("/v1/dead-letters/purge", { ids: ["nope"] });
+      assert.equal(unknownPurge.status, 404);
+      const nothing = yield* post("/v1/dead-letters/purge", { all: true });
+      assert.deepEqual(nothing.body, { status: "OK", purged: 0, already_closed: 0, ids: [] });
+
+      // The auth walk over /openapi.json: every route, without a token, with a wrong one, and
+      // with the viewer's on every mutating route; the receipt chain must not grow.
+      const receiptsBefore = all.length;
+      const doc = (yield* get("/openapi.json", viewer)).body;
+      const walked: Array<string> = [];
+      for (const [path, methods] of Object.entries(doc.paths as Record<string, object>)) {
+        for (const [method, operation] of Object.entries(methods as Record<string, unknown>)) {
+          const access = (operation as { "x-access": string })["x-access"];
+          const url = path.replace(/\{[^}]+\}/g, "x");
+          const init = (headers: Record<string, string>) =>
+            Effect.promise(() =>
+              call(app, url, {
+                method: method.toUpperCase(),
+                headers,
+                ...(method === "get" ? {} : { body: "{}" }),
+              })
+            );
+          walked.push(`${method} ${path}`);
+          const anonymous = yield* init({});
+          const wrong = yield* init({ Authorization: "Bearer not-the-token-0123456789" });
+          if (access === "public") {
+            assert.ok(["/healthz", "/readyz"].includes(path), `${path} is public`);
+            continue;
+          }
+          assert.equal(anonymous.status, 401, `${method} ${path} without a token`);
+          assert.equal(wrong.status, 401, `${method} ${path} with a wrong token`);
+          if (method !== "get") {
+            assert.equal(access, "operator");
+            const asViewer = yield* init(viewer);
+            assert.equal(asViewer.status, 403, `${method} ${path} as a viewer`);
+          }
+        }
+      }
+      for (
+        const route of [
+          "get /v1/status",
+          "post /v1/runs",
+          "get /v1/runs/{run}",
+          "get /v1/receipts/verify",
+          "post /v1/dead-letters/purge",
+          "post /v1/dead-letters/{id}/retry",
+          "get /openapi.json",
+        ]
+      ) assert.ok(walked.includes(route), route);
+      const after2 = yield* get("/v1/receipts/verify");
+      assert.deepEqual(after2.body, { status: "OK", count: receiptsBefore });
+      assert.equal((yield* get("/v1/runs")).body.ready[0].status, "SKIPPED_DUPLICATE");
+    })).pipe(Effect.provide(quiet)),
+  );
+});
