@@ -254,23 +254,23 @@ Deno.test("a malformed interpolation is refused with the field it is in", async 
 Deno.test("an unknown top-level section is refused by name, even with unset variables", async () => {
   await withTempDir(async (dir) => {
     const profile = baseProfile();
-    edit(profile, "governance", { policy: { approvals: "${GOVERNANCE_APPROVALS}" } });
+    edit(profile, "telemetry", { policy: { approvals: "${TELEMETRY_APPROVALS}" } });
     const path = await writeProfile(dir, profile);
     const error = await loadErr(path, {});
     assert.equal(error.reason, "PROFILE_INVALID");
     assert.equal(
       error.message,
-      `${path}: governance: Unknown key (expected one of: profile_id, policy, wiring)`,
+      `${path}: telemetry: Unknown key (expected one of: profile_id, policy, wiring, governance)`,
     );
   });
 });
 
 Deno.test("an unknown key with an empty value is refused, not dropped as absent", async () => {
   await withTempDir(async (dir) => {
-    const path = await writeProfile(dir, `${stringify(baseProfile())}governance:\n`);
+    const path = await writeProfile(dir, `${stringify(baseProfile())}telemetry:\n`);
     const error = await loadErr(path, {});
     assert.equal(error.reason, "PROFILE_INVALID");
-    assert.match(error.message, /: governance: Unknown key/);
+    assert.match(error.message, /: telemetry: Unknown key/);
 
     const nested = baseProfile();
     edit(nested, "wiring.wsp_courier", { mode: "batch", linger_ms: "${WSP_LINGER_MS:-}" });

@@ -111,6 +111,10 @@ export const REASONS = {
   // Policy
   PRODUCER_NOT_ALLOWED: "The producer is not in the allowlist",
   PRIVACY_TIER_LOCAL: "Privacy tier local refuses a gate that is not on loopback",
+  BUDGET_INVALID:
+    "A budget in governance.budgets is malformed (scope, match, or a limit not a number above 0)",
+  BUDGET_EXCEEDED:
+    "A hard cap (max_events, max_bytes) was reached: the output stopped after exactly the cap",
   // Delivery to the gate
   IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
   IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",
