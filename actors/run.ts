@@ -9,6 +9,7 @@ import { describeCause } from "../core/supervise.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
+import { openRunBudgets, type RunBudgets } from "./budgets.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
@@ -156,6 +157,12 @@ function streamPlan(
     const { stop } = yield* Shutdown;
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
+    // governance.budgets: before run_start, so a run whose ledger cannot be read never starts.
+    const budgets = yield* openRunBudgets(
+      { runKey: scope, platformRunId, principal: producer },
+      outputIds,
+      stop,
+    );
     yield* runReceipt(journal, "run_start", scope, producer, {
       platform_run_id: platformRunId,
       scenario_run_id: scenarioRunId,
@@ -202,6 +209,7 @@ function streamPlan(
         live,
         stop,
         ...(globalLeft ? { globalLeft } : {}),
+        ...(budgets ? { budgets } : {}),
         ...(gaps ? { gaps: gaps.output(index) } : {}),
       }).pipe(
         // An output that ends early (its lane failed to open) must not hold the others' pacing.
@@ -264,6 +272,8 @@ interface OutputRun {
   /** Events the whole run may still send (max_events), shared by its outputs. */
   readonly globalLeft?: Ref.Ref<number>;
   readonly gaps?: OutputGaps;
+  /** The run's budgets (governance.budgets), when any applies. */
+  readonly budgets?: RunBudgets;
 }
 
 /** Streams one output through its own courier lane to its result. */
@@ -309,6 +319,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
           ),
         ),
       ));
+    const budget = run.budgets?.output(output.outputId);
     const streamed = yield* runStreamer({
       outputId: output.outputId,
       source: output.source,
@@ -324,17 +335,21 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
       lane,
       stop: run.stop,
       ...(run.gaps ? { gaps: run.gaps } : {}),
+      ...(budget ? { budget } : {}),
     }).pipe(
       Effect.flatMap((outcome) => lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))),
       Effect.exit,
     );
     const stats = yield* lane.stats;
-    const failure = streamed._tag === "Failure" ? errorOf(streamed.cause) : undefined;
-    const status = failure
-      ? "FAILED"
-      : streamed._tag === "Success" && streamed.value.outcome.stoppedBy === "shutdown"
-      ? "STOPPED"
-      : "STREAMED";
+    const outcome = streamed._tag === "Success" ? streamed.value.outcome : undefined;
+    // A hard cap ends the output after exactly the cap: what was handed over is delivered (the
+    // lane finished), and the output fails BUDGET_EXCEEDED so the run's result says so.
+    const failure = streamed._tag === "Failure"
+      ? errorOf(streamed.cause)
+      : outcome?.stoppedBy === "budget"
+      ? fail("BUDGET_EXCEEDED", outcome.message ?? `${output.outputId}: a budget cap was reached`)
+      : undefined;
+    const status = failure ? "FAILED" : outcome?.stoppedBy === "shutdown" ? "STOPPED" : "STREAMED";
     yield* Effect.logInfo("stream_complete").pipe(Effect.annotateLogs({
       run_key: run.runKey,
       output_id: output.outputId,

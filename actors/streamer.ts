@@ -12,6 +12,7 @@
 import { Clock, Deferred, Effect, Ref } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
+import type { OutputBudget } from "./budgets.ts";
 import type { EmitBatch, Lane } from "./courier.ts";
 import { type OutputGaps, RunGaps } from "./run_gaps.ts";
 
@@ -67,7 +68,10 @@ export interface StreamerOutcome {
   readonly outputId: string;
   readonly read: number;
   readonly handedOver: number;
-  readonly stoppedBy: "end" | "cap" | "shutdown";
+  /** `budget`: a hard cap of governance.budgets was reached (BUDGET_EXCEEDED). */
+  readonly stoppedBy: "end" | "cap" | "budget" | "shutdown";
+  /** With `budget`: which cap, in one line. */
+  readonly message?: string;
 }
 
 /** Streams one output until its view ends, a cap is reached or a stop is requested. */
@@ -87,6 +91,11 @@ export const runStreamer = Effect.fn("runStreamer")(
      * run has several outputs; without it the output is paced as if it were alone.
      */
     readonly gaps?: OutputGaps;
+    /**
+     * This output's budgets (actors/budgets.ts): asked before every hand-over, it paces (rates)
+     * and cuts the hand-over at a hard cap, after which the output ends `budget`.
+     */
+    readonly budget?: OutputBudget;
   }): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
     const { pacing, caps, lane, batchSize } = options;
     const paced = pacing.speedup > 0;
@@ -98,6 +107,8 @@ export const runStreamer = Effect.fn("runStreamer")(
     let handedOver = 0;
     let perOutputLeft = caps.perOutput ?? Infinity;
     let group = emptyGroup();
+    // Set when the budget ended the output during a flush: what the flush returns says "stop".
+    let budgetEnd: { readonly end: "budget" | "shutdown"; readonly message?: string } | undefined;
     // The lane's lateness histogram is one object for the lane's life: fetched once, not per flush.
     const pacingStats = (yield* lane.stats).pacing;
 
@@ -109,20 +120,43 @@ export const runStreamer = Effect.fn("runStreamer")(
         const granted = Math.min(left, size);
         return [granted, left - granted];
       });
-      const batch = n === size ? toBatch(group) : toBatch(group, n);
+      const handed = group;
       group = emptyGroup();
-      if (n > 0 && batch.dueMs.length > 0) {
-        const at = yield* Clock.currentTimeMillis;
-        for (const due of batch.dueMs) pacingStats.add(at - due);
-      }
-      if (n > 0) {
-        yield* lane.send(batch);
-        handedOver += n;
+      let from = 0;
+      while (from < n) {
+        let k = n - from;
+        if (options.budget !== undefined) {
+          const admitted = yield* options.budget.admit(handed.envelopes, handed.positions, from, k);
+          k = admitted.granted;
+          if (admitted.end !== undefined) {
+            budgetEnd = {
+              end: admitted.end,
+              ...(admitted.message === undefined ? {} : { message: admitted.message }),
+            };
+          }
+        }
+        if (k > 0) {
+          const batch = from === 0 && k === size ? toBatch(handed) : toBatch(handed, from, k);
+          if (batch.dueMs.length > 0) {
+            const at = yield* Clock.currentTimeMillis;
+            for (const due of batch.dueMs) pacingStats.add(at - due);
+          }
+          yield* lane.send(batch);
+          handedOver += k;
+          from += k;
+        }
+        if (budgetEnd !== undefined) return false;
       }
       return n === size;
     });
     const outcome = (stoppedBy: StreamerOutcome["stoppedBy"]) =>
-      ({ outputId: options.outputId, read, handedOver, stoppedBy }) satisfies StreamerOutcome;
+      (budgetEnd === undefined ? { outputId: options.outputId, read, handedOver, stoppedBy } : {
+        outputId: options.outputId,
+        read,
+        handedOver,
+        stoppedBy: budgetEnd.end,
+        ...(budgetEnd.message === undefined ? {} : { message: budgetEnd.message }),
+      }) satisfies StreamerOutcome;
 
     let chunk = options.first ?? (yield* options.source.next);
     if (chunk !== undefined) gaps?.read(chunk.tsMicros);
@@ -206,12 +240,17 @@ function emptyGroup(): Group {
   return { envelopes: [], eventIds: [], dueMs: [], positions: [] };
 }
 
-function toBatch(group: Group, n = group.envelopes.length): EmitBatch<ViewPosition> {
-  const cut = n < group.envelopes.length;
+/** The `n` events of the group from `from` (all of it by default) as a batch. */
+function toBatch(
+  group: Group,
+  from = 0,
+  n = group.envelopes.length - from,
+): EmitBatch<ViewPosition> {
+  const cut = from > 0 || n < group.envelopes.length;
   return {
-    envelopes: cut ? group.envelopes.slice(0, n) : group.envelopes,
-    eventIds: cut ? group.eventIds.slice(0, n) : group.eventIds,
-    dueMs: cut ? group.dueMs.slice(0, n) : group.dueMs,
-    last: group.positions[n - 1],
+    envelopes: cut ? group.envelopes.slice(from, from + n) : group.envelopes,
+    eventIds: cut ? group.eventIds.slice(from, from + n) : group.eventIds,
+    dueMs: cut ? group.dueMs.slice(from, from + n) : group.dueMs,
+    last: group.positions[from + n - 1],
   };
 }

@@ -14,6 +14,7 @@ import {
   CONTROL_BUS_KINDS,
   OutputIdsFile,
   ProfileDocument,
+  type ProfileGovernance,
   type ProfilePolicy,
   type ProfileWiring,
 } from "../schemas/profile.ts";
@@ -45,6 +46,8 @@ export interface Profile {
   readonly profile_id: string;
   readonly policy: ProfilePolicy;
   readonly wiring: ProfileWiring;
+  /** Governance settings (budgets); empty when the profile has no `governance` section. */
+  readonly governance: ProfileGovernance;
   readonly paths: ProfilePaths;
   readonly outputIds: {
     readonly traffic: ReadonlyArray<string>;
@@ -185,6 +188,7 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     profile_id: decoded.profile_id,
     policy,
     wiring,
+    governance: decoded.governance ?? {},
     paths,
     outputIds: { traffic, context, contextBaseline },
     producerAllowlist,
@@ -327,7 +331,11 @@ function decodeDocument(
     if (Result.isFailure(blind)) problem = firstProblem(blind.failure.issue);
   }
   const where = problem.path === "" ? "" : `${problem.path}: `;
-  return Effect.fail(scrubbed("PROFILE_INVALID", `${file}: ${where}${problem.message}`));
+  // A bad budget has a code of its own: an operator grepping for it finds the budget at fault.
+  const reason = problem.path.startsWith("governance.budgets")
+    ? "BUDGET_INVALID"
+    : "PROFILE_INVALID";
+  return Effect.fail(scrubbed(reason, `${file}: ${where}${problem.message}`));
 }
 
 /** Removes mapping entries that are empty strings or null, so `${VAR:-}` means "absent". */

@@ -267,10 +267,44 @@ export const ProfileWiring = Schema.Struct({
 });
 export type ProfileWiring = typeof ProfileWiring.Type;
 
+/** What a budget counts against: one run, one output of a run, or a principal across runs. */
+export const BUDGET_SCOPES = ["run", "output", "principal"] as const;
+export type BudgetScope = typeof BUDGET_SCOPES[number];
+
+/** A rate: a number of units per second, above 0. */
+const Rate = numberAtLeast(0).check(Schema.isGreaterThan(0, { expected: "a number > 0" }));
+
+/**
+ * One budget (`governance.budgets[i]`, ARCHITECTURE section 6): hard caps (`max_events`,
+ * `max_bytes`: the output stops with BUDGET_EXCEEDED after exactly the cap) and rates
+ * (`events_per_second`, `bytes_per_second`: token buckets that pace, never fail) for the runs,
+ * outputs or principals its `match` names (an id, `*`, or a prefix ending in `*`). core/profile.ts
+ * refuses a bad one with BUDGET_INVALID.
+ */
+export const Budget = Schema.Struct({
+  scope: Schema.Literals(BUDGET_SCOPES),
+  match: Schema.String.check(
+    Schema.isPattern(/^[^*\s]*\*?$/, { expected: "an id, *, or a prefix ending in *" }),
+    Schema.isMinLength(1, { expected: "an id, *, or a prefix ending in *" }),
+  ),
+  max_events: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  max_bytes: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  events_per_second: Schema.optionalKey(Rate),
+  bytes_per_second: Schema.optionalKey(Rate),
+}).check(
+  Schema.makeFilter((b) =>
+    b.max_events !== undefined || b.max_bytes !== undefined ||
+    b.events_per_second !== undefined || b.bytes_per_second !== undefined ||
+    "Expected at least one of max_events, max_bytes, events_per_second, bytes_per_second"
+  ),
+);
+export type Budget = typeof Budget.Type;
+
 /** The `governance` section: the files the policy/budget supervisor reads. */
 export const ProfileGovernance = Schema.Struct({
   /** Privacy tier minimized: `{outputs: {<output_id>: [field, ...]}}`, the fields pseudonymized. */
   minimized_fields_ref: Schema.optionalKey(Ref),
+  budgets: Schema.optionalKey(Schema.Array(Budget)),
 });
 export type ProfileGovernance = typeof ProfileGovernance.Type;
 

@@ -126,6 +126,10 @@ export const REASONS = {
     "The minimized fields file is malformed or names a field that cannot be pseudonymized",
   PSEUDONYM_KEY_MISSING: "Privacy tier minimized needs WORLDSTREAM_PSEUDONYM_KEY",
   PSEUDONYM_KEY_INVALID: "WORLDSTREAM_PSEUDONYM_KEY is shorter than 16 bytes",
+  BUDGET_INVALID:
+    "A budget in governance.budgets is malformed (scope, match, or a limit not a number above 0)",
+  BUDGET_EXCEEDED:
+    "A hard cap (max_events, max_bytes) was reached: the output stopped after exactly the cap",
   // Delivery to the gate
   IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
   IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",

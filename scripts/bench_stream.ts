@@ -15,16 +15,19 @@
  *               (WORLDSTREAM_BENCH_DURABILITY=off, bench only), best of 2 each
  *   restart     SIGKILL at ~10% and at ~85% of the view, restart the same command: first new
  *               admission at the IG < 2 s after the restart's spawn (deno start-up shown apart)
+ *   budgets     unpaced with governance.budgets rates set far above the stream's rate ≥ 90% of
+ *               the same stream with no budgets, best of 2 each
  *
  * Every part runs worldstream and the IG as separate processes (`main.ts stream`, `main.ts ig`),
  * as an operator would. Flags: --events N (default 1,000,000), --memory-events N (default
  * 5,000,000; 0 skips), --dir D (default /tmp/worldstream-bench), --only a,b (throughput, push,
- * pacing, memory, durability, restart), --ig-db pglite (default: a private Postgres server via
+ * pacing, memory, durability, restart, budgets), --ig-db pglite (default: a private Postgres server via
  * scripts/pg_cluster.sh when it starts, as a real gate has one).
  */
 import { Effect, Layer } from "effect";
 import { cpSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { parse, stringify } from "yaml";
 import { listFlag, parseFlags } from "../cli/args.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 import { resolveOutput, resolveWorld } from "../stores/world.ts";
@@ -53,7 +56,7 @@ const memoryEvents = Number(flags["memory-events"] ?? 5_000_000);
 const dir = String(flags.dir ?? "/tmp/worldstream-bench");
 const only = new Set(
   listFlag(flags, "only") ??
-    ["throughput", "push", "pacing", "memory", "durability", "restart"],
+    ["throughput", "push", "pacing", "memory", "durability", "restart", "budgets"],
 );
 const runDir = await Deno.makeTempDir({ prefix: "ws-bench-stream-" });
 
@@ -824,6 +827,57 @@ if (only.has("durability")) {
     }/s (best of 2; on ${each(rates.on)}; off ${each(rates.off)}; worldstream CPU on ${
       cpuOf(cpu.on)
     }, off ${cpuOf(cpu.off)})`,
+    `${(on / off).toFixed(2)}x`,
+    ">= 0.90x",
+    ok && on / off >= 0.9,
+  );
+}
+
+if (only.has("budgets")) {
+  // The same unpaced stream under the local profile, and under a copy of it whose budgets set
+  // rates far above any stream's (every event still asks its output's and its run's token
+  // buckets), in the order on off off on; best of two. Fresh IG each run.
+  const local = new URL("../profiles/local.yaml", import.meta.url).pathname;
+  const doc = parse(Deno.readTextFileSync(local)) as Record<string, unknown>;
+  const absolute = (node: unknown): unknown =>
+    node === null || typeof node !== "object" || Array.isArray(node) ? node : Object.fromEntries(
+      Object.entries(node).map(([k, v]) => [
+        k,
+        k.endsWith("_ref") && typeof v === "string" ? join(dirname(local), v) : absolute(v),
+      ]),
+    );
+  const budgeted = join(dir, "budgets_profile.yaml");
+  Deno.writeTextFileSync(
+    budgeted,
+    stringify({
+      ...(absolute(doc) as Record<string, unknown>),
+      governance: {
+        budgets: [
+          { scope: "output", match: "*", events_per_second: 1e9, bytes_per_second: 1e12 },
+          { scope: "run", match: "*", events_per_second: 1e9 },
+        ],
+      },
+    }),
+  );
+  const rates: Record<"on" | "off", number[]> = { on: [], off: [] };
+  let ok = true;
+  for (const mode of ["on", "off", "off", "on"] as const) {
+    const ig = await startIgProcess();
+    const args = unpacedArgs(platformRunId(), ig.url);
+    const run = await stream(mode === "on" ? [...args, "--profile", budgeted] : args);
+    await ig.stop();
+    const rate = run.result.emitted / (run.result.elapsed_ms / 1000);
+    ok &&= run.result.status === "STREAMED" && run.result.emitted === events;
+    rates[mode].push(rate);
+    console.log(`budgets ${mode}: ${run.result.emitted} events, ${Math.round(rate)}/s`);
+  }
+  const on = Math.max(...rates.on);
+  const off = Math.max(...rates.off);
+  const each = (r: number[]) => r.map(Math.round).join(", ");
+  record(
+    `budgets: rates far above the stream ${Math.round(on)}/s vs no budgets ${
+      Math.round(off)
+    }/s (best of 2; on ${each(rates.on)}; off ${each(rates.off)})`,
     `${(on / off).toFixed(2)}x`,
     ">= 0.90x",
     ok && on / off >= 0.9,
