@@ -12,6 +12,7 @@ import type { ViewPosition } from "../stores/stream_view_read.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
+import { Metrics } from "./metrics.ts";
 import { type OutputPlan, type PlanNotes, planRun, type RunPlan } from "./plan.ts";
 import { RunConfig } from "./run_config.ts";
 import { deadLetter, runReceipt } from "./run_records.ts";
@@ -260,8 +261,10 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
     const config = yield* RunConfig;
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
+    const metrics = (yield* Metrics).output(output.outputId);
     yield* checkpointer.register(run.runKey, output.outputId, output.after, output.owed);
     const lane = yield* openLane<ViewPosition>(config.courier, output.outputId, {
+      metrics,
       onDelivered: (batch, stats) =>
         checkpointer.advance(run.runKey, output.outputId, batch.last, stats),
       onDeadLetter: (dead) => deadLetter(journal, run.runKey, output.outputId, run.producer, dead),
@@ -286,6 +289,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
       batchSize: config.courier.batchSize,
       lane,
       stop: run.stop,
+      metrics,
       ...(run.gaps ? { gaps: run.gaps } : {}),
     }).pipe(
       Effect.flatMap((outcome) => lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))),

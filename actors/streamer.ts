@@ -13,6 +13,7 @@ import { Clock, Deferred, Effect, Ref } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { EmitBatch, Lane } from "./courier.ts";
+import type { OutputMetrics } from "./metrics.ts";
 import { type OutputGaps, RunGaps } from "./run_gaps.ts";
 
 /** Waits up to this long are not interruptible by a stop request (it is seen right after). */
@@ -87,6 +88,8 @@ export const runStreamer = Effect.fn("runStreamer")(
      * run has several outputs; without it the output is paced as if it were alone.
      */
     readonly gaps?: OutputGaps;
+    /** The output's Prometheus instruments: pacing lateness and the schedule position. */
+    readonly metrics?: OutputMetrics;
   }): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
     const { pacing, caps, lane, batchSize } = options;
     const paced = pacing.speedup > 0;
@@ -100,6 +103,7 @@ export const runStreamer = Effect.fn("runStreamer")(
     let group = emptyGroup();
     // The lane's lateness histogram is one object for the lane's life: fetched once, not per flush.
     const pacingStats = (yield* lane.stats).pacing;
+    const metrics = options.metrics;
 
     /** Hands the group to the lane; false when the run-wide cap cut it (streaming must end). */
     const flush = Effect.gen(function* () {
@@ -114,10 +118,17 @@ export const runStreamer = Effect.fn("runStreamer")(
       if (n > 0 && batch.dueMs.length > 0) {
         const at = yield* Clock.currentTimeMillis;
         for (const due of batch.dueMs) pacingStats.add(at - due);
+        if (metrics !== undefined) {
+          const hist = metrics.pacingLateness;
+          for (const due of batch.dueMs) hist.observe(at > due ? (at - due) / 1000 : 0);
+        }
       }
       if (n > 0) {
         yield* lane.send(batch);
         handedOver += n;
+        if (metrics !== undefined && batch.dueMs.length > 0) {
+          metrics.lastDueMs = batch.dueMs[batch.dueMs.length - 1];
+        }
       }
       return n === size;
     });
@@ -150,6 +161,7 @@ export const runStreamer = Effect.fn("runStreamer")(
             if (!(yield* flush)) return outcome("cap");
             now = yield* Clock.currentTimeMillis;
             if (dueMs > now) {
+              if (metrics !== undefined) metrics.waiting = true;
               // A short wait is slept out and the stop request checked after it; only a long one
               // races the stop request (a race forks two fibers, thousands of times a second when
               // the events are dense).
@@ -161,6 +173,7 @@ export const runStreamer = Effect.fn("runStreamer")(
                   Effect.sleep(`${dueMs - now} millis`).pipe(Effect.as(false)),
                   Deferred.await(options.stop).pipe(Effect.as(true)),
                 );
+              if (metrics !== undefined) metrics.waiting = false;
               if (stopped) return outcome("shutdown");
               now = yield* Clock.currentTimeMillis;
             }

@@ -16,17 +16,20 @@
  * `--once` exits after the run of its own READY, with that run's status as the exit code (0
  * STREAMED or SKIPPED_DUPLICATE, 3 with dead letters, 1 otherwise); it needs a world.
  *
- * `--admin-port P` (or the profile's `wiring.admin.port`) serves `/healthz` and `/readyz` on
- * 127.0.0.1:P for the runtime's whole life, from before the start-up checks (readiness says
- * `down` until they pass) to shutdown.
+ * `--admin-port P` (or the profile's `wiring.admin.port`) serves `/healthz`, `/readyz` and
+ * `/metrics` (Prometheus text) on 127.0.0.1:P for the runtime's whole life, from before the
+ * start-up checks (readiness says `down` until they pass) to shutdown.
  */
 import { Deferred, Effect, Schedule } from "effect";
 import { join } from "node:path";
 import { loadProfile, type Profile } from "../core/profile.ts";
+import { Hono } from "hono";
 import { healthApp } from "../api/health.ts";
+import { metricsApp } from "../api/metrics.ts";
 import { serveAdmin } from "../api/server.ts";
 import { bootstrap } from "../actors/bootstrap.ts";
 import { Health } from "../actors/health.ts";
+import { Metrics } from "../actors/metrics.ts";
 import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { runtimeLayer } from "../actors/runtime.ts";
@@ -88,10 +91,12 @@ export function runCommand(argv: ReadonlyArray<string>) {
     const adminPort = adminFlag ?? profile.wiring.admin?.port;
     return yield* Effect.scoped(Effect.gen(function* () {
       const health = yield* Health.make;
+      const metrics = yield* Metrics.make;
       if (adminPort !== undefined) {
-        const admin = yield* serveAdmin(healthApp(health), { port: adminPort });
+        const app = new Hono().route("/", healthApp(health)).route("/", metricsApp(metrics));
+        const admin = yield* serveAdmin(app, { port: adminPort });
         yield* Effect.logInfo("admin API listening").pipe(
-          Effect.annotateLogs({ url: admin.url, routes: "/healthz,/readyz" }),
+          Effect.annotateLogs({ url: admin.url, routes: "/healthz,/readyz,/metrics" }),
         );
       }
       const igUrl = igUrlFlag !== undefined
@@ -122,6 +127,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
           signals: true,
           pollIntervalMs: 200,
           health,
+          metrics,
         })),
       );
     }));
@@ -138,15 +144,17 @@ export function runCommand(argv: ReadonlyArray<string>) {
         let settled: ReadySettlement | undefined;
         if (messageId !== undefined) {
           const own = bus.settled(messageId);
-          settled = yield* withProgressDisplay(Effect.raceFirst(
-            own,
-            // A stop before the run settles: the run ends stopped within moments (or never
-            // started, e.g. deferred while the IG is down); either way the service goes.
-            Deferred.await(stop).pipe(
-              Effect.andThen(own.pipe(Effect.timeoutOption("10 seconds"))),
-              Effect.map((o) => o._tag === "Some" ? o.value : undefined),
+          settled = yield* withProgressDisplay(
+            Effect.raceFirst(
+              own,
+              // A stop before the run settles: the run ends stopped within moments (or never
+              // started, e.g. deferred while the IG is down); either way the service goes.
+              Deferred.await(stop).pipe(
+                Effect.andThen(own.pipe(Effect.timeoutOption("10 seconds"))),
+                Effect.map((o) => o._tag === "Some" ? o.value : undefined),
+              ),
             ),
-          ));
+          );
           if (settled && !flags.once) console.log(JSON.stringify(summaryLine(settled)));
         }
         if (!flags.once) {
