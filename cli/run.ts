@@ -154,6 +154,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
                 Effect.map((o) => o._tag === "Some" ? o.value : undefined),
               ),
             ),
+            (s) => s?.result,
           );
           if (settled && !flags.once) console.log(JSON.stringify(summaryLine(settled)));
         }
