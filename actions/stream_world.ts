@@ -23,7 +23,7 @@ export interface StreamWorldOptions {
    */
   readonly watch?: <A, E>(
     run: Effect.Effect<A, E, Supervisor>,
-  ) => Effect.Effect<A, E, Supervisor>;
+  ) => Effect.Effect<A, E | WorldstreamError, Supervisor>;
 }
 
 /** Runs `request` on a runtime of its own built from `config`; answers the run's result. */

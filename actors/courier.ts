@@ -15,6 +15,7 @@ import { RETRY_DEFAULTS } from "../core/ig_retry.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { IgClient, type IgClientOptions } from "../stores/ig_client.ts";
 import { LatenessStats } from "./lateness.ts";
+import type { OutputMetrics } from "./metrics.ts";
 
 /** Envelopes a streamer hands over, in view order, with the position of the last one. */
 export interface EmitBatch<P = unknown> {
@@ -100,6 +101,8 @@ export interface LaneHooks<P> {
    * of requests in push mode) before the process could exit.
    */
   readonly stop?: Deferred.Deferred<void>;
+  /** The output's Prometheus instruments (actors/metrics.ts), updated as the lane works. */
+  readonly metrics?: OutputMetrics;
 }
 
 /** A terminal delivery failure, with what the dead letter records. */
@@ -131,9 +134,22 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   hooks: LaneHooks<P> | ((batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>),
 ): Effect.fn.Return<Lane<P>, never, Scope.Scope | IgClient> {
   const client = yield* IgClient;
-  const { onDelivered, onDeadLetter, stop } = typeof hooks === "function"
-    ? { onDelivered: hooks, onDeadLetter: undefined, stop: undefined }
+  const { onDelivered, onDeadLetter, stop, metrics } = typeof hooks === "function"
+    ? { onDelivered: hooks, onDeadLetter: undefined, stop: undefined, metrics: undefined }
     : hooks;
+  if (metrics !== undefined) {
+    // Whatever the lane still held when it closed is no longer queued anywhere.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        metrics.queued.set(0);
+        metrics.lastDueMs = NaN;
+        metrics.waiting = false;
+      })
+    );
+  }
+  const onAnswer = metrics === undefined
+    ? undefined
+    : (seconds: number) => metrics.requestSeconds.observe(seconds);
   const stopped = stop === undefined ? Effect.succeed(false) : Deferred.isDone(stop);
   const queue = yield* Queue.unbounded<EmitBatch<P>, Cause.Done>();
   // Held from hand-over until the batch is acknowledged (or the lane ends).
@@ -184,6 +200,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
             counters,
             (c) => ({ ...c, deadLettered: c.deadLettered + batch.envelopes.length }),
           );
+          metrics?.deadLettered.inc(batch.envelopes.length);
           yield* Effect.logWarning("envelopes dead-lettered").pipe(Effect.annotateLogs({
             output_id: outputId,
             reason: error.reason,
@@ -204,17 +221,16 @@ export const openLane = Effect.fn("openLane")(function* <P>(
     );
 
   const onRequest = (attempt: number) =>
-    Ref.update(counters, (c) => ({
-      ...c,
-      requests: c.requests + 1,
-      retries: c.retries + (attempt > 1 ? 1 : 0),
-    }));
+    Ref.update(counters, (c) => {
+      if (attempt > 1) metrics?.retries.inc();
+      return { ...c, requests: c.requests + 1, retries: c.retries + (attempt > 1 ? 1 : 0) };
+    });
 
   const attempt = (batch: EmitBatch<P>) =>
     Effect.gen(function* () {
       const sentAt = yield* Clock.currentTimeMillis;
       for (const due of batch.dueMs) lateness.add(sentAt - due);
-      const { decisions } = yield* client.send(batch.envelopes, onRequest).pipe(
+      const { decisions } = yield* client.send(batch.envelopes, onRequest, onAnswer).pipe(
         Effect.annotateLogs({ output_id: outputId }),
         Effect.mapError((e) =>
           new DeliveryFailed(
@@ -224,13 +240,28 @@ export const openLane = Effect.fn("openLane")(function* <P>(
           )
         ),
       );
+      // One pass over the decisions, no arrays made: this runs for every batch.
+      let admitted = 0;
+      let duplicate = 0;
+      let quarantined = 0;
+      for (const d of decisions) {
+        if (d === "ADMIT") admitted++;
+        else if (d === "DUPLICATE") duplicate++;
+        else if (d === "QUARANTINE") quarantined++;
+      }
       yield* Ref.update(counters, (c) => ({
         ...c,
         emitted: c.emitted + decisions.length,
-        admitted: c.admitted + decisions.filter((d) => d === "ADMIT").length,
-        duplicate: c.duplicate + decisions.filter((d) => d === "DUPLICATE").length,
-        quarantined: c.quarantined + decisions.filter((d) => d === "QUARANTINE").length,
+        admitted: c.admitted + admitted,
+        duplicate: c.duplicate + duplicate,
+        quarantined: c.quarantined + quarantined,
       }));
+      if (metrics !== undefined) {
+        metrics.delivered.inc(decisions.length);
+        metrics.admitted.inc(admitted);
+        metrics.duplicate.inc(duplicate);
+        metrics.quarantined.inc(quarantined);
+      }
       return batch;
     });
 
@@ -282,11 +313,17 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       yield* onDelivered(batch, yield* snapshot);
       yield* Semaphore.release(window, Math.min(batch.envelopes.length, windowEvents));
       yield* Semaphore.release(buffer, batch.envelopes.length);
+      metrics?.queued.dec(batch.envelopes.length);
     }
   }).pipe(Effect.tapError((e) => Deferred.fail(failed, e)));
 
   const dispatchFiber = yield* Effect.forkScoped(dispatcher);
   const ackFiber = yield* Effect.forkScoped(acknowledger.pipe(Effect.exit));
+
+  const handedOver = metrics === undefined ? (_n: number) => {} : (n: number) => {
+    metrics.emitted.inc(n);
+    metrics.queued.inc(n);
+  };
 
   const failure = Deferred.isDone(failed).pipe(
     Effect.flatMap((isDone) => isDone ? Deferred.await(failed) : Effect.void),
@@ -301,10 +338,14 @@ export const openLane = Effect.fn("openLane")(function* <P>(
         // thousands of small groups a second and each race forks two fibers.
         if (yield* Semaphore.takeIfAvailable(buffer, permits)) {
           yield* Queue.offer(queue, batch);
+          handedOver(batch.envelopes.length);
           return;
         }
         yield* Effect.raceFirst(
-          Semaphore.take(buffer, permits).pipe(Effect.andThen(Queue.offer(queue, batch))),
+          Semaphore.take(buffer, permits).pipe(
+            Effect.andThen(Queue.offer(queue, batch)),
+            Effect.andThen(Effect.sync(() => handedOver(batch.envelopes.length))),
+          ),
           stop === undefined ? Deferred.await(failed) : Effect.raceFirst(
             Deferred.await(failed),
             Deferred.await(stop),

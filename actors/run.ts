@@ -13,6 +13,7 @@ import { openRunBudgets, type RunBudgets } from "./budgets.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
+import { Metrics } from "./metrics.ts";
 import { type OutputPlan, type PlanNotes, planRun, type RunPlan } from "./plan.ts";
 import { RunConfig } from "./run_config.ts";
 import { deadLetter, runReceipt } from "./run_records.ts";
@@ -282,10 +283,12 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
     const config = yield* RunConfig;
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
+    const metrics = (yield* Metrics).output(output.outputId);
     yield* checkpointer.register(run.runKey, output.outputId, output.after, output.owed);
     const seen = { handedOver: 0, position: null as OutputProgress["position"] };
     const rate = new RateMeter();
     const opened = yield* openLane<ViewPosition>(config.courier, output.outputId, {
+      metrics,
       onDelivered: (batch, stats) =>
         checkpointer.advance(run.runKey, output.outputId, batch.last, stats).pipe(
           Effect.tap(() =>
@@ -334,6 +337,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
       batchSize: config.courier.batchSize,
       lane,
       stop: run.stop,
+      metrics,
       ...(run.gaps ? { gaps: run.gaps } : {}),
       ...(budget ? { budget } : {}),
     }).pipe(

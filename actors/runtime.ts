@@ -18,6 +18,7 @@ import { Receipts } from "../stores/receipts.ts";
 import { Wal } from "./wal/writer.ts";
 import { WalDrain, writeToPostgres } from "./wal/drain.ts";
 import { Health } from "./health.ts";
+import { Metrics } from "./metrics.ts";
 import { Journal } from "./journal.ts";
 import { journalOrBenchOff } from "./journal_off.ts";
 import { kinesisBusOf, type Profile } from "../core/profile.ts";
@@ -45,6 +46,8 @@ export interface RuntimeOptions {
   readonly pollIntervalMs?: number;
   /** The health record to feed (e.g. one the admin API already serves); default a fresh one. */
   readonly health?: Health["Service"];
+  /** The metrics to feed (e.g. ones the admin API already serves); default fresh ones. */
+  readonly metrics?: Metrics["Service"];
 }
 
 /**
@@ -166,9 +169,10 @@ export function coreLayer(config: RunConfigShape, options: RuntimeOptions = {}) 
   const { profile } = config;
   const paths = runtimePaths(profile);
   const health = options.health ? Layer.succeed(Health, options.health) : Health.layer;
-  const durable = Health.walLayer.pipe(
+  const metrics = options.metrics ? Layer.succeed(Metrics, options.metrics) : Metrics.layer;
+  const durable = Layer.merge(Health.walLayer, Metrics.walLayer).pipe(
     Layer.provideMerge(durableLayer(config, { lazy: true, benchOff: true })),
-    Layer.provideMerge(health),
+    Layer.provideMerge(Layer.merge(health, metrics)),
   );
   const base = Layer.mergeAll(
     // The runtime streams for hours next to other services: DuckDB gets a fixed share of memory

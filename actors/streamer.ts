@@ -14,6 +14,7 @@ import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OutputBudget } from "./budgets.ts";
 import type { EmitBatch, Lane } from "./courier.ts";
+import type { OutputMetrics } from "./metrics.ts";
 import { type OutputGaps, RunGaps } from "./run_gaps.ts";
 
 /** Waits up to this long are not interruptible by a stop request (it is seen right after). */
@@ -96,6 +97,8 @@ export const runStreamer = Effect.fn("runStreamer")(
      * and cuts the hand-over at a hard cap, after which the output ends `budget`.
      */
     readonly budget?: OutputBudget;
+    /** The output's Prometheus instruments: pacing lateness and the schedule position. */
+    readonly metrics?: OutputMetrics;
   }): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
     const { pacing, caps, lane, batchSize } = options;
     const paced = pacing.speedup > 0;
@@ -111,6 +114,7 @@ export const runStreamer = Effect.fn("runStreamer")(
     let budgetEnd: { readonly end: "budget" | "shutdown"; readonly message?: string } | undefined;
     // The lane's lateness histogram is one object for the lane's life: fetched once, not per flush.
     const pacingStats = (yield* lane.stats).pacing;
+    const metrics = options.metrics;
 
     /** Hands the group to the lane; false when the run-wide cap cut it (streaming must end). */
     const flush = Effect.gen(function* () {
@@ -140,10 +144,17 @@ export const runStreamer = Effect.fn("runStreamer")(
           if (batch.dueMs.length > 0) {
             const at = yield* Clock.currentTimeMillis;
             for (const due of batch.dueMs) pacingStats.add(at - due);
+            if (metrics !== undefined) {
+              const hist = metrics.pacingLateness;
+              for (const due of batch.dueMs) hist.observe(at > due ? (at - due) / 1000 : 0);
+            }
           }
           yield* lane.send(batch);
           handedOver += k;
           from += k;
+          if (metrics !== undefined && batch.dueMs.length > 0) {
+            metrics.lastDueMs = batch.dueMs[batch.dueMs.length - 1];
+          }
         }
         if (budgetEnd !== undefined) return false;
       }
@@ -184,6 +195,7 @@ export const runStreamer = Effect.fn("runStreamer")(
             if (!(yield* flush)) return outcome("cap");
             now = yield* Clock.currentTimeMillis;
             if (dueMs > now) {
+              if (metrics !== undefined) metrics.waiting = true;
               // A short wait is slept out and the stop request checked after it; only a long one
               // races the stop request (a race forks two fibers, thousands of times a second when
               // the events are dense).
@@ -195,6 +207,7 @@ export const runStreamer = Effect.fn("runStreamer")(
                   Effect.sleep(`${dueMs - now} millis`).pipe(Effect.as(false)),
                   Deferred.await(options.stop).pipe(Effect.as(true)),
                 );
+              if (metrics !== undefined) metrics.waiting = false;
               if (stopped) return outcome("shutdown");
               now = yield* Clock.currentTimeMillis;
             }

@@ -13,6 +13,7 @@ import type { OracleStore } from "../stores/oracle.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import type { Checkpointer } from "./checkpointer.ts";
 import type { Journal } from "./journal.ts";
+import { Metrics } from "./metrics.ts";
 import type { RunConfig } from "./run_config.ts";
 import { executeRun, internalError, type OutputProgress, RunFaultHook } from "./run.ts";
 import type { Shutdown } from "./shutdown.ts";
@@ -51,6 +52,7 @@ export class Supervisor extends Context.Service<Supervisor, {
         | Postgres
         | Wal
         | IgClient
+        | Metrics
       >();
       const queue = yield* Queue.bounded<
         readonly [RunRequested, Deferred.Deferred<StreamResult>],
@@ -58,6 +60,8 @@ export class Supervisor extends Context.Service<Supervisor, {
       >(
         16,
       );
+      const { runQueue } = (yield* Metrics).gauges;
+      yield* (yield* Metrics).collect(Queue.size(queue).pipe(Effect.map((n) => runQueue.set(n))));
       const live = yield* Ref.make<ReadonlyMap<string, Effect.Effect<OutputProgress>>>(new Map());
       const current = yield* Ref.make<RunInFlight | undefined>(undefined);
       // One run at a time. Whatever ends a run, its caller gets an answer: a defect that got

@@ -6,6 +6,7 @@ import type { RouteModule } from "./route.ts";
 import { checkpointsRoutes } from "./routes/checkpoints.ts";
 import { deadLettersRoutes } from "./routes/dead_letters.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { receiptsRoutes } from "./routes/receipts.ts";
 import { runsRoutes } from "./routes/runs.ts";
 import { statusRoutes } from "./routes/status.ts";
@@ -18,4 +19,5 @@ export const ADMIN_MODULES: ReadonlyArray<RouteModule> = [
   checkpointsRoutes,
   receiptsRoutes,
   deadLettersRoutes,
+  metricsRoutes,
 ];

@@ -35,6 +35,7 @@ import { serveAdmin } from "../api/server.ts";
 import { RuntimeSlot } from "../api/services.ts";
 import { bootstrap } from "../actors/bootstrap.ts";
 import { Health } from "../actors/health.ts";
+import { Metrics } from "../actors/metrics.ts";
 import { ControlBus, type ReadySettlement } from "../actors/control_bus.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { runtimeLayer } from "../actors/runtime.ts";
@@ -101,6 +102,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
       : yield* existingWorld(given, profile);
     return yield* Effect.scoped(Effect.gen(function* () {
       const health = yield* Health.make;
+      const metrics = yield* Metrics.make;
       const slot = new RuntimeSlot(health);
       if (adminPort !== undefined && admin !== undefined) {
         const wiring = profile.wiring.admin;
@@ -160,6 +162,7 @@ export function runCommand(argv: ReadonlyArray<string>) {
           signals: true,
           pollIntervalMs: 200,
           health,
+          metrics,
         })),
       );
     }));
@@ -176,15 +179,18 @@ export function runCommand(argv: ReadonlyArray<string>) {
         let settled: ReadySettlement | undefined;
         if (messageId !== undefined) {
           const own = bus.settled(messageId);
-          settled = yield* withProgressDisplay(Effect.raceFirst(
-            own,
-            // A stop before the run settles: the run ends stopped within moments (or never
-            // started, e.g. deferred while the IG is down); either way the service goes.
-            Deferred.await(stop).pipe(
-              Effect.andThen(own.pipe(Effect.timeoutOption("10 seconds"))),
-              Effect.map((o) => o._tag === "Some" ? o.value : undefined),
+          settled = yield* withProgressDisplay(
+            Effect.raceFirst(
+              own,
+              // A stop before the run settles: the run ends stopped within moments (or never
+              // started, e.g. deferred while the IG is down); either way the service goes.
+              Deferred.await(stop).pipe(
+                Effect.andThen(own.pipe(Effect.timeoutOption("10 seconds"))),
+                Effect.map((o) => o._tag === "Some" ? o.value : undefined),
+              ),
             ),
-          ));
+            (s) => s?.result,
+          );
           if (settled && !flags.once) console.log(JSON.stringify(summaryLine(settled)));
         }
         if (!flags.once) {

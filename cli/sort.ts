@@ -7,7 +7,7 @@ import { joinRoot, resolveRoot } from "../core/store_root.ts";
 import { loadProfile, type Profile, selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type WorldOptions } from "../stores/world.ts";
 import { OracleStore } from "../stores/oracle.ts";
-import { progressBar } from "../core/progress.ts";
+import { type ProgressItem, withProgress } from "../core/progress.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type BuildResult, buildStreamViewAt } from "../stores/stream_view_build.ts";
 import { parseFlags, profileFlag, uniqueListFlag } from "./args.ts";
@@ -54,8 +54,13 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
     }
     for (const { output, shape } of resolved) {
       const id = output.entry.output_id;
-      const bar = progressBar(`sort ${id}`);
-      const result = yield* buildStreamViewAt({
+      // DuckDB reports the sort's progress in percent; the rows are the raw parts' count.
+      let sorted: ProgressItem | undefined;
+      const onProgress = (pct: number, rows: number) =>
+        Effect.sync(() =>
+          void (sorted = { id, done: Math.round((pct / 100) * rows), total: rows })
+        );
+      const build = buildStreamViewAt({
         engineRunRoot: world.engineRunRoot,
         localRunRoot: world.store.localRoot,
         engineRunId: world.runReceipt.run_id,
@@ -64,7 +69,10 @@ export const sortWorld = Effect.fn("sortWorld")(function* (options: SortOptions)
         parts: output.parts,
         streamViewRoot: viewRoot,
         rowShape: shape,
-      }, { repair: options.repair, onProgress: bar.update }).pipe(Effect.ensuring(bar.done));
+      }, { repair: options.repair, onProgress });
+      const result = yield* withProgress(Effect.sync(() => sorted ? [sorted] : []), build, {
+        final: (r) => [{ id, done: r.row_count, total: r.row_count }],
+      });
       yield* Effect.logInfo("stream view ready").pipe(
         Effect.annotateLogs({ output_id: id, status: result.status, rows: result.row_count }),
       );

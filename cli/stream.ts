@@ -3,15 +3,15 @@
  * `stream_world` action), with a live progress display on a terminal. The last stdout line is the StreamResult JSON; exit 0 only on STREAMED
  * (see {@link streamOutcome} for the others).
  */
-import { Clock, Effect, Fiber, Schedule } from "effect";
+import { Clock, Effect } from "effect";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 import { loadProfile } from "../core/profile.ts";
-import { barLine, statusBlock } from "../core/progress.ts";
+import { type ProgressItem, withProgress } from "../core/progress.ts";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { RunRequested, StreamResult } from "../schemas/messages.ts";
 import { streamWorld } from "../actions/stream_world.ts";
 import { runConfigOf } from "../actors/run_config.ts";
-import { Supervisor } from "../actors/supervisor.ts";
+import { type OutputProgress, Supervisor } from "../actors/supervisor.ts";
 import {
   type Flags,
   httpUrlFlag,
@@ -65,34 +65,43 @@ export function streamOutcome(result: StreamResult): { ok: boolean; code?: numbe
   return { ok: false };
 }
 
-/** Runs `effect` while a live per-output progress display redraws on a terminal. */
-export function withProgressDisplay<A, E, R>(effect: Effect.Effect<A, E, R>) {
+/**
+ * Runs `effect` while the Supervisor's run shows its per-output progress (bar, count, rate, ETA)
+ * on a terminal, or as a log line per output every few seconds otherwise (core/progress.ts).
+ * `resultOf` finds the run's result in the effect's, so the last line shows the final counts.
+ */
+export function withProgressDisplay<A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  resultOf: (a: A) => StreamResult | undefined = (a) => isStreamResult(a) ? a : undefined,
+) {
   return Effect.gen(function* () {
     const supervisor = yield* Supervisor;
-    const block = statusBlock();
-    const draw = supervisor.progress.pipe(
-      Effect.flatMap((outputs) =>
-        outputs.length === 0 ? Effect.void : block.draw(outputs.map((o) =>
-          barLine(
-            o.output_id,
-            o.emitted,
-            o.total,
-            `adm ${o.admitted} dup ${o.duplicate} quar ${o.quarantined}${
-              o.retries ? ` retries ${o.retries}` : ""
-            }`,
-          )
-        ))
-      ),
-    );
-    const painter = yield* Effect.forkChild(
-      draw.pipe(Effect.repeat(Schedule.spaced("250 millis"))),
-    );
-    const result = yield* effect;
-    yield* Fiber.interrupt(painter);
-    yield* draw;
-    yield* block.end;
-    return result;
+    return yield* withProgress(supervisor.progress.pipe(Effect.map(progressItems)), effect, {
+      final: (a, last) => {
+        const outputs = resultOf(a)?.outputs ?? [];
+        return last.map((item) => {
+          const out = outputs.find((o) => o.output_id === item.id);
+          return out === undefined ? item : { ...item, done: out.emitted };
+        });
+      },
+    });
   });
+}
+
+/** The progress items of a run's outputs. */
+export function progressItems(outputs: ReadonlyArray<OutputProgress>): Array<ProgressItem> {
+  return outputs.map((o) => ({
+    id: o.output_id,
+    done: o.emitted,
+    total: o.total,
+    detail: `adm ${o.admitted} dup ${o.duplicate} quar ${o.quarantined}${
+      o.retries ? ` retries ${o.retries}` : ""
+    }`,
+  }));
+}
+
+function isStreamResult(a: unknown): a is StreamResult {
+  return typeof a === "object" && a !== null && "status" in a && "emitted" in a;
 }
 
 function requestFrom(flags: Flags): Effect.Effect<RunRequested, WorldstreamError> {

@@ -17,11 +17,13 @@
  *               admission at the IG < 2 s after the restart's spawn (deno start-up shown apart)
  *   budgets     unpaced with governance.budgets rates set far above the stream's rate ≥ 90% of
  *               the same stream with no budgets, best of 2 each
+ *   admin       `main.ts run --once --admin-port P` unpaced, with a client polling the admin API
+ *               10 times a second, ≥ 0.95x of the same run without it, best of 2 each
  *
  * Every part runs worldstream and the IG as separate processes (`main.ts stream`, `main.ts ig`),
  * as an operator would. Flags: --events N (default 1,000,000), --memory-events N (default
  * 5,000,000; 0 skips), --dir D (default /tmp/worldstream-bench), --only a,b (throughput, push,
- * pacing, memory, durability, restart, budgets), --ig-db pglite (default: a private Postgres server via
+ * pacing, memory, durability, restart, budgets, admin), --ig-db pglite (default: a private Postgres server via
  * scripts/pg_cluster.sh when it starts, as a real gate has one).
  */
 import { Effect, Layer } from "effect";
@@ -56,7 +58,7 @@ const memoryEvents = Number(flags["memory-events"] ?? 5_000_000);
 const dir = String(flags.dir ?? "/tmp/worldstream-bench");
 const only = new Set(
   listFlag(flags, "only") ??
-    ["throughput", "push", "pacing", "memory", "durability", "restart", "budgets"],
+    ["throughput", "push", "pacing", "memory", "durability", "restart", "budgets", "admin"],
 );
 const runDir = await Deno.makeTempDir({ prefix: "ws-bench-stream-" });
 
@@ -273,10 +275,10 @@ const EXTRA_V8 = Deno.env.get("BENCH_V8_FLAGS") ?? "";
 const V8_FLAGS = `--v8-flags=${[TASK_V8, EXTRA_V8].filter(Boolean).join(",")}`;
 
 /** Starts `main.ts stream` as `deno task stream` does; `done` has its output and exit status. */
-function spawnStream(args: string[], env: Record<string, string>) {
+function spawnStream(args: string[], env: Record<string, string>, command = "stream") {
   const child = new Deno.Command(Deno.execPath(), {
     // As `deno task stream` runs it: V8's old space capped, so garbage is collected, not kept.
-    args: ["run", "-A", V8_FLAGS, MAIN, "stream", ...args],
+    args: ["run", "-A", V8_FLAGS, MAIN, command, ...args],
     env,
     stdout: "piped",
     stderr: "piped",
@@ -1019,6 +1021,98 @@ if (only.has("restart")) {
       );
     }
   }
+}
+
+/** The admin routes a monitoring client polls, with the viewer token below. */
+const ADMIN_ROUTES = ["/v1/status", "/metrics", "/readyz"];
+
+/** The bench's own viewer token for the admin API (the run gets it from its environment). */
+const BENCH_VIEWER_TOKEN = `bench-viewer-${crypto.randomUUID()}`;
+
+/**
+ * Polls every {@link ADMIN_ROUTES} route of `baseUrl` 10 times a second (all of them each tick)
+ * until `stop` resolves; answers the ticks where every route answered 200.
+ */
+async function pollAdmin(baseUrl: string, stop: Promise<unknown>) {
+  let stopped = false;
+  void stop.finally(() => (stopped = true));
+  let ticks = 0;
+  let bytes = 0;
+  while (!stopped) {
+    const t0 = performance.now();
+    try {
+      const answers = await Promise.all(ADMIN_ROUTES.map(async (route) => {
+        const res = await fetch(`${baseUrl}${route}`, {
+          headers: { authorization: `Bearer ${BENCH_VIEWER_TOKEN}` },
+        });
+        bytes += (await res.text()).length;
+        return res.status;
+      }));
+      if (answers.every((status) => status === 200)) ticks++;
+    } catch {
+      // Not listening yet, or gone: the tick does not count.
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, 100 - (performance.now() - t0))));
+  }
+  return { ticks, bytes };
+}
+
+if (only.has("admin")) {
+  // `run --once` on the bench world (its traffic and context outputs, unpaced), in the order
+  // off on on off so a drift weighs on both sides alike; best of two. Each run meets a fresh IG.
+  const rates: Record<"off" | "on", number[]> = { off: [], on: [] };
+  let ok = true;
+  let polled = "";
+  for (const mode of ["off", "on", "on", "off"] as const) {
+    const ig = await startIgProcess();
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const t0 = performance.now();
+    const spawned = spawnStream(
+      [
+        "--once",
+        "--engine-run-root",
+        w.root,
+        "--speedup",
+        "0",
+        "--ig-url",
+        ig.url,
+        "--admin-port",
+        String(port),
+      ],
+      siteEnv({
+        WORLDSTREAM_ADMIN_TOKEN: `bench-operator-${crypto.randomUUID()}`,
+        WORLDSTREAM_VIEWER_TOKEN: BENCH_VIEWER_TOKEN,
+      }),
+      "run",
+    );
+    const poller = mode === "on"
+      ? pollAdmin(`http://127.0.0.1:${port}`, spawned.done)
+      : Promise.resolve(undefined);
+    const [{ out, err, status }, poll] = await Promise.all([spawned.done, poller]);
+    const wall = (performance.now() - t0) / 1000;
+    await ig.stop();
+    const result = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    if (!status.success) console.log(err.split("\n").slice(-5).join("\n"));
+    const rate = result.emitted / (result.elapsed_ms / 1000);
+    ok &&= status.success && result.status === "STREAMED";
+    rates[mode].push(rate);
+    const polls = poll ? `, ${poll.ticks} polls (${(poll.ticks / wall).toFixed(1)}/s)` : "";
+    if (poll) polled = `${poll.ticks} polls of ${ADMIN_ROUTES.join(" + ")} in ${wall.toFixed(0)} s`;
+    console.log(`admin ${mode}: ${result.emitted} events, ${Math.round(rate)}/s${polls}`);
+  }
+  const on = Math.max(...rates.on);
+  const off = Math.max(...rates.off);
+  const each = (r: number[]) => r.map(Math.round).join(", ");
+  record(
+    `admin API polled 10/s (${ADMIN_ROUTES.join(", ")}): run --once unpaced ${
+      Math.round(on)
+    }/s vs ${Math.round(off)}/s unpolled (best of 2; polled ${each(rates.on)}; unpolled ${
+      each(rates.off)
+    }; last: ${polled})`,
+    `${(on / off).toFixed(2)}x`,
+    ">= 0.95x",
+    ok && on / off >= 0.95,
+  );
 }
 
 await cleanUp();

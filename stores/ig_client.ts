@@ -10,7 +10,7 @@
  * batch route (the platform's own gate has none), then pushes from then on; the batch that got
  * the 404 was not admitted, so its envelopes are pushed one by one in order.
  */
-import { Context, Data, Duration, Effect, Layer, Ref, Schedule } from "effect";
+import { Clock, Context, Data, Duration, Effect, Layer, Ref, Schedule } from "effect";
 import { isRetryable, type RetryPolicy, retrySchedule } from "../core/ig_retry.ts";
 
 /** What one IG request came back with. `status` 0 means no HTTP answer (reset, refused, timeout). */
@@ -183,6 +183,15 @@ export class IgSendFailed extends Data.TaggedError("IgSendFailed")<{
 /** Called before every request (first attempt 1). */
 export type OnRequest = (attempt: number) => Effect.Effect<void>;
 
+/** Called after every request with its duration in seconds and its HTTP status (0: no answer). */
+export type OnAnswer = (seconds: number, status: number) => void;
+
+/** What a caller hears of each request. */
+interface RequestHooks {
+  readonly onRequest?: OnRequest | undefined;
+  readonly onAnswer?: OnAnswer | undefined;
+}
+
 /** The gate as worldstream's callers see it. */
 export class IgClient extends Context.Service<IgClient, {
   readonly endpoint: IgEndpoint;
@@ -193,6 +202,7 @@ export class IgClient extends Context.Service<IgClient, {
   readonly send: (
     envelopes: ReadonlyArray<string>,
     onRequest?: OnRequest,
+    onAnswer?: OnAnswer,
   ) => Effect.Effect<Decided, IgSendFailed>;
   /**
    * Sends the envelopes and says what came of each, in order: envelopes that share a request
@@ -225,12 +235,20 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
     path: string,
     post: Effect.Effect<IgAnswer>,
     index: number,
-    onRequest: OnRequest | undefined,
+    hooks: RequestHooks | undefined,
   ): Effect.Effect<Decided, IgSendFailed> => {
     let requests = 0;
+    const onRequest = hooks?.onRequest;
+    const onAnswer = hooks?.onAnswer;
+    const timed = onAnswer === undefined ? post : Effect.gen(function* () {
+      const start = yield* Clock.currentTimeNanos;
+      const answer = yield* post;
+      onAnswer(Number((yield* Clock.currentTimeNanos) - start) / 1e9, answer.status);
+      return answer;
+    });
     const once = Effect.suspend(() => {
       requests++;
-      return onRequest === undefined ? post : Effect.andThen(onRequest(requests), post);
+      return onRequest === undefined ? timed : Effect.andThen(onRequest(requests), timed);
     }).pipe(
       Effect.flatMap((answer) =>
         answer.status === 200 && answer.decisions !== undefined
@@ -252,14 +270,14 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
   const maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES_DEFAULT;
 
   /** Sends a batch as requests whose bodies fit the gate's limit, one after another, in order. */
-  const batch = (envelopes: ReadonlyArray<string>, onRequest?: OnRequest) =>
+  const batch = (envelopes: ReadonlyArray<string>, hooks?: RequestHooks) =>
     Effect.gen(function* () {
       const decisions: Array<string> = [];
       const reasons: Array<string | undefined> = [];
       let requests = 0;
       for (const [from, to] of bodyCuts(envelopes, maxBody)) {
         const part = from === 0 && to === envelopes.length ? envelopes : envelopes.slice(from, to);
-        const d = yield* retried(BATCH_ROUTE, postBatch(options.endpoint, part), from, onRequest)
+        const d = yield* retried(BATCH_ROUTE, postBatch(options.endpoint, part), from, hooks)
           .pipe(
             Effect.mapError((e) =>
               from === 0 ? e : new IgSendFailed({ ...e, requests: requests + e.requests })
@@ -271,17 +289,17 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
       }
       return { decisions, reasons, requests } satisfies Decided;
     });
-  const push = (envelope: string, index: number, onRequest?: OnRequest) =>
-    retried(PUSH_ROUTE, pushOne(options.endpoint, envelope), index, onRequest);
+  const push = (envelope: string, index: number, hooks?: RequestHooks) =>
+    retried(PUSH_ROUTE, pushOne(options.endpoint, envelope), index, hooks);
 
   /**
    * Sends a batch while the gate is known to take them; undefined when it is not (push mode, or
    * auto mode once the batch route answered 404/405, which this call may be the one to find).
    */
-  const maybeBatch = (envelopes: ReadonlyArray<string>, onRequest?: OnRequest) =>
+  const maybeBatch = (envelopes: ReadonlyArray<string>, hooks?: RequestHooks) =>
     Effect.gen(function* () {
       if (!(yield* Ref.get(batches))) return undefined;
-      return yield* batch(envelopes, onRequest).pipe(
+      return yield* batch(envelopes, hooks).pipe(
         Effect.catchIf(
           (e) => options.mode === "auto" && isRouteMissing(e.answer.status),
           (e) => switchToPush(e).pipe(Effect.as(undefined)),
@@ -305,15 +323,16 @@ export const makeIgClient = Effect.fn("makeIgClient")(function* (options: IgClie
   const concurrency = { concurrency: options.pushConcurrency };
   return IgClient.of({
     endpoint: options.endpoint,
-    send: (envelopes, onRequest) =>
+    send: (envelopes, onRequest, onAnswer) =>
       Effect.gen(function* () {
         const tooLarge = oversized(options.endpoint, envelopes, maxBody);
         if (tooLarge !== undefined) return yield* tooLarge;
-        const viaBatch = yield* maybeBatch(envelopes, onRequest);
+        const hooks = onRequest || onAnswer ? { onRequest, onAnswer } : undefined;
+        const viaBatch = yield* maybeBatch(envelopes, hooks);
         if (viaBatch !== undefined) return viaBatch;
         const each = yield* Effect.forEach(
           envelopes,
-          (envelope, i) => push(envelope, i, onRequest),
+          (envelope, i) => push(envelope, i, hooks),
           concurrency,
         );
         return {

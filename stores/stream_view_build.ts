@@ -80,7 +80,7 @@ export interface BuildOptions {
    */
   readonly repair?: boolean;
   /** Called with 0–100 while DuckDB sorts. */
-  readonly onProgress?: (percentage: number) => Effect.Effect<void>;
+  readonly onProgress?: (percentage: number, rows: number) => Effect.Effect<void>;
 }
 
 /** The folder of an output's view under a stream view root. */
@@ -172,7 +172,7 @@ export const buildStreamView = Effect.fn("buildStreamView")(function* (
       // Reading every column can still fail where the ts_utc-only stats pass (a part whose
       // other columns are corrupt or differ from the first part's schema).
       yield* (options.onProgress
-        ? session.execWithProgress(copy, params, options.onProgress)
+        ? session.execWithProgress(copy, params, (pct) => options.onProgress!(pct, raw.row_count))
         : session.exec(copy, params)).pipe(Effect.mapError((e) => readError(source.outputId, e)));
 
       const sorted = yield* statsOf(session, "stream_view_sorted_stats", { files: [partPath] });
