@@ -26,7 +26,7 @@ import { fail } from "../schemas/errors.ts";
 import { AuditLog } from "./audit_log.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { RUNTIME_PGLITE } from "../stores/pglite_channel.ts";
-import { Postgres } from "../stores/postgres.ts";
+import { Postgres, serverOptionsOf } from "../stores/postgres.ts";
 import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "./ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
@@ -54,7 +54,7 @@ export interface RuntimeOptions {
 export function postgresLayer(profile: Profile, options: { readonly lazy?: boolean } = {}) {
   const db = profile.wiring.database;
   const base = db.backend === "server"
-    ? Postgres.layerServer(db.url ?? "", { lazy: options.lazy === true })
+    ? Postgres.layerServer(db.url ?? "", { ...serverOptionsOf(db), lazy: options.lazy === true })
     : Postgres.layerPglite(
       profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`,
       RUNTIME_PGLITE,
