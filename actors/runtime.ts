@@ -210,6 +210,9 @@ function busListener(profile: Profile, options: RuntimeOptions) {
   if (bus.kind === "kinesis" && kinesis !== undefined) {
     return kinesisControlBus({
       context: readyContext(profile),
+      // Edge mode starts without its dependencies, a stream not made yet included (bootstrap
+      // reports it down); backend mode has already waited for it.
+      streamMissing: (profile.wiring.bootstrap?.mode ?? "edge") === "edge" ? "wait" : "fail",
       ...(bus.poll_interval_ms ? { pollIntervalMs: bus.poll_interval_ms } : {}),
     }).pipe(
       Layer.provide(Layer.merge(KinesisBus.layer(kinesis), BusPositions.layer)),

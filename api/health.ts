@@ -17,7 +17,9 @@ import type { Health, Readiness } from "../actors/health.ts";
 export interface ReadyzBody {
   readonly status: "ready" | "degraded" | "down";
   readonly problems: ReadonlyArray<string>;
-  readonly dependencies: ReadonlyArray<{ name: string; ok: boolean; detail: string }>;
+  readonly dependencies: ReadonlyArray<
+    { name: string; ok: boolean; detail: string; reason?: string }
+  >;
   readonly wal: {
     readonly pending_records: number;
     readonly pending_bytes: number;
@@ -30,7 +32,12 @@ export function readyzBody(r: Readiness): ReadyzBody {
   return {
     status: r.status === "healthy" ? "ready" : r.status,
     problems: r.problems,
-    dependencies: r.dependencies.map((d) => ({ name: d.name, ok: d.ok, detail: d.detail })),
+    dependencies: r.dependencies.map((d) => ({
+      name: d.name,
+      ok: d.ok,
+      detail: d.detail,
+      ...(d.reason === undefined ? {} : { reason: d.reason }),
+    })),
     wal: r.wal === null ? null : {
       pending_records: r.wal.pending_records,
       pending_bytes: r.wal.pending_bytes,
