@@ -1,20 +1,23 @@
 /**
  * Bootstrap: checks the runtime's dependencies (Postgres, the IG's health endpoint, the control
- * bus folder, the oracle root) before streaming, and keeps re-checking them.
+ * bus folder or Kinesis stream, the oracle root) before streaming, and keeps re-checking them.
  *
  * `backend` mode waits until every dependency is healthy, re-checking every poll interval, and
  * fails BOOTSTRAP_TIMEOUT (naming what stayed down) after the timeout. `edge` mode starts at
  * once, degraded: the WAL buffers what Postgres cannot take yet and READY messages are deferred
  * while the IG is down. Either way a background fiber re-checks every poll interval and logs
- * each change of health, so operators see `degraded` and `healthy` transitions. When a Health
+ * each change of health, so operators see `degraded` and `healthy` transitions. A dependency that
+ * knows why it is down (a Kinesis stream that does not exist: CONTROL_BUS_STREAM_MISSING) fails
+ * `backend` mode with that code, naming the resource, instead of BOOTSTRAP_TIMEOUT. When a Health
  * service is in context, every report goes to it too (that is what `/readyz` shows), and it is
  * marked started once the start-up checks let the runtime go.
  */
 import { Clock, Effect, Option, Ref, Schedule } from "effect";
-import type { Profile } from "../core/profile.ts";
+import { kinesisBusOf, type Profile } from "../core/profile.ts";
 import { supervised } from "../core/supervise.ts";
 import { fail } from "../schemas/errors.ts";
 import { type IgEndpoint, igHealthy } from "../stores/ig_client.ts";
+import { KinesisBus, type KinesisBusConfig } from "../stores/control_bus_kinesis.ts";
 import { type DependencyHealth, Health } from "./health.ts";
 
 export type { DependencyHealth } from "./health.ts";
@@ -51,7 +54,10 @@ export function checkDependencies(profile: Profile, ig: IgEndpoint) {
     const igOk = yield* igHealthy({ ...ig, timeoutMs: Math.min(ig.timeoutMs, 2000) });
     out.push({ name: "ig", ok: igOk, detail: ig.baseUrl });
     const bus = profile.paths.controlBusRoot;
-    if (bus !== undefined) {
+    const kinesis = kinesisBusOf(profile);
+    if (kinesis !== undefined) {
+      out.push(yield* kinesisStreamHealth(kinesis));
+    } else if (bus !== undefined) {
       out.push({ name: "control_bus", ok: yield* usableDir(bus), detail: bus });
     }
     const oracle = profile.wiring.oracle_engine_run_root;
@@ -79,6 +85,17 @@ export const bootstrap = Effect.fn("bootstrap")(function* (
     const down = report.filter((d) => !d.ok).map((d) => d.name);
     const waited = (yield* Clock.currentTimeMillis) - started;
     if (waited >= options.timeoutMs) {
+      // A dependency that knows why it is down (a Kinesis stream that does not exist) fails with
+      // its own code and words, which name the resource; the others time out.
+      const known = report.find((d) => !d.ok && d.reason !== undefined);
+      if (known?.reason !== undefined) {
+        return yield* fail(
+          known.reason,
+          `${known.detail} (still after waiting ${Math.round(waited / 1000)} s; down: ${
+            down.join(", ")
+          })`,
+        );
+      }
       return yield* fail(
         "BOOTSTRAP_TIMEOUT",
         `Dependencies still down after ${Math.round(waited / 1000)} s: ${down.join(", ")}`,
@@ -133,6 +150,38 @@ function tcpReachable(hostname: string, port: number) {
       return false;
     }
   });
+}
+
+/** How long one look at the Kinesis stream may take before it counts as down. */
+const KINESIS_CHECK_MS = 5000;
+
+/**
+ * The Kinesis control bus stream as a dependency: up when DescribeStreamSummary answers for it;
+ * down with CONTROL_BUS_STREAM_MISSING when it does not exist, CONTROL_BUS_UNAVAILABLE when
+ * Kinesis does not answer (or not within 5 s). The detail names the stream either way.
+ */
+function kinesisStreamHealth(config: KinesisBusConfig): Effect.Effect<DependencyHealth> {
+  const where = `Kinesis stream ${config.stream}${config.endpoint ? ` at ${config.endpoint}` : ""}`;
+  return KinesisBus.pipe(
+    Effect.flatMap((bus) => bus.check),
+    Effect.timeoutOrElse({
+      duration: KINESIS_CHECK_MS,
+      orElse: () =>
+        Effect.fail(
+          fail("CONTROL_BUS_UNAVAILABLE", `${where} did not answer within ${KINESIS_CHECK_MS} ms`),
+        ),
+    }),
+    Effect.provide(KinesisBus.layer(config)),
+    Effect.match({
+      onSuccess: (): DependencyHealth => ({ name: "control_bus", ok: true, detail: where }),
+      onFailure: (e): DependencyHealth => ({
+        name: "control_bus",
+        ok: false,
+        detail: e.message,
+        reason: e.reason,
+      }),
+    }),
+  );
 }
 
 function usableDir(path: string) {

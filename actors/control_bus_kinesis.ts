@@ -45,6 +45,12 @@ export interface KinesisListenerOptions {
   readonly pageLimit?: number;
   /** Iterators to read shards from first, instead of their saved positions (tests: an expired one). */
   readonly startIterators?: ReadonlyMap<string, string>;
+  /**
+   * A stream that does not exist at start: `fail` the runtime (CONTROL_BUS_STREAM_MISSING,
+   * the default, as `backend` mode wants) or `wait` for it, read again every poll (`edge` mode:
+   * the runtime serves degraded, and reads the stream from its start once it exists).
+   */
+  readonly streamMissing?: "fail" | "wait";
 }
 
 interface Cursor {
@@ -83,11 +89,11 @@ export function kinesisControlBus(options: KinesisListenerOptions) {
         return c;
       };
 
-      // A stream that does not exist is a wrong profile: the runtime does not start. One that
-      // does not answer yet is read again at every poll (offline-first).
+      // A stream that does not exist is a wrong profile: the runtime does not start (unless
+      // told to wait for it). One that does not answer yet is read again at every poll.
       yield* bus.check.pipe(
         Effect.catchIf(
-          (e) => e.reason !== "CONTROL_BUS_STREAM_MISSING",
+          (e) => e.reason !== "CONTROL_BUS_STREAM_MISSING" || options.streamMissing === "wait",
           (e) =>
             Effect.logWarning("degraded: the Kinesis control bus did not answer").pipe(
               Effect.annotateLogs({ reason: e.reason, error: e.message }),

@@ -11,6 +11,7 @@
  * - `healthy`: otherwise.
  */
 import { Context, Effect, Layer, type Scope } from "effect";
+import type { ReasonCode } from "../schemas/reasons.ts";
 import { Wal } from "./wal/writer.ts";
 import { WalDrain } from "./wal/drain.ts";
 
@@ -19,6 +20,8 @@ export interface DependencyHealth {
   readonly name: "postgres" | "ig" | "control_bus" | "oracle";
   readonly ok: boolean;
   readonly detail: string;
+  /** Why it is down, when the check knows a reason code (e.g. CONTROL_BUS_STREAM_MISSING). */
+  readonly reason?: ReasonCode;
 }
 
 /** The WAL's backlog and the drain's state. */

@@ -27,7 +27,7 @@ import { fail } from "../schemas/errors.ts";
 import { AuditLog } from "./audit_log.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { RUNTIME_PGLITE } from "../stores/pglite_channel.ts";
-import { Postgres } from "../stores/postgres.ts";
+import { Postgres, serverOptionsOf } from "../stores/postgres.ts";
 import { migrate, migratingOnFirstUse } from "../stores/postgres_migrate.ts";
 import { ReadyLedger } from "./ready_ledger.ts";
 import { Checkpointer } from "./checkpointer.ts";
@@ -57,7 +57,7 @@ export interface RuntimeOptions {
 export function postgresLayer(profile: Profile, options: { readonly lazy?: boolean } = {}) {
   const db = profile.wiring.database;
   const base = db.backend === "server"
-    ? Postgres.layerServer(db.url ?? "", { lazy: options.lazy === true })
+    ? Postgres.layerServer(db.url ?? "", { ...serverOptionsOf(db), lazy: options.lazy === true })
     : Postgres.layerPglite(
       profile.paths.pgliteDir ?? `${profile.paths.runsRoot}/pglite`,
       RUNTIME_PGLITE,
@@ -214,6 +214,9 @@ function busListener(profile: Profile, options: RuntimeOptions) {
   if (bus.kind === "kinesis" && kinesis !== undefined) {
     return kinesisControlBus({
       context: readyContext(profile),
+      // Edge mode starts without its dependencies, a stream not made yet included (bootstrap
+      // reports it down); backend mode has already waited for it.
+      streamMissing: (profile.wiring.bootstrap?.mode ?? "edge") === "edge" ? "wait" : "fail",
       ...(bus.poll_interval_ms ? { pollIntervalMs: bus.poll_interval_ms } : {}),
     }).pipe(
       Layer.provide(Layer.merge(KinesisBus.layer(kinesis), BusPositions.layer)),

@@ -291,7 +291,10 @@ Deno.test("an unknown key deep inside wiring is refused with the keys allowed th
           "wiring.control_bus.shard",
           /kind, topic, root, stream, region, endpoint_url, poll_interval_ms\)$/,
         ],
-        ["wiring.database.dsn", /backend, pglite_dir, url\)$/],
+        [
+          "wiring.database.dsn",
+          /backend, pglite_dir, url, pool_max, statement_timeout_ms, connect_timeout_ms\)$/,
+        ],
         ["policy.license_pack_path", /stream_max_gap_seconds\)$/],
       ] as const
     ) {

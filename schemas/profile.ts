@@ -134,11 +134,21 @@ export const ControlBusWiring = Schema.Struct({
 );
 export type ControlBusWiring = typeof ControlBusWiring.Type;
 
-/** Postgres: embedded PGlite in a folder, or a server reached by URL. */
+/**
+ * Postgres: embedded PGlite in a folder, or a server reached by URL. The pool size and the two
+ * timeouts apply to the server (stores/postgres.ts `serverOptionsOf`); PGlite has one connection
+ * and no timer signal, so they do nothing there.
+ */
 export const DatabaseWiring = Schema.Struct({
   backend: Schema.Literals(["pglite", "server"]),
   pglite_dir: Schema.optionalKey(LocalPath),
   url: Schema.optionalKey(PostgresUrl),
+  /** Connections the server pool opens at most (default 10). */
+  pool_max: Schema.optionalKey(numberAtLeast(1, { integer: true })),
+  /** A statement running longer is cancelled by the server (PG_STATEMENT_TIMEOUT); 0: never. */
+  statement_timeout_ms: Schema.optionalKey(numberAtLeast(0, { integer: true })),
+  /** How long opening a connection may take before PG_UNAVAILABLE (default 10 000). */
+  connect_timeout_ms: Schema.optionalKey(numberAtLeast(1, { integer: true })),
 }).check(
   Schema.makeFilter((db) =>
     db.backend === "pglite" && db.pglite_dir === undefined

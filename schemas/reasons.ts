@@ -157,6 +157,8 @@ export const REASONS = {
   PGLITE_LOCKED: "Another live process owns this PGlite folder (names its pid)",
   PG_UNAVAILABLE: "Postgres did not answer",
   PG_QUERY_FAILED: "Postgres refused a statement",
+  PG_STATEMENT_TIMEOUT:
+    "A Postgres statement ran past wiring.database.statement_timeout_ms and was cancelled",
   MIGRATION_FAILED: "A migration failed and was rolled back",
   MIGRATION_CHECKSUM_MISMATCH: "An applied migration's file was changed afterwards",
   BOOTSTRAP_TIMEOUT: "A dependency was not healthy within the bootstrap timeout",

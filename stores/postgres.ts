@@ -11,6 +11,7 @@ import postgres from "postgres";
 import { Config, Context, Effect, Exit, Layer, Option, Redacted } from "effect";
 import type { Cause } from "effect";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
+import type { DatabaseWiring } from "../schemas/profile.ts";
 import {
   adoptEarlyPglite,
   isolationFromEnv,
@@ -109,10 +110,32 @@ export interface ServerOptions {
   /** Seconds to wait for a connection before PG_UNAVAILABLE (default 10). */
   readonly connectTimeoutSeconds?: number;
   /**
+   * The server cancels any statement of this pool that runs longer (PG_STATEMENT_TIMEOUT), set
+   * as each connection's `statement_timeout` when it opens; 0 or unset: the server's default.
+   */
+  readonly statementTimeoutMs?: number;
+  /**
    * Build without connecting: the pool connects on the first statement, so an edge runtime
    * starts while the server is down (default false: the build fails PG_UNAVAILABLE).
    */
   readonly lazy?: boolean;
+}
+
+/**
+ * The server options a profile's `wiring.database` asks for: `pool_max`, `connect_timeout_ms`,
+ * `statement_timeout_ms` (unset keys keep the defaults). PGlite takes none of them: it has one
+ * connection, opens no socket, and its WebAssembly build has no timer signal to cancel with.
+ */
+export function serverOptionsOf(db: DatabaseWiring): ServerOptions {
+  return {
+    ...(db.pool_max === undefined ? {} : { max: db.pool_max }),
+    ...(db.connect_timeout_ms === undefined
+      ? {}
+      : { connectTimeoutSeconds: db.connect_timeout_ms / 1000 }),
+    ...(db.statement_timeout_ms === undefined
+      ? {}
+      : { statementTimeoutMs: db.statement_timeout_ms }),
+  };
 }
 
 /** A DSN fit for logs and error messages: the password (URL or `password=` form) becomes `***`. */
@@ -175,7 +198,14 @@ function makeServer(url: string, options: ServerOptions) {
             max: options.max ?? 10,
             connect_timeout: options.connectTimeoutSeconds ?? 10,
             onnotice: () => undefined,
-            connection: { application_name: "worldstream" },
+            // Startup parameters: every connection of the pool, and every reconnection after a
+            // server restart, opens with them (and `reset all` in `session` returns to them).
+            connection: {
+              application_name: "worldstream",
+              ...(options.statementTimeoutMs
+                ? { statement_timeout: options.statementTimeoutMs }
+                : {}),
+            },
             types: { bigint: INT8_AS_NUMBER, bytea: BYTEA_AS_UINT8ARRAY },
           }),
         catch: (e) => unavailable(url, e),
@@ -422,6 +452,15 @@ function pgError(e: unknown): WorldstreamError {
   if (e instanceof PgliteLocked) return fail("PGLITE_LOCKED", e.message);
   const code = errorCode(e);
   if (code === undefined) return fail("PG_QUERY_FAILED", `Postgres query failed: ${firstLine(e)}`);
+  // 57014 is any cancellation; only the server's own statement_timeout says so in its message.
+  if (code === "57014" && /statement timeout/i.test(firstLine(e))) {
+    return fail(
+      "PG_STATEMENT_TIMEOUT",
+      `Postgres cancelled a statement that ran past its statement_timeout (wiring.database.statement_timeout_ms) [${code}]: ${
+        firstLine(e)
+      }`,
+    );
+  }
   if (UNAVAILABLE_CODES.test(code) || (isSqlState(code) && UNAVAILABLE_STATES.test(code))) {
     return fail("PG_UNAVAILABLE", `Postgres is unavailable [${code}]: ${firstLine(e)}`);
   }
@@ -430,7 +469,7 @@ function pgError(e: unknown): WorldstreamError {
 
 function queryFailed(text: string, e: unknown): WorldstreamError {
   const error = pgError(e);
-  if (error.reason !== "PG_QUERY_FAILED") return error;
+  if (error.reason !== "PG_QUERY_FAILED" && error.reason !== "PG_STATEMENT_TIMEOUT") return error;
   const snippet = text.replace(/--[^\n]*/g, "").replace(/\s+/g, " ").trim().slice(0, 80);
   return fail(error.reason, `${error.message} (in: ${snippet})`);
 }

@@ -248,6 +248,12 @@ export function kinesisProfile(path: string, options: {
   readonly pgliteDir: string;
   readonly igUrl: string;
   readonly pollIntervalMs?: number;
+  /** `wiring.bootstrap` instead of the shipped one (mode, poll interval, timeout). */
+  readonly bootstrap?: {
+    readonly mode: "edge" | "backend";
+    readonly poll_interval_seconds: number;
+    readonly timeout_seconds: number;
+  };
 }): string {
   const profile = shippedProfile("local_parity");
   profile.wiring.runs_root = options.runsRoot;
@@ -261,6 +267,7 @@ export function kinesisProfile(path: string, options: {
   };
   profile.wiring.database = { backend: "pglite", pglite_dir: options.pgliteDir };
   profile.wiring.ig_ingest_url = options.igUrl;
+  if (options.bootstrap) profile.wiring.bootstrap = options.bootstrap;
   Deno.writeTextFileSync(path, stringify(profile));
   return path;
 }

@@ -4,11 +4,13 @@ import { join } from "node:path";
 import { Effect, type Scope } from "effect";
 import { loadProfile, selectOutputIds } from "../core/profile.ts";
 import { startIg } from "../ig/server.ts";
+import type { ReadyzBody } from "../api/routes/health.ts";
 import {
   copyDb,
   fileTempDir,
   freePort,
   gateCounts,
+  logLines,
   makeWorld,
   pgliteTemplate,
   processEnv,
@@ -218,38 +220,111 @@ test(
 );
 
 test(
-  "a Kinesis stream that does not exist fails CONTROL_BUS_STREAM_MISSING naming it: publish-ready writes nothing, run does not start",
+  "a Kinesis stream that does not exist: publish-ready fails CONTROL_BUS_STREAM_MISSING naming it and writes nothing; run in backend mode waits, then fails with that code; run in edge mode serves degraded and reads the stream once it is made",
   Effect.gen(function* () {
     const k = yield* startKinesalite();
     const dir = yield* scopedTempDir(TMP, "missing");
     const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
     const runsRoot = join(dir, "runs");
-    const profile = kinesisProfile(join(dir, "kinesis.yaml"), {
-      endpoint: k.endpoint,
-      stream: "no-such-stream",
-      runsRoot,
-      pgliteDir: copyDb(TEMPLATE, join(dir, "pg")),
-      igUrl: ig.url,
-    });
+    const stream = "no-such-stream";
+    const profileFor = (mode: "edge" | "backend") =>
+      kinesisProfile(join(dir, `kinesis-${mode}.yaml`), {
+        endpoint: k.endpoint,
+        stream,
+        runsRoot,
+        pgliteDir: join(dir, "pg"),
+        igUrl: ig.url,
+        pollIntervalMs: 200,
+        bootstrap: { mode, poll_interval_seconds: 0.2, timeout_seconds: 5 },
+      });
+    copyDb(TEMPLATE, join(dir, "pg"));
     const env = processEnv({
       ...KINESIS_ENV,
       WORLDSTREAM_RECEIPT_HMAC_KEY: "kinesis-bus-test-hmac-key-0123456789",
+      WSP_STREAM_SPEEDUP: "0",
+      WSP_COURIER_MODE: "batch",
     });
-    for (
-      const args of [
-        ["publish-ready", "--bus", "kinesis", "--engine-run-root", WORLD],
-        ["run"],
-      ]
-    ) {
-      const exited = yield* Effect.scoped(
-        spawnWorldstream([...args, "--profile", profile], { env, cwd: dir }).pipe(
-          Effect.flatMap((ws) => ws.exited(120_000)),
-        ),
+    const command = (args: ReadonlyArray<string>) =>
+      Effect.scoped(
+        spawnWorldstream(args, { env, cwd: dir }).pipe(Effect.flatMap((ws) => ws.exited(120_000))),
       );
-      assert.equal(exited.code, 1, `${args[0]}: ${exited.stdout}\n${tail(exited.stderr)}`);
-      assert.equal(exited.result?.reason, "CONTROL_BUS_STREAM_MISSING", exited.stdout);
-      assert.match(String(exited.result?.message), /no-such-stream/);
-    }
+    const publish = (profile: string) =>
+      command([
+        "publish-ready",
+        "--bus",
+        "kinesis",
+        "--engine-run-root",
+        WORLD,
+        "--platform-run-id",
+        "platform_20260301T000009Z",
+        "--profile",
+        profile,
+      ]);
+
+    const refused = yield* publish(profileFor("edge"));
+    assert.equal(refused.code, 1, `${refused.stdout}\n${tail(refused.stderr)}`);
+    assert.equal(refused.result?.reason, "CONTROL_BUS_STREAM_MISSING", refused.stdout);
+    assert.match(String(refused.result?.message), /no-such-stream/);
     assert.ok(!existsSync(join(runsRoot, "fraud-platform")), "no run facts written");
+
+    // backend: bootstrap waits its timeout (5 s) for the stream, then fails with the stream's code.
+    const started = performance.now();
+    const backend = yield* command(["run", "--profile", profileFor("backend")]);
+    assert.equal(backend.code, 1, `${backend.stdout}\n${tail(backend.stderr)}`);
+    assert.equal(backend.result?.reason, "CONTROL_BUS_STREAM_MISSING", backend.stdout);
+    assert.match(String(backend.result?.message), /Kinesis stream no-such-stream at http/);
+    assert.ok(
+      logLines(backend.stderr, "waiting for dependencies").some((l) =>
+        (l.annotations as Record<string, unknown> | undefined)?.down === "control_bus"
+      ),
+      `it waited for the stream before giving up: ${tail(backend.stderr)}`,
+    );
+    assert.ok(performance.now() - started >= 5000, "not before its timeout");
+
+    // edge: serves at once, degraded, and takes the stream up when an operator makes it.
+    yield* Effect.scoped(Effect.gen(function* () {
+      const port = freePort();
+      const ws = yield* spawnWorldstream(
+        ["run", "--profile", profileFor("edge"), "--admin-port", String(port)],
+        { env, cwd: dir },
+      );
+      const readyz = (status: string) =>
+        Effect.promise(async () => {
+          try {
+            const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+            const body = await res.json() as ReadyzBody;
+            return body.status === status ? { code: res.status, body } : undefined;
+          } catch {
+            return undefined;
+          }
+        });
+      const degraded = yield* waitFor("readyz degraded", readyz("degraded"), {
+        timeoutMs: 60_000,
+        process: ws,
+      });
+      assert.equal(degraded.code, 200);
+      const bus = degraded.body.dependencies.find((d) => d.name === "control_bus");
+      assert.equal(bus?.ok, false);
+      assert.equal(bus?.reason, "CONTROL_BUS_STREAM_MISSING");
+      assert.match(bus?.detail ?? "", /no-such-stream/);
+
+      yield* Effect.promise(() => createStream(k, stream, 1));
+      const ready = yield* waitFor("readyz ready", readyz("ready"), {
+        timeoutMs: 30_000,
+        process: ws,
+      });
+      assert.equal(ready.body.dependencies.find((d) => d.name === "control_bus")?.ok, true);
+      const published = yield* publish(profileFor("edge"));
+      assert.equal(published.code, 0, published.stdout);
+      yield* waitFor(
+        "the READY published on the new stream is streamed",
+        gateCounts(ig, "platform_20260301T000009Z").pipe(
+          Effect.map((n) => n.admitted >= WORLD_EVENTS ? n : undefined),
+        ),
+        { timeoutMs: 120_000, process: ws },
+      );
+      const stopped = yield* ws.kill("SIGTERM");
+      assert.equal(stopped.code, 0, tail(stopped.stderr));
+    }));
   }),
 );

@@ -26,6 +26,8 @@ export const ReadyzBody = Schema.Struct({
     name: Schema.String,
     ok: Schema.Boolean,
     detail: Schema.String,
+    /** The dependency's reason code when it is down (e.g. CONTROL_BUS_STREAM_MISSING). */
+    reason: Schema.optionalKey(Schema.String),
   })),
   wal: Schema.NullOr(Schema.Struct({
     pending_records: Count,
@@ -40,7 +42,12 @@ export function readyzBody(r: Readiness): ReadyzBody {
   return {
     status: r.status === "healthy" ? "ready" : r.status,
     problems: r.problems,
-    dependencies: r.dependencies.map((d) => ({ name: d.name, ok: d.ok, detail: d.detail })),
+    dependencies: r.dependencies.map((d) => ({
+      name: d.name,
+      ok: d.ok,
+      detail: d.detail,
+      ...(d.reason === undefined ? {} : { reason: d.reason }),
+    })),
     wal: r.wal === null ? null : {
       pending_records: r.wal.pending_records,
       pending_bytes: r.wal.pending_bytes,
