@@ -10,20 +10,23 @@
  *
  * Defaults: platform run id `platform_<now, YYYYMMDDTHHMMSSZ>` (Effect Clock); scenario run id
  * the first 32 hex of sha256("{platform_run_id}|{engine run root}"); bus root the profile's
- * `control_bus.root`; object store root the profile's runs root (the platform's local object
- * store root is `runs` too). The facts view lands at
- * `fraud-platform/<platform_run_id>/sr/run_facts_view/<scenario_run_id>.json` under that root.
+ * `control_bus.root`; object store root the profile's `wiring.object_store.root` (a folder or
+ * `s3://bucket/prefix`), else its runs root (the platform's local object store root is `runs`
+ * too). The facts view lands at
+ * `fraud-platform/<platform_run_id>/sr/run_facts_view/<scenario_run_id>.json` under that root,
+ * written whole (stores/platform_objects.ts) before the READY that points at it.
  */
 import { Clock, Effect, Schema } from "effect";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { WorldKey } from "../core/catalogue.ts";
 import { renderTemplate } from "../core/catalogue.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
-import { kinesisBusOf, type Profile, selectOutputIds } from "../core/profile.ts";
+import { kinesisBusOf, platformStoreRoot, type Profile, selectOutputIds } from "../core/profile.ts";
 import { readyMessageId } from "../core/ready.ts";
 import { joinRoot, resolveRoot } from "../core/store_root.ts";
 import { resolveOutput, resolveWorld, type World } from "../stores/world.ts";
-import { OracleStore } from "../stores/oracle.ts";
+import { objectStoreOptions, OracleStore } from "../stores/oracle.ts";
+import { openPlatformObjects } from "../stores/platform_objects.ts";
 import { verifyGate } from "../stores/gate_verify.ts";
 import { Hex32, PlatformRunId } from "../schemas/common.ts";
 import { CONTROL_BUS_TOPIC, ReadyControlMessage } from "../schemas/control_bus.ts";
@@ -33,7 +36,6 @@ import type { OraclePackRef, RunReadySignal } from "../schemas/ready.ts";
 import { type GateReceipt, type OutputLocator, RunFactsView } from "../schemas/run_facts.ts";
 import { publish } from "../stores/control_bus_fs.ts";
 import { KinesisBus } from "../stores/control_bus_kinesis.ts";
-import { writeFileAtomic } from "../stores/oracle_fs.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 
 /** What to publish; everything but the root has a default. */
@@ -116,7 +118,9 @@ export const publishReady = Effect.fn("publishReady")(function* (
       `READY is published on ${CONTROL_BUS_TOPIC}; profile ${profile.profile_id} listens on ${topic}`,
     );
   }
-  const objectStoreRoot = resolve(options.objectStoreRoot ?? profile.paths.runsRoot);
+  const objectStoreRoot = options.objectStoreRoot
+    ? resolveRoot(options.objectStoreRoot)
+    : platformStoreRoot(profile);
 
   const world = yield* resolveWorld(options.engineRunRoot, {
     strict: profile.policy.strict_world,
@@ -239,9 +243,10 @@ export const publishReady = Effect.fn("publishReady")(function* (
     payload: ready,
   });
 
-  const writeFacts = writeFileAtomic(
-    join(objectStoreRoot, factsViewRef),
-    `${JSON.stringify(facts, null, 2)}\n`,
+  const writeFacts = Effect.scoped(
+    openPlatformObjects(objectStoreRoot, objectStoreOptions(profile)).pipe(
+      Effect.flatMap((store) => store.write(factsViewRef, `${JSON.stringify(facts, null, 2)}\n`)),
+    ),
   );
   const published = {
     status: "PUBLISHED",

@@ -13,7 +13,8 @@ import { Effect, Layer } from "effect";
 import { join } from "node:path";
 import { signerFromEnv } from "../core/receipt_keys.ts";
 import { recordingDrainedHead } from "./wal/drained_head.ts";
-import { OracleStore } from "../stores/oracle.ts";
+import { objectStoreOptions, OracleStore } from "../stores/oracle.ts";
+import { openPlatformObjects } from "../stores/platform_objects.ts";
 import { Receipts } from "../stores/receipts.ts";
 import { Wal } from "./wal/writer.ts";
 import { WalDrain, writeToPostgres } from "./wal/drain.ts";
@@ -22,7 +23,8 @@ import { Metrics } from "./metrics.ts";
 import { Journal } from "./journal.ts";
 import { journalOrBenchOff } from "./journal_off.ts";
 import { kinesisBusOf, type Profile } from "../core/profile.ts";
-import { readyContext } from "../core/ready.ts";
+import { type ReadyContext, readyContext } from "../core/ready.ts";
+import { isUrlRoot } from "../core/store_root.ts";
 import { fail } from "../schemas/errors.ts";
 import { AuditLog } from "./audit_log.ts";
 import { DuckDb } from "../stores/duckdb.ts";
@@ -204,6 +206,19 @@ export function runtimeLayer(config: RunConfigShape, options: RuntimeOptions = {
 }
 
 /**
+ * The context READY is read in: the profile's (see `readyContext`), and for run facts in an
+ * `s3://` object store root a reader of that store, open while the scope is.
+ */
+export function runtimeReadyContext(profile: Profile) {
+  return Effect.gen(function* () {
+    const context: ReadyContext = readyContext(profile);
+    if (!isUrlRoot(context.objectStoreRoot)) return context;
+    const store = yield* openPlatformObjects(context.objectStoreRoot, objectStoreOptions(profile));
+    return { ...context, readObject: store.read } satisfies ReadyContext;
+  });
+}
+
+/**
  * The control bus listener of the profile's bus kind: the file bus polled every
  * `options.pollIntervalMs`, or Kinesis every `control_bus.poll_interval_ms` (Kinesis allows five
  * reads a second per shard, shared by every reader of the stream).
@@ -211,21 +226,25 @@ export function runtimeLayer(config: RunConfigShape, options: RuntimeOptions = {
 function busListener(profile: Profile, options: RuntimeOptions) {
   const bus = profile.wiring.control_bus;
   const kinesis = kinesisBusOf(profile);
-  if (bus.kind === "kinesis" && kinesis !== undefined) {
-    return kinesisControlBus({
-      context: readyContext(profile),
-      // Edge mode starts without its dependencies, a stream not made yet included (bootstrap
-      // reports it down); backend mode has already waited for it.
-      streamMissing: (profile.wiring.bootstrap?.mode ?? "edge") === "edge" ? "wait" : "fail",
-      ...(bus.poll_interval_ms ? { pollIntervalMs: bus.poll_interval_ms } : {}),
-    }).pipe(
-      Layer.provide(Layer.merge(KinesisBus.layer(kinesis), BusPositions.layer)),
-    );
-  }
-  return ControlBus.layer({
-    root: profile.paths.controlBusRoot ?? "",
-    topic: bus.topic,
-    context: readyContext(profile),
-    ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
-  });
+  return Layer.unwrap(
+    runtimeReadyContext(profile).pipe(Effect.map((context) => {
+      if (bus.kind === "kinesis" && kinesis !== undefined) {
+        return kinesisControlBus({
+          context,
+          // Edge mode starts without its dependencies, a stream not made yet included (bootstrap
+          // reports it down); backend mode has already waited for it.
+          streamMissing: (profile.wiring.bootstrap?.mode ?? "edge") === "edge" ? "wait" : "fail",
+          ...(bus.poll_interval_ms ? { pollIntervalMs: bus.poll_interval_ms } : {}),
+        }).pipe(
+          Layer.provide(Layer.merge(KinesisBus.layer(kinesis), BusPositions.layer)),
+        );
+      }
+      return ControlBus.layer({
+        root: profile.paths.controlBusRoot ?? "",
+        topic: bus.topic,
+        context,
+        ...(options.pollIntervalMs ? { pollIntervalMs: options.pollIntervalMs } : {}),
+      });
+    })),
+  );
 }

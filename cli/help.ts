@@ -122,8 +122,9 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       },
       "bus-root": { value: "DIR", meaning: "the control bus folder (default: the profile's)" },
       "object-store-root": {
-        value: "DIR",
-        meaning: "where the run facts are written (default: the profile's runs root)",
+        value: "DIR|s3://BUCKET/PREFIX",
+        meaning:
+          "where the run facts are written (default: the profile's wiring.object_store.root, else its runs root)",
       },
       profile: PROFILE,
       "scenario-id": SCENARIO_ID,

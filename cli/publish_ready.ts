@@ -3,7 +3,7 @@
  * action (actions/publish_ready.ts says what it writes and its defaults).
  *
  *   publish-ready --engine-run-root DIR [--platform-run-id ID] [--scenario-run-id HEX32]
- *     [--bus file|kinesis] [--bus-root DIR] [--object-store-root DIR] [--profile P]
+ *     [--bus file|kinesis] [--bus-root DIR] [--object-store-root DIR|s3://…] [--profile P]
  *     [--scenario-id ID]
  */
 import { Effect } from "effect";

@@ -19,6 +19,7 @@ import {
   type ProfileWiring,
 } from "../schemas/profile.ts";
 import { profileSource } from "./profile_source.ts";
+import { resolveRoot } from "./store_root.ts";
 import { type Env, interpolateTree, type InterpolationFailure } from "./profile_interpolate.ts";
 
 /** Absolute paths the profile resolves to. */
@@ -213,6 +214,16 @@ export function kinesisBusOf(profile: Pick<Profile, "wiring">): KinesisBusWiring
   return { stream: bus.stream, region: bus.region, endpoint: bus.endpoint_url };
 }
 
+/**
+ * The platform object store root run facts live under (`facts_view_ref` is relative to it):
+ * `wiring.object_store.root` (a folder or `s3://bucket/prefix`), else the runs root (the
+ * platform's local object store root is `runs` too).
+ */
+export function platformStoreRoot(profile: Pick<Profile, "wiring" | "paths">): string {
+  const root = profile.wiring.object_store?.root;
+  return root ? resolveRoot(root) : profile.paths.runsRoot;
+}
+
 /** The traffic and context outputs of a run after the environment's overrides. */
 export interface OutputSelection {
   readonly traffic: ReadonlyArray<string>;
@@ -338,7 +349,6 @@ function decodeDocument(
   return Effect.fail(scrubbed(reason, `${file}: ${where}${problem.message}`));
 }
 
-/** Removes mapping entries that are empty strings or null, so `${VAR:-}` means "absent". */
 /** `wiring.control_bus.kind` as written (after interpolation), when it is a string. */
 function busKindOf(doc: unknown): string | undefined {
   const kind = (doc as { wiring?: { control_bus?: { kind?: unknown } } } | null)?.wiring
@@ -346,15 +356,28 @@ function busKindOf(doc: unknown): string | undefined {
   return typeof kind === "string" ? kind : undefined;
 }
 
+/**
+ * Removes mapping entries that are empty strings or null, so `${VAR:-}` means "absent"; a
+ * mapping whose every entry was removed so goes too (`admin: {port: ${WORLDSTREAM_ADMIN_PORT:-}}`
+ * with the variable unset is no admin section, not one missing its port).
+ */
 function dropEmpty(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(dropEmpty);
   if (value === null || typeof value !== "object") return value;
   const out: Record<string, unknown> = {};
   for (const [key, child] of Object.entries(value)) {
     if (child === "" || child === null) continue;
-    out[key] = dropEmpty(child);
+    const kept = dropEmpty(child);
+    if (isEmptied(child, kept)) continue;
+    out[key] = kept;
   }
   return out;
+}
+
+function isEmptied(before: unknown, after: unknown): boolean {
+  const entries = (v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) ? Object.keys(v).length : -1;
+  return entries(before) > 0 && entries(after) === 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ const DEPLOYED_ENV = {
   WORLDSTREAM_RUNS_ROOT: "/var/lib/worldstream",
   IG_INGEST_URL: "https://ig.example.internal",
   IG_SERVICE_TOKEN: "token-123",
-  CONTROL_BUS_ROOT: "/srv/fraud-platform/control_bus",
+  CONTROL_BUS_STREAM: "fp-control-bus",
   DATABASE_URL: DSN,
 };
 
@@ -144,17 +144,48 @@ Deno.test("the local profile picks up environment overrides where it offers them
   assert.equal(profile.wiring.ig_auth?.token, "local-key");
 });
 
-Deno.test("the local_parity profile loads with the platform's parity variables", async () => {
+Deno.test("the local_parity profile loads with the platform's parity variables: Kinesis, S3, a Postgres server", async () => {
   const profile = await loadOk("local_parity", {
     IG_INGEST_URL: "http://localhost:8081",
     DATABASE_URL: "postgres://postgres@localhost:5432/worldstream",
+    CONTROL_BUS_STREAM: "fp-control",
+    CONTROL_BUS_REGION: "eu-west-2",
+    CONTROL_BUS_ENDPOINT_URL: "http://localhost:4567",
+    OBJECT_STORE_ENDPOINT: "http://localhost:4568",
+    WORLDSTREAM_ADMIN_PORT: "8080",
   });
   assert.equal(profile.policy.strict_world, false);
   assert.equal(profile.policy.privacy_tier, "local");
-  assert.equal(profile.wiring.control_bus.kind, "file");
-  assert.equal(profile.paths.controlBusRoot, join(Deno.cwd(), "runs/fraud-platform/control_bus"));
+  assert.deepEqual(kinesisBusOf(profile), {
+    stream: "fp-control",
+    region: "eu-west-2",
+    endpoint: "http://localhost:4567",
+  });
+  assert.equal(profile.wiring.control_bus.poll_interval_ms, 1000);
+  assert.equal(profile.paths.controlBusRoot, undefined);
+  assert.equal(profile.wiring.object_store?.root, "s3://fraud-platform");
+  assert.equal(profile.wiring.object_store?.endpoint, "http://localhost:4568");
   assert.equal(profile.wiring.database.backend, "server");
   assert.equal(profile.wiring.ig_auth?.token, "local-parity-wsp");
+  assert.equal(profile.wiring.admin?.port, 8080);
+});
+
+Deno.test("the parity profiles name CONTROL_BUS_STREAM when it is not set", async () => {
+  for (const name of ["local_parity", "dev", "prod"]) {
+    const { CONTROL_BUS_STREAM: _, ...without } = DEPLOYED_ENV;
+    const error = await loadErr(name, without);
+    assert.equal(error.reason, "PROFILE_ENV_MISSING");
+    assert.match(error.message, /wiring\.control_bus\.stream: .*CONTROL_BUS_STREAM/);
+  }
+});
+
+Deno.test("an admin section emptied by an unset WORLDSTREAM_ADMIN_PORT is no admin section", async () => {
+  const profile = await loadOk("local", {});
+  assert.equal(profile.wiring.admin, undefined);
+  assert.equal((await loadOk("local", { WORLDSTREAM_ADMIN_PORT: "0" })).wiring.admin?.port, 0);
+  const bad = await loadErr("local", { WORLDSTREAM_ADMIN_PORT: "http" });
+  assert.equal(bad.reason, "PROFILE_INVALID");
+  assert.match(bad.message, /wiring\.admin\.port/);
 });
 
 for (const name of ["dev", "prod"]) {
@@ -167,7 +198,9 @@ for (const name of ["dev", "prod"]) {
     assert.equal(profile.wiring.database.backend, "server");
     assert.equal(profile.wiring.database.url, DSN);
     assert.equal(profile.paths.pgliteDir, undefined);
-    assert.equal(profile.paths.controlBusRoot, "/srv/fraud-platform/control_bus");
+    assert.equal(profile.paths.controlBusRoot, undefined);
+    assert.equal(kinesisBusOf(profile)?.stream, "fp-control-bus");
+    assert.equal(profile.wiring.object_store?.root, "s3://fraud-platform");
     assert.equal(profile.wiring.ig_auth?.header, "X-IG-Service-Token");
     assert.equal(profile.paths.runsRoot, "/var/lib/worldstream");
   });

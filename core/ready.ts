@@ -17,14 +17,21 @@ import { decodeJsonText, decodeWith } from "../schemas/decode.ts";
 import { RunReadySignal } from "../schemas/ready.ts";
 import { RunFactsView } from "../schemas/run_facts.ts";
 import { sha256Hex } from "./hash.ts";
-import type { Profile } from "./profile.ts";
+import { platformStoreRoot, type Profile } from "./profile.ts";
+import { isUrlRoot, joinRoot } from "./store_root.ts";
+import type { WorldstreamError } from "../schemas/errors.ts";
 import type { RunPinned } from "../schemas/messages.ts";
 import { isWithin, realPathOf } from "./real_path.ts";
 
 /** Where READY's references point and which platform run this runtime serves. */
 export interface ReadyContext {
-  /** The platform object store root `facts_view_ref` is relative to. */
+  /** The platform object store root `facts_view_ref` is relative to (a folder or `s3://…`). */
   readonly objectStoreRoot: string;
+  /**
+   * Reads a document under an `s3://` object store root (the runtime opens the store): its
+   * text, or `undefined` when it does not exist. Without it such a root's facts are missing.
+   */
+  readonly readObject?: (ref: string) => Effect.Effect<string | undefined, WorldstreamError>;
   /** The profile's `oracle_engine_run_root`: when set, it beats any root named by READY. */
   readonly engineRunRootOverride?: string;
   /** When set, READY signals for other platform runs are out of scope. */
@@ -81,6 +88,10 @@ export const READY_REASONS = {
     "WORLD_KEY_MISMATCH",
     "ENGINE_ROOT_MISSING",
     "PATH_ESCAPES_ROOT",
+    "ORACLE_BUCKET_MISSING",
+    "ORACLE_ACCESS_DENIED",
+    "ORACLE_OBJECT_CHANGED",
+    "ORACLE_READ_FAILED",
   ],
   SKIPPED_OUT_OF_SCOPE: ["TOPIC_OUT_OF_SCOPE", "KIND_OUT_OF_SCOPE", "PLATFORM_RUN_OUT_OF_SCOPE"],
 } as const;
@@ -93,8 +104,9 @@ export function readyMessageId(
 }
 
 /**
- * The context a runtime with this profile reads READY in: facts relative to the runs root (the
- * platform's local object store root is `runs` too), the profile's engine run root override.
+ * The context a runtime with this profile reads READY in: facts relative to the platform object
+ * store root (`wiring.object_store.root`, else the runs root: see `platformStoreRoot`), the
+ * profile's engine run root override. An `s3://` root also needs `readObject`.
  */
 export function readyContext(
   profile: Pick<Profile, "wiring" | "paths">,
@@ -102,7 +114,7 @@ export function readyContext(
 ): ReadyContext {
   const override = profile.wiring.oracle_engine_run_root;
   return {
-    objectStoreRoot: options.objectStoreRoot ?? profile.paths.runsRoot,
+    objectStoreRoot: options.objectStoreRoot ?? platformStoreRoot(profile),
     topic: profile.wiring.control_bus.topic,
     ...(override === undefined || override === "" ? {} : { engineRunRootOverride: override }),
     ...(options.expectedPlatformRunId === undefined
@@ -183,7 +195,7 @@ export const interpretReady = Effect.fn("interpretReady")(function* (
     );
   }
 
-  const facts = yield* loadFacts(ready.facts_view_ref, context.objectStoreRoot, ids);
+  const facts = yield* loadFacts(ready.facts_view_ref, context, ids);
   const platformIds = new Set([facts.platform_run_id, facts.pins.platform_run_id]);
   if (platformIds.size > 1 || !platformIds.has(ready.platform_run_id)) {
     return yield* rejection(
@@ -263,13 +275,14 @@ function rejection(
   return new ReadyRejection({ status, reason, message, ...ids });
 }
 
-/** The facts view at `ref` under `root`; refs that leave the root are refused. */
+/** The facts view at `ref` under the context's root; refs that leave the root are refused. */
 function loadFacts(
   ref: string,
-  root: string,
+  context: ReadyContext,
   ids: KnownIds,
 ): Effect.Effect<RunFactsView, ReadyRejection> {
   return Effect.gen(function* () {
+    const root = context.objectStoreRoot;
     if (!isStoreRelative(ref)) {
       return yield* rejection(
         "FAILED",
@@ -278,6 +291,7 @@ function loadFacts(
         ids,
       );
     }
+    if (isUrlRoot(root)) return yield* loadObjectFacts(ref, context, ids);
     const path = join(root, ref);
     // Where the file really is: a link out of the object store root is not followed.
     const [realRoot, realFacts] = yield* Effect.tryPromise({
@@ -314,6 +328,36 @@ function loadFacts(
       Effect.mapError((e) => rejection("FAILED", e.reason, e.message, ids)),
     );
   });
+}
+
+/** The facts view at `ref` under an `s3://` root, read through the context's `readObject`. */
+function loadObjectFacts(
+  ref: string,
+  context: ReadyContext,
+  ids: KnownIds,
+): Effect.Effect<RunFactsView, ReadyRejection> {
+  const where = joinRoot(context.objectStoreRoot, ref);
+  const read = context.readObject;
+  if (read === undefined) {
+    return Effect.fail(rejection(
+      "FAILED",
+      "FACTS_VIEW_MISSING",
+      `Run facts view ${where} is in an object store this reader was given no access to`,
+      ids,
+    ));
+  }
+  return read(ref).pipe(
+    Effect.mapError((e) => rejection("FAILED", e.reason, e.message, ids)),
+    Effect.flatMap((text) =>
+      text === undefined
+        ? Effect.fail(
+          rejection("FAILED", "FACTS_VIEW_MISSING", `Run facts view ${where} does not exist`, ids),
+        )
+        : decodeJsonText(RunFactsView, "FACTS_VIEW_INVALID", where)(text).pipe(
+          Effect.mapError((e) => rejection("FAILED", e.reason, e.message, ids)),
+        )
+    ),
+  );
 }
 
 /** A plain relative path: no scheme, no leading `/`, no `..`, no backslash or control character. */

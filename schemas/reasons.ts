@@ -32,7 +32,8 @@ export const REASONS = {
   PATH_ESCAPES_ROOT: "A path resolves outside the root it must stay in",
   ORACLE_READ_FAILED: "A file of the world could not be read",
   ORACLE_STORE_UNSUPPORTED: "A root or profile names a store scheme worldstream has no store for",
-  ORACLE_BUCKET_MISSING: "The S3 bucket of a stream view root does not exist",
+  ORACLE_BUCKET_MISSING:
+    "The S3 bucket a root names (a view root, the object store root) does not exist",
   ORACLE_ACCESS_DENIED: "The object store refused the credentials or the request (403)",
   ORACLE_OBJECT_CHANGED: "An S3 object was rewritten or removed between listing and reading it",
   ORACLE_CACHE_TOO_SMALL: "One read needs more bytes than the object cache may hold",

@@ -10,6 +10,7 @@
 import {
   CreateStreamCommand,
   DescribeStreamSummaryCommand,
+  GetRecordsCommand,
   GetShardIteratorCommand,
   KinesisClient,
   ListShardsCommand,
@@ -156,6 +157,36 @@ export async function putRecord(
   return { shardId: r.ShardId!, sequenceNumber: r.SequenceNumber! };
 }
 
+/** Every record on a stream's open shards, from TRIM_HORIZON: partition key and data as text. */
+export async function readRecords(
+  k: Kinesalite,
+  stream: string,
+): Promise<Array<{ shardId: string; partitionKey: string; data: string }>> {
+  const out: Array<{ shardId: string; partitionKey: string; data: string }> = [];
+  for (const shard of await listShards(k, stream)) {
+    let iterator = (await k.client.send(
+      new GetShardIteratorCommand({
+        StreamName: stream,
+        ShardId: shard.shardId,
+        ShardIteratorType: "TRIM_HORIZON",
+      }),
+    )).ShardIterator;
+    while (iterator !== undefined) {
+      const page = await k.client.send(new GetRecordsCommand({ ShardIterator: iterator }));
+      for (const r of page.Records ?? []) {
+        out.push({
+          shardId: shard.shardId,
+          partitionKey: r.PartitionKey ?? "",
+          data: new TextDecoder().decode(r.Data),
+        });
+      }
+      // An open shard always has a next iterator: stop once it is read to its tip.
+      iterator = (page.Records ?? []).length === 0 ? undefined : page.NextShardIterator;
+    }
+  }
+  return out;
+}
+
 /** The ids of every shard of a stream, with their parents. */
 export async function listShards(k: Kinesalite, stream: string) {
   const r = await k.client.send(new ListShardsCommand({ StreamName: stream }));
@@ -238,8 +269,8 @@ if (import.meta.main) {
 
 /**
  * profiles/local_parity.yaml as a site runs it against kinesalite: the Kinesis control bus at
- * `endpoint`, PGlite in `pgliteDir`, the gate at `igUrl`, refs made absolute so the copy works
- * from any folder. Returns the written path.
+ * `endpoint`, PGlite in `pgliteDir`, the gate at `igUrl`, run facts under the runs root, refs
+ * made absolute so the copy works from any folder. Returns the written path.
  */
 export function kinesisProfile(path: string, options: {
   readonly endpoint: string;
@@ -268,6 +299,8 @@ export function kinesisProfile(path: string, options: {
   profile.wiring.database = { backend: "pglite", pglite_dir: options.pgliteDir };
   profile.wiring.ig_ingest_url = options.igUrl;
   if (options.bootstrap) profile.wiring.bootstrap = options.bootstrap;
+  // Run facts in the runs root, not the parity default s3://fraud-platform (no S3 here).
+  profile.wiring.object_store = { root: options.runsRoot };
   Deno.writeTextFileSync(path, stringify(profile));
   return path;
 }

@@ -43,6 +43,7 @@ const SELECTED = selectOutputIds(
   await Effect.runPromise(loadProfile("local_parity", {
     IG_INGEST_URL: "http://127.0.0.1:1",
     DATABASE_URL: "postgres://x@127.0.0.1/x",
+    CONTROL_BUS_STREAM: "fp-control",
   })),
 );
 const WORLD_EVENTS = [...SELECTED.traffic, ...SELECTED.context].reduce((n, id) => n + ROWS[id], 0);

@@ -112,12 +112,14 @@ effectTest(
 );
 
 /**
- * profiles/local_parity.yaml as a site would run it here: the file control bus instead of
- * Kinesis (not available yet) and PGlite, refs made absolute so the copy works from a folder.
+ * profiles/local_parity.yaml on the file control bus instead of Kinesis, PGlite, and run facts
+ * in the runs root instead of S3 (tests/parity_test.ts runs the shipped one on kinesalite,
+ * s3rver and a Postgres server), refs made absolute so the copy works from a folder.
  */
 function parityProfile(path: string, vars: Record<string, string>, igUrl: string) {
   const profile = shippedProfile("local_parity");
   profile.wiring.control_bus = { kind: "file", root: vars.CONTROL_BUS_ROOT, topic: TOPIC };
+  profile.wiring.object_store = { root: vars.WORLDSTREAM_RUNS_ROOT };
   profile.wiring.database = { backend: "pglite", pglite_dir: vars.WORLDSTREAM_PGLITE_DIR };
   profile.wiring.ig_ingest_url = igUrl;
   Deno.writeTextFileSync(path, stringify(profile));
@@ -133,6 +135,8 @@ effectTest(
       processEnv({
         ...vars,
         WORLDSTREAM_RECEIPT_HMAC_KEY: "run-command-test-hmac-key-0123456789",
+        // A profile other than local serves the admin API only with an operator token.
+        WORLDSTREAM_ADMIN_TOKEN: "run-command-test-admin-token-0123456789",
         WSP_STREAM_SPEEDUP: String(speedup),
         // The reference gate takes batches. (In push mode a stop waits until the lanes have
         // pushed everything they buffered, one request per event: not yet within seconds.)

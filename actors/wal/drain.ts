@@ -239,7 +239,7 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
             list.map((p) => p.body.stream),
             list.map((p) => p.body.shard_id),
             list.map((p) => p.body.sequence_number ?? ""),
-            list.map((p) => p.body.finished),
+            list.map((p) => String(p.body.finished)),
             list.map((p) => p.at),
           ]);
         }

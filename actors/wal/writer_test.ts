@@ -643,3 +643,35 @@ pgTest(
         }));
     })),
 );
+
+pgTest(
+  "the drain saves control bus positions forward only, and a finished shard stays finished",
+  () =>
+    withReceipts(Effect.gen(function* () {
+      yield* migrate;
+      const dir = yield* tempDir;
+      const position = (shard: string, seq: string | null, finished: boolean, i: number) =>
+        walRecord(
+          "bus_position",
+          { stream: "fp-control", shard_id: shard, sequence_number: seq, finished },
+          new Date(T0 + i),
+        );
+      yield* withWal({ dir }, (wal) =>
+        Effect.gen(function* () {
+          yield* wal.append([position("a", "10", false, 1), position("b", "5", true, 2)]);
+          yield* wal.drainOnce(writeToPostgres);
+          // Late records: an older position of a, b not finished; neither moves anything back.
+          yield* wal.append([position("a", "7", false, 3), position("b", "6", false, 4)]);
+          yield* wal.drainOnce(writeToPostgres);
+          assert.equal((yield* wal.stats).records, 0);
+        }));
+      const rows = yield* (yield* Postgres).query(
+        `select shard_id, sequence_number::text as seq, finished from ws_control_bus_positions
+         order by shard_id`,
+      );
+      assert.deepEqual(rows, [
+        { shard_id: "a", seq: "10", finished: false },
+        { shard_id: "b", seq: "6", finished: true },
+      ]);
+    })),
+);
