@@ -18,6 +18,8 @@ import {
   type ProfileWiring,
 } from "../schemas/profile.ts";
 import { profileSource } from "./profile_source.ts";
+import { type CapabilityRegistry, loadCapabilities } from "./capabilities.ts";
+import { loadPolicies, type PolicySet } from "./policy.ts";
 import { type Env, interpolateTree, type InterpolationFailure } from "./profile_interpolate.ts";
 
 /** Absolute paths the profile resolves to. */
@@ -29,6 +31,10 @@ export interface ProfilePaths {
   readonly contextOutputIdsBaseline: string;
   readonly producerAllowlist: string;
   readonly interfacePack: string;
+  /** The capability registry (`governance.capabilities_ref`). */
+  readonly capabilities: string;
+  /** The capability policy (`governance.policies_ref`). */
+  readonly policies: string;
   readonly runsRoot: string;
   /** The file control bus's folder (unset for a Kinesis bus). */
   readonly controlBusRoot: string | undefined;
@@ -50,6 +56,11 @@ export interface Profile {
     readonly contextBaseline: ReadonlyArray<string>;
   };
   readonly producerAllowlist: ReadonlyArray<string>;
+  /** The capability registry and policy every action is authorized against. */
+  readonly governance: {
+    readonly registry: CapabilityRegistry;
+    readonly policy: PolicySet;
+  };
 }
 
 /** The keys a profile may hold: each key to the keys under it (undefined for a leaf). */
@@ -117,7 +128,7 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   }
 
   // Before interpolation, so an unknown section is named as such even when it uses variables
-  // that are not set, and before empty values are dropped, so `governance:` alone is refused too.
+  // that are not set, and before empty values are dropped, so a bare `approvals:` is refused too.
   const unknown = firstUnknownKey(doc, KEY_TREE);
   if (unknown !== undefined) {
     return yield* scrubbed(
@@ -148,6 +159,8 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     contextOutputIdsBaseline: fromProfile(policy.context_output_ids_baseline_ref),
     producerAllowlist: fromProfile(wiring.wsp_producer.allowlist_ref),
     interfacePack: fromProfile(wiring.interface_pack_ref),
+    capabilities: fromProfile(decoded.governance.capabilities_ref),
+    policies: fromProfile(decoded.governance.policies_ref),
     runsRoot: resolve(wiring.runs_root),
     controlBusRoot: wiring.control_bus.root === undefined
       ? undefined
@@ -174,6 +187,12 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   );
   yield* checkDirectory(paths.interfacePack, file, "wiring.interface_pack_ref");
   const producerAllowlist = yield* loadAllowlist(paths.producerAllowlist, file);
+  const registry = yield* loadCapabilities(paths.capabilities).pipe(
+    Effect.mapError((e) => scrubbed(e.reason, `${file}: ${e.message}`)),
+  );
+  const policies = yield* loadPolicies(paths.policies).pipe(
+    Effect.mapError((e) => scrubbed(e.reason, `${file}: ${e.message}`)),
+  );
 
   const profile: Profile = {
     source,
@@ -183,6 +202,7 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     paths,
     outputIds: { traffic, context, contextBaseline },
     producerAllowlist,
+    governance: { registry, policy: policies },
   };
   return profile;
 });

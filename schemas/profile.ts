@@ -263,6 +263,16 @@ export const ProfileWiring = Schema.Struct({
 export type ProfileWiring = typeof ProfileWiring.Type;
 
 /**
+ * The `governance` section: the capability registry and the policy every action is authorized
+ * against (ARCHITECTURE section 6). A missing policy file denies everything.
+ */
+export const ProfileGovernance = Schema.Struct({
+  capabilities_ref: Ref,
+  policies_ref: Ref,
+});
+export type ProfileGovernance = typeof ProfileGovernance.Type;
+
+/**
  * A worldstream profile file. Closed at every level: core/profile.ts refuses any key this schema
  * does not name (a typo, or a section another component or a later issue owns).
  */
@@ -270,6 +280,7 @@ export const ProfileDocument = Schema.Struct({
   profile_id: Identifier,
   policy: ProfilePolicy,
   wiring: ProfileWiring,
+  governance: ProfileGovernance,
 });
 export type ProfileDocument = typeof ProfileDocument.Type;
 
