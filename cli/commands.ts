@@ -59,4 +59,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   ),
   wal: lazy<typeof import("./wal.ts")>("./wal.ts", (m) => m.walCommand),
   validate: lazy<typeof import("./validate.ts")>("./validate.ts", (m) => m.validateCommand),
+  explain: lazy<typeof import("./explain.ts")>(
+    "./explain.ts",
+    (m) => (argv) => m.explainCommand(argv),
+  ),
 };
