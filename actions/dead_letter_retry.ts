@@ -28,6 +28,7 @@ import { WalDrain } from "../actors/wal/drain.ts";
 import type { RunConfigShape } from "../actors/run_config.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { deadLetterStores } from "./dead_letter_stores.ts";
+import { authorize, servicePrincipal } from "../actors/governance.ts";
 
 /** Which dead letters to retry: one by id, or every open one matching a filter. */
 export type RetrySelection =
@@ -89,18 +90,29 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 /**
  * The whole action, on a run configuration: checks that the profile's privacy tier lets envelopes go to the gate
- * (`local` keeps them on this host: PRIVACY_TIER_LOCAL otherwise), then retries over the
+ * (`local` keeps them on this host: PRIVACY_TIER_LOCAL otherwise), authorizes `deadletter.retry`
+ * (actors/governance.ts, recorded through the WAL it opens), then retries over the
  * profile's stores and a gate client of its own. `env` is where the receipt key is read.
  */
 export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
   config: RunConfigShape,
   env: Env,
   selection: RetrySelection,
-  options: Omit<RetryOptions, "courier">,
+  options: Omit<RetryOptions, "courier"> & {
+    /** Who retries, for the capability policy (default: the runtime, `svc:<producer>`). */
+    readonly principal?: string;
+  },
 ) {
-  const { courier } = config;
+  const { profile, courier } = config;
   yield* retryTargetAllowed(config);
-  return yield* retryDeadLetters(selection, { ...options, courier }).pipe(
+  const principal = options.principal ??
+    servicePrincipal(profile.wiring.wsp_producer.producer_id);
+  return yield* authorize(principal, "deadletter.retry", {
+    profile,
+    source: "operator",
+    detail: { selection: "id" in selection ? { id: selection.id } : { ...selection.all } },
+  }).pipe(
+    Effect.andThen(retryDeadLetters(selection, { ...options, courier })),
     Effect.provide(Layer.merge(deadLetterStores(config, env), IgClient.layer(courier))),
   );
 });

@@ -37,6 +37,7 @@ import { type GateReceipt, type OutputLocator, RunFactsView } from "../schemas/r
 import { publish } from "../stores/control_bus_fs.ts";
 import { KinesisBus } from "../stores/control_bus_kinesis.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
+import { authorize, servicePrincipal } from "../actors/governance.ts";
 
 /** What to publish; everything but the root has a default. */
 export const PublishReadyRequest = Schema.Struct({
@@ -56,6 +57,8 @@ export type PublishReadyRequest = typeof PublishReadyRequest.Type;
 /** A request and the profile it is published under. */
 export interface PublishReadyOptions extends PublishReadyRequest {
   readonly profile: Profile;
+  /** Who publishes, for the capability policy (default: the runtime, `svc:<producer>`). */
+  readonly principal?: string;
 }
 
 /** What `publish_ready` answers. */
@@ -91,6 +94,11 @@ export const publishReady = Effect.fn("publishReady")(function* (
   options: PublishReadyOptions,
 ): Effect.fn.Return<PublishReadyResult, WorldstreamError> {
   const { profile } = options;
+  yield* authorize(
+    options.principal ?? servicePrincipal(profile.wiring.wsp_producer.producer_id),
+    "ready.publish",
+    { profile, source: "operator", detail: { engine_run_root: options.engineRunRoot } },
+  );
   const now = yield* Clock.currentTimeMillis;
   const platformRunId = yield* checkPlatformRunId(
     options.platformRunId ?? platformRunIdAt(now),

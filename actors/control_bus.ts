@@ -215,6 +215,7 @@ export const makeReadyHandler = (context: ReadyContext) =>
           scenario_run_id: p.scenario_run_id,
           message_id: p.message_id,
           pins: p.pins,
+          principal: `agent:${p.sender}`,
         });
         yield* audit.record("RUN_ENDED", {
           message_id: p.message_id,

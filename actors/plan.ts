@@ -3,8 +3,9 @@
  *
  * Checks follow the platform's order (CONTRACTS.md): engine root, platform run id, the world
  * (receipt, scenario, world key, manifest, seal), the request's pins against it (a READY's),
- * output selection, gates, then the policy checks in `authorize` (producer allowlist, privacy
- * tier and its license), then stream views (built when missing) and a reader per output after its checkpoint in
+ * output selection, gates, then the policy checks in `authorize` (the capability policy's
+ * decision on `wsp.stream` for whoever asked, producer allowlist, privacy tier and its license),
+ * then stream views (built when missing) and a reader per output after its checkpoint in
  * the run's scope. Policy, budgets and governance go in `authorize`, the one place every run
  * passes before anything is built or sent.
  */
@@ -27,6 +28,7 @@ import type { OracleStore } from "../stores/oracle.ts";
 import type { Wal } from "./wal/writer.ts";
 import type { Postgres } from "../stores/postgres.ts";
 import { RunConfig } from "./run_config.ts";
+import { authorize as authorizeCapability, servicePrincipal } from "./governance.ts";
 import type { EnvelopeChunk, EnvelopeSource } from "./streamer.ts";
 
 /** One output of a plan: its reader, opened after the output's checkpoint. */
@@ -64,6 +66,12 @@ export interface PlanDraft {
   readonly producer: string;
   /** The IG the run would send to. */
   readonly igBaseUrl: string;
+  /** Who asks for the run (the capability policy's principal). */
+  readonly principal: string;
+  /** Where the request came from (`ready`, `operator`). */
+  readonly source: string;
+  /** The run's checkpoint scope. */
+  readonly runKey: string;
 }
 
 /**
@@ -89,13 +97,25 @@ export function packKey(world: World, platformRunId: string, scenarioRunId: stri
 }
 
 /**
- * The policy checks of a run: producer allowlist, privacy tier and its license (budgets and
- * capabilities next). Answers what the privacy tier grants the run (its pseudonymizers).
+ * The policy checks of a run: the capability policy (`wsp.stream` for whoever asked, decided and
+ * recorded by actors/governance.ts: POLICY_DENIED or APPROVAL_REQUIRED with the explanation),
+ * producer allowlist, privacy tier and its license. Answers what the privacy tier grants the run
+ * (its pseudonymizers). Budgets are enforced per hand-over (actors/budgets.ts).
  */
 export const authorize = Effect.fn("authorize")(function* (
   draft: PlanDraft,
 ): Effect.fn.Return<PrivacyGrant, WorldstreamError, RunConfig> {
   const { profile } = yield* RunConfig;
+  yield* authorizeCapability(draft.principal, "wsp.stream", {
+    profile,
+    source: draft.source,
+    runKey: draft.runKey,
+    detail: {
+      engine_run_root: draft.world.engineRunRoot,
+      output_ids: draft.outputs.map((o) => o.entry.output_id),
+      ig: draft.igBaseUrl,
+    },
+  });
   if (!profile.producerAllowlist.includes(draft.producer)) {
     return yield* fail(
       "PRODUCER_NOT_ALLOWED",
@@ -180,14 +200,17 @@ export function planRun(
     for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
 
     const producer = profile.wiring.wsp_producer.producer_id;
+    const runKey = packKey(world, platformRunId, scenarioRunId);
     const grant = yield* authorize({
       world,
       outputs,
       producer,
       igBaseUrl: config.courier.endpoint.baseUrl,
+      principal: request.principal ?? servicePrincipal(producer),
+      source: request.source,
+      runKey,
     });
 
-    const runKey = packKey(world, platformRunId, scenarioRunId);
     notes.keyed = { runKey, actor: producer, platformRunId };
     const opened = [];
     for (const output of outputs) {

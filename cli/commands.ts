@@ -63,4 +63,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
     "./license.ts",
     (m) => (argv) => m.licenseCommand(argv),
   ),
+  explain: lazy<typeof import("./explain.ts")>(
+    "./explain.ts",
+    (m) => (argv) => m.explainCommand(argv),
+  ),
 };

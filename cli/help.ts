@@ -227,6 +227,22 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       },
     },
   },
+  explain: {
+    summary:
+      "how the capability policy decides a principal's request: decision, rule, risk and why",
+    flags: {
+      profile: PROFILE,
+      principal: {
+        value: "X",
+        meaning: "who asks: svc:<producer>, agent:<control-bus sender> or user:<admin token name>",
+      },
+      capability: {
+        value: "Y",
+        meaning:
+          "what they ask for, e.g. wsp.stream or deadletter.purge (profiles/capabilities.yaml)",
+      },
+    },
+  },
   wal: {
     summary: "shows a damaged WAL (WAL_CORRUPT), or sets its damage aside and keeps the rest",
     flags: {},

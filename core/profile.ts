@@ -20,6 +20,8 @@ import {
 } from "../schemas/profile.ts";
 import { profileSource } from "./profile_source.ts";
 import { resolveRoot } from "./store_root.ts";
+import { type CapabilityRegistry, loadCapabilities } from "./capabilities.ts";
+import { loadPolicies, type PolicySet } from "./policy.ts";
 import { type Env, interpolateTree, type InterpolationFailure } from "./profile_interpolate.ts";
 
 /** Absolute paths the profile resolves to. */
@@ -31,6 +33,10 @@ export interface ProfilePaths {
   readonly contextOutputIdsBaseline: string;
   readonly producerAllowlist: string;
   readonly interfacePack: string;
+  /** The capability registry (`governance.capabilities_ref`). */
+  readonly capabilities: string;
+  /** The capability policy (`governance.policies_ref`). */
+  readonly policies: string;
   readonly runsRoot: string;
   /** The file control bus's folder (unset for a Kinesis bus). */
   readonly controlBusRoot: string | undefined;
@@ -47,8 +53,6 @@ export interface Profile {
   readonly profile_id: string;
   readonly policy: ProfilePolicy;
   readonly wiring: ProfileWiring;
-  /** Governance settings (budgets); empty when the profile has no `governance` section. */
-  readonly governance: ProfileGovernance;
   readonly paths: ProfilePaths;
   readonly outputIds: {
     readonly traffic: ReadonlyArray<string>;
@@ -56,6 +60,14 @@ export interface Profile {
     readonly contextBaseline: ReadonlyArray<string>;
   };
   readonly producerAllowlist: ReadonlyArray<string>;
+  /**
+   * The `governance` section (its refs, budgets, minimized fields) with the capability registry
+   * and the policy every action is authorized against, loaded.
+   */
+  readonly governance: ProfileGovernance & {
+    readonly registry: CapabilityRegistry;
+    readonly policy: PolicySet;
+  };
 }
 
 /** The keys a profile may hold: each key to the keys under it (undefined for a leaf). */
@@ -123,7 +135,7 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   }
 
   // Before interpolation, so an unknown section is named as such even when it uses variables
-  // that are not set, and before empty values are dropped, so `governance:` alone is refused too.
+  // that are not set, and before empty values are dropped, so a bare `approvals:` is refused too.
   const unknown = firstUnknownKey(doc, KEY_TREE);
   if (unknown !== undefined) {
     return yield* scrubbed(
@@ -154,6 +166,8 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
     contextOutputIdsBaseline: fromProfile(policy.context_output_ids_baseline_ref),
     producerAllowlist: fromProfile(wiring.wsp_producer.allowlist_ref),
     interfacePack: fromProfile(wiring.interface_pack_ref),
+    capabilities: fromProfile(decoded.governance.capabilities_ref),
+    policies: fromProfile(decoded.governance.policies_ref),
     runsRoot: resolve(wiring.runs_root),
     controlBusRoot: wiring.control_bus.root === undefined
       ? undefined
@@ -183,16 +197,22 @@ export const loadProfile = Effect.fn("loadProfile")(function* (
   );
   yield* checkDirectory(paths.interfacePack, file, "wiring.interface_pack_ref");
   const producerAllowlist = yield* loadAllowlist(paths.producerAllowlist, file);
+  const registry = yield* loadCapabilities(paths.capabilities).pipe(
+    Effect.mapError((e) => scrubbed(e.reason, `${file}: ${e.message}`)),
+  );
+  const policies = yield* loadPolicies(paths.policies).pipe(
+    Effect.mapError((e) => scrubbed(e.reason, `${file}: ${e.message}`)),
+  );
 
   const profile: Profile = {
     source,
     profile_id: decoded.profile_id,
     policy,
     wiring,
-    governance: decoded.governance ?? {},
     paths,
     outputIds: { traffic, context, contextBaseline },
     producerAllowlist,
+    governance: { ...decoded.governance, registry, policy: policies },
   };
   return profile;
 });

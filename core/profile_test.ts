@@ -80,6 +80,10 @@ function baseProfile(): Tree {
       },
       interface_pack_ref: join(REPO_PROFILES, "interface_pack"),
     },
+    governance: {
+      capabilities_ref: join(REPO_PROFILES, "capabilities.yaml"),
+      policies_ref: join(REPO_PROFILES, "policies.yaml"),
+    },
   };
 }
 
@@ -287,23 +291,23 @@ Deno.test("a malformed interpolation is refused with the field it is in", async 
 Deno.test("an unknown top-level section is refused by name, even with unset variables", async () => {
   await withTempDir(async (dir) => {
     const profile = baseProfile();
-    edit(profile, "observability", { policy: { approvals: "${GOVERNANCE_APPROVALS}" } });
+    edit(profile, "approvals", { policy: { expiry: "${APPROVALS_EXPIRY}" } });
     const path = await writeProfile(dir, profile);
     const error = await loadErr(path, {});
     assert.equal(error.reason, "PROFILE_INVALID");
     assert.equal(
       error.message,
-      `${path}: observability: Unknown key (expected one of: profile_id, policy, wiring, governance)`,
+      `${path}: approvals: Unknown key (expected one of: profile_id, policy, wiring, governance)`,
     );
   });
 });
 
 Deno.test("an unknown key with an empty value is refused, not dropped as absent", async () => {
   await withTempDir(async (dir) => {
-    const path = await writeProfile(dir, `${stringify(baseProfile())}budgets:\n`);
+    const path = await writeProfile(dir, `${stringify(baseProfile())}approvals:\n`);
     const error = await loadErr(path, {});
     assert.equal(error.reason, "PROFILE_INVALID");
-    assert.match(error.message, /: budgets: Unknown key/);
+    assert.match(error.message, /: approvals: Unknown key/);
 
     const nested = baseProfile();
     edit(nested, "wiring.wsp_courier", { mode: "batch", linger_ms: "${WSP_LINGER_MS:-}" });

@@ -55,6 +55,11 @@ export interface ReadyPlan {
   readonly facts: RunFactsView;
   /** The world READY and its facts vouch for; the plan step compares it with the world on disk. */
   readonly pins: RunPinned;
+  /**
+   * Who sent the READY, for the capability policy (`agent:<sender>`): the envelope's
+   * `attributes.sender` when it names one, else `scenario_runner`, the platform's READY publisher.
+   */
+  readonly sender: string;
 }
 
 /** How a READY ledger records a message that yields no plan. */
@@ -250,6 +255,7 @@ export const interpretReady = Effect.fn("interpretReady")(function* (
     bundle_hash: ready.bundle_hash,
     ready,
     facts,
+    sender: senderOf(envelope.attributes?.sender),
     pins: {
       manifest_fingerprint: facts.pins.manifest_fingerprint,
       parameter_hash: facts.pins.parameter_hash,
@@ -396,4 +402,11 @@ function rootFromLocators(facts: RunFactsView): string | undefined {
     if (match !== null) return match[1];
   }
   return undefined;
+}
+
+const SENDER = /^[A-Za-z0-9_.@-]{1,128}$/;
+
+/** The READY's sender: `attributes.sender` when it is a plain name, else `scenario_runner`. */
+function senderOf(value: unknown): string {
+  return typeof value === "string" && SENDER.test(value) ? value : "scenario_runner";
 }

@@ -30,6 +30,11 @@ export const RunRequested = Schema.TaggedStruct("RunRequested", {
   speedup: Schema.optionalKey(Schema.Number),
   message_id: Schema.optionalKey(Schema.String),
   pins: Schema.optionalKey(RunPinned),
+  /**
+   * Who asks for the run, as the capability policy knows them: `agent:<sender>` for a READY,
+   * `user:<name>` for an admin-API token; unset: the runtime itself (`svc:<producer>`).
+   */
+  principal: Schema.optionalKey(Schema.String),
 });
 export type RunRequested = typeof RunRequested.Type;
 

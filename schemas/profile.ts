@@ -310,10 +310,16 @@ export const Budget = Schema.Struct({
 );
 export type Budget = typeof Budget.Type;
 
-/** The `governance` section: the files the policy/budget supervisor reads. */
+/**
+ * The `governance` section: the capability registry and the policy every action is authorized
+ * against (ARCHITECTURE section 6). A missing policy file denies everything.
+ */
 export const ProfileGovernance = Schema.Struct({
+  capabilities_ref: Ref,
+  policies_ref: Ref,
   /** Privacy tier minimized: `{outputs: {<output_id>: [field, ...]}}`, the fields pseudonymized. */
   minimized_fields_ref: Schema.optionalKey(Ref),
+  /** Rate limits and hard caps (actors/budgets.ts). */
   budgets: Schema.optionalKey(Schema.Array(Budget)),
 });
 export type ProfileGovernance = typeof ProfileGovernance.Type;
@@ -326,7 +332,7 @@ export const ProfileDocument = Schema.Struct({
   profile_id: Identifier,
   policy: ProfilePolicy,
   wiring: ProfileWiring,
-  governance: Schema.optionalKey(ProfileGovernance),
+  governance: ProfileGovernance,
 });
 export type ProfileDocument = typeof ProfileDocument.Type;
 

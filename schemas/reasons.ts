@@ -131,6 +131,17 @@ export const REASONS = {
     "A budget in governance.budgets is malformed (scope, match, or a limit not a number above 0)",
   BUDGET_EXCEEDED:
     "A hard cap (max_events, max_bytes) was reached: the output stopped after exactly the cap",
+  CAPABILITY_REGISTRY_MISSING: "The capability registry file is missing or cannot be read",
+  CAPABILITY_INVALID:
+    "The capability registry is not YAML or breaks its schema (unknown operation type)",
+  CAPABILITY_DUPLICATE: "Two capabilities of the registry have the same id",
+  CAPABILITY_RISK_INCONSISTENT: "A capability's risk level breaks a risk consistency rule",
+  POLICY_INVALID:
+    "The policy file is not YAML, is unreadable or breaks its schema (unknown action)",
+  POLICY_PATTERN_INVALID: "A policy rule's pattern is malformed (`*` only alone or at the end)",
+  POLICY_RULE_DUPLICATE: "Two policy rules have the same principal, capabilities and conditions",
+  POLICY_DENIED: "The capability policy denied the action (the message says why); nothing was done",
+  APPROVAL_REQUIRED: "The policy requires an operator's approval for the action; nothing was done",
   // Delivery to the gate
   IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
   IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",
