@@ -100,6 +100,11 @@ export interface LaneHooks<P> {
    * of requests in push mode) before the process could exit.
    */
   readonly stop?: Deferred.Deferred<void>;
+  /**
+   * The run's pause (actors/run_control.ts): waits while the run is paused, so a paused lane
+   * dispatches nothing more, not even batches it already holds; default: never holds.
+   */
+  readonly hold?: Effect.Effect<void>;
 }
 
 /** A terminal delivery failure, with what the dead letter records. */
@@ -131,8 +136,8 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   hooks: LaneHooks<P> | ((batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>),
 ): Effect.fn.Return<Lane<P>, never, Scope.Scope | IgClient> {
   const client = yield* IgClient;
-  const { onDelivered, onDeadLetter, stop } = typeof hooks === "function"
-    ? { onDelivered: hooks, onDeadLetter: undefined, stop: undefined }
+  const { onDelivered, onDeadLetter, stop, hold } = typeof hooks === "function"
+    ? { onDelivered: hooks, onDeadLetter: undefined, stop: undefined, hold: undefined }
     : hooks;
   const stopped = stop === undefined ? Effect.succeed(false) : Deferred.isDone(stop);
   const queue = yield* Queue.unbounded<EmitBatch<P>, Cause.Done>();
@@ -246,6 +251,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       );
       if (taken === undefined || taken.length === 0) break;
       for (const batch of merge(taken, options.batchSize)) {
+        if (hold !== undefined) yield* hold;
         const events = Math.min(batch.envelopes.length, windowEvents);
         yield* Semaphore.take(window, events);
         yield* Semaphore.take(semaphore, 1);

@@ -13,12 +13,18 @@ import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { selectOutputIds } from "../core/profile.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import type { RunPinned, RunRequested } from "../schemas/messages.ts";
+import type { ReplayWindow, RunPinned, RunRequested } from "../schemas/messages.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
 import { buildStreamViewAt } from "../stores/stream_view_build.ts";
-import { streamViewId } from "../stores/stream_view_read.ts";
+import { checkView, streamViewId } from "../stores/stream_view_read.ts";
+import {
+  canonicalTs,
+  seekWindow,
+  type ViewWindow,
+  type WindowBounds,
+} from "../stores/view_seek.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OwedReceipt } from "../stores/wal_records.ts";
 import type { OracleStore } from "../stores/oracle.ts";
@@ -39,6 +45,8 @@ export interface OutputPlan {
   readonly owed: OwedReceipt | undefined;
   /** Events left to stream. */
   readonly total: number;
+  /** A replay's window in the view's sequence, `[fromSeq, toSeq)`. */
+  readonly window?: ViewWindow;
 }
 
 /** What a run was checked and authorized to do, with its readers open. */
@@ -74,6 +82,14 @@ export interface PlanNotes {
   output_ids: string[];
   /** Set once the run has its checkpoint scope: from then on a defect still ends it receipted. */
   keyed?: { runKey: string; actor: string; platformRunId: string };
+}
+
+/**
+ * The checkpoint scope of a replay: its own, named by its replay id, so a replay never moves the
+ * checkpoint of the world's stream (nor another replay's).
+ */
+export function replayKey(world: World, replay: ReplayWindow): string {
+  return sha256Hex(canonicalJson({ trace_id: world.traceId, replay_id: replay.replay_id }));
 }
 
 /** The checkpoint scope of a run: a new platform run starts from the first row. */
@@ -181,7 +197,12 @@ export function planRun(
     const producer = profile.wiring.wsp_producer.producer_id;
     yield* authorize({ world, outputs, producer, igBaseUrl: config.courier.endpoint.baseUrl });
 
-    const runKey = packKey(world, platformRunId, scenarioRunId);
+    if (request.replay !== undefined && outputIds.length !== 1) {
+      return yield* fail("REPLAY_WINDOW_INVALID", "A replay names exactly one output");
+    }
+    const runKey = request.replay
+      ? replayKey(world, request.replay)
+      : packKey(world, platformRunId, scenarioRunId);
     notes.keyed = { runKey, actor: producer, platformRunId };
     const opened = [];
     for (const output of outputs) {
@@ -193,6 +214,7 @@ export function planRun(
           producer,
           viewRoot: config.streamViewRoot(world.engineRunRoot),
           maxEnvelopeBytes: config.courier.maxBodyBytes,
+          ...(request.replay ? { replay: request.replay } : {}),
         }),
       );
     }
@@ -224,6 +246,7 @@ function openOutput(
     producer: string;
     viewRoot: string;
     maxEnvelopeBytes?: number;
+    replay?: ReplayWindow;
   },
 ) {
   return Effect.gen(function* () {
@@ -246,8 +269,21 @@ function openOutput(
       streamViewRoot: run.viewRoot,
       rowShape: shape,
     }));
+    const expected = {
+      streamViewId: streamViewId({
+        engineRunId: world.runReceipt.run_id,
+        worldKey: world.worldKey,
+        outputId,
+      }),
+      outputId,
+      world: { engineRunId: world.runReceipt.run_id, worldKey: world.worldKey },
+    };
+    const window = run.replay === undefined
+      ? undefined
+      : yield* findWindow(built.view_dir, expected, run.replay, outputId);
     const resume = yield* resumePoint(run.runKey, outputId);
-    const after = resume?.position;
+    // A replay starts at its window, or after its own checkpoint if it got that far already.
+    const after = resume?.position ?? window?.after;
     const pins: EnvelopePins = {
       manifest_fingerprint: world.worldKey.manifest_fingerprint,
       parameter_hash: world.worldKey.parameter_hash,
@@ -261,23 +297,18 @@ function openOutput(
       ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
       output_id: outputId,
     };
+    const next = after ? after.seq + 1 : 0;
+    const limit = window === undefined ? undefined : Math.max(0, window.toSeq - next);
     const cursor = yield* openEnvelopeReader(
       built.view_dir,
-      {
-        streamViewId: streamViewId({
-          engineRunId: world.runReceipt.run_id,
-          worldKey: world.worldKey,
-          outputId,
-        }),
-        outputId,
-        world: { engineRunId: world.runReceipt.run_id, worldKey: world.worldKey },
-      },
+      expected,
       pins,
       {
         primaryKey: output.entry.primary_key,
         payloadColumns: shape.columns,
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
+        ...(limit === undefined ? {} : { limit }),
         ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
       },
     );
@@ -289,7 +320,73 @@ function openOutput(
       first,
       after,
       owed: resume?.owed,
-      total: cursor.rowCount - (after ? after.seq + 1 : 0),
+      total: limit ?? cursor.rowCount - next,
+      ...(window ? { window } : {}),
     } satisfies OutputPlan;
   });
+}
+
+/** The bounds a replay asks for, checked: a time window or a sequence range, not both. */
+export function replayBounds(
+  replay: Omit<ReplayWindow, "replay_id">,
+): Effect.Effect<WindowBounds, WorldstreamError> {
+  const hasTs = replay.from_ts !== undefined || replay.to_ts !== undefined;
+  const hasSeq = replay.from_seq !== undefined || replay.to_seq !== undefined;
+  if (hasTs === hasSeq) {
+    return Effect.fail(fail(
+      "REPLAY_WINDOW_INVALID",
+      `A replay window needs from_ts and to_ts, or from_seq and to_seq (${
+        hasTs ? "both were given" : "neither was given"
+      })`,
+    ));
+  }
+  if (hasTs) {
+    const from = canonicalTs(replay.from_ts ?? "");
+    const to = canonicalTs(replay.to_ts ?? "");
+    if (from === undefined || to === undefined) {
+      const bad = from === undefined ? ["from_ts", replay.from_ts] : ["to_ts", replay.to_ts];
+      return Effect.fail(fail(
+        "REPLAY_WINDOW_INVALID",
+        `Replay ${bad[0]} ${
+          JSON.stringify(bad[1] ?? null)
+        } is not a UTC time like 2026-01-02T03:04:05.000000Z`,
+      ));
+    }
+    if (from > to) {
+      return Effect.fail(
+        fail("REPLAY_WINDOW_REVERSED", `Replay from_ts ${from} is after to_ts ${to}`),
+      );
+    }
+    return Effect.succeed({ from_ts: from, to_ts: to });
+  }
+  for (const [name, v] of [["from_seq", replay.from_seq], ["to_seq", replay.to_seq]] as const) {
+    if (v === undefined || !Number.isSafeInteger(v) || v < 0) {
+      return Effect.fail(fail(
+        "REPLAY_WINDOW_INVALID",
+        `Replay ${name} ${JSON.stringify(v ?? null)} is not a non-negative integer`,
+      ));
+    }
+  }
+  if (replay.from_seq! > replay.to_seq!) {
+    return Effect.fail(fail(
+      "REPLAY_WINDOW_REVERSED",
+      `Replay from_seq ${replay.from_seq} is after to_seq ${replay.to_seq}`,
+    ));
+  }
+  return Effect.succeed({ from_seq: replay.from_seq!, to_seq: replay.to_seq! });
+}
+
+/** Finds a replay's window in an output's view by seeking, never scanning from its start. */
+function findWindow(
+  dir: string,
+  expected: Parameters<typeof checkView>[1],
+  replay: ReplayWindow,
+  outputId: string,
+) {
+  return Effect.scoped(Effect.gen(function* () {
+    const bounds = yield* replayBounds(replay);
+    const { rowCount, parts } = yield* checkView(dir, expected);
+    const session = yield* (yield* DuckDb).session;
+    return yield* seekWindow(session, parts, rowCount, bounds, `Replay of ${outputId}`);
+  }));
 }

@@ -4,7 +4,7 @@
  * the run's receipts go to the WAL. Whatever ends the run (a refusal, a failed output, a defect),
  * it ends as a StreamResult.
  */
-import { Cause, Clock, Context, Effect, Option, Ref, Schedule } from "effect";
+import { Cause, Clock, Context, Deferred, Effect, Option, Ref, Schedule } from "effect";
 import { describeCause } from "../core/supervise.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
@@ -14,6 +14,7 @@ import { type LaneStats, openLane } from "./courier.ts";
 import { Journal } from "./journal.ts";
 import { type OutputPlan, type PlanNotes, planRun, type RunPlan } from "./plan.ts";
 import { RunConfig } from "./run_config.ts";
+import { makeRunControl, type RunControl } from "./run_control.ts";
 import { deadLetter, runReceipt } from "./run_records.ts";
 import { Shutdown } from "./shutdown.ts";
 import type { OutputGaps } from "./run_gaps.ts";
@@ -29,6 +30,25 @@ export interface OutputProgress {
   readonly quarantined: number;
   readonly retries: number;
   readonly lateness: { count: number; p50_ms: number; p99_ms: number; max_ms: number };
+  /** The Supervisor's id of the run this output belongs to (set by the Supervisor). */
+  readonly run_id?: string;
+}
+
+/** What the plan step settled: the run's scope and outputs (a replay: its window). */
+export interface RunPlanned {
+  readonly runKey: string;
+  readonly platformRunId: string;
+  readonly outputIds: ReadonlyArray<string>;
+  /** Per output with a window (a replay): `[from_seq, to_seq)` of its view. */
+  readonly windows: ReadonlyArray<{ output_id: string; from_seq: number; to_seq: number }>;
+}
+
+/** How the Supervisor steers and follows one run. */
+export interface RunHooks {
+  /** Pause, resume and cancel (default: a control nobody moves). */
+  readonly control?: RunControl;
+  /** Completed once the plan is made, or failed with the refusal. */
+  readonly planned?: Deferred.Deferred<RunPlanned, WorldstreamError>;
 }
 
 /**
@@ -47,6 +67,7 @@ export function executeRun(
   request: RunRequested,
   live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
   faultHook: (request: RunRequested) => Effect.Effect<void> = () => Effect.void,
+  hooks: RunHooks = {},
 ) {
   const base = {
     emitted: 0,
@@ -67,8 +88,23 @@ export function executeRun(
     output_ids: notes.output_ids,
   });
   return Effect.scoped(Effect.gen(function* () {
-    const plan = yield* planRun(request, notes);
-    return yield* streamPlan(plan, live, faultHook);
+    const plan = yield* planRun(request, notes).pipe(
+      Effect.tapError((e) => hooks.planned ? Deferred.fail(hooks.planned, e) : Effect.void),
+    );
+    if (hooks.planned) {
+      yield* Deferred.succeed(hooks.planned, {
+        runKey: plan.runKey,
+        platformRunId: plan.platformRunId,
+        outputIds: plan.outputIds,
+        windows: plan.outputs.flatMap((o) =>
+          o.window
+            ? [{ output_id: o.outputId, from_seq: o.window.fromSeq, to_seq: o.window.toSeq }]
+            : []
+        ),
+      });
+    }
+    const control = hooks.control ?? (yield* makeRunControl());
+    return yield* streamPlan(plan, live, faultHook, control);
   })).pipe(
     Effect.catch((e: WorldstreamError) =>
       Effect.succeed<StreamResult>({
@@ -122,6 +158,7 @@ function streamPlan(
   plan: RunPlan,
   live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
   faultHook: (request: RunRequested) => Effect.Effect<void>,
+  control: RunControl,
 ) {
   const { request, runKey: scope, producer, platformRunId, scenarioRunId, world, outputIds } = plan;
   const plans = plan.outputs;
@@ -141,7 +178,13 @@ function streamPlan(
     const globalLeft = request.max_events === undefined
       ? undefined
       : yield* Ref.make(request.max_events);
-    const { stop } = yield* Shutdown;
+    // The run stops on its own cancel, or when the process stops.
+    const { stop: shutdown } = yield* Shutdown;
+    const stop = control.stop;
+    yield* Effect.forkScoped(
+      Deferred.await(shutdown).pipe(Effect.andThen(Deferred.succeed(stop, undefined))),
+    );
+    yield* control.start;
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
     yield* runReceipt(journal, "run_start", scope, producer, {
@@ -189,6 +232,7 @@ function streamPlan(
         pacing,
         live,
         stop,
+        control,
         ...(globalLeft ? { globalLeft } : {}),
         ...(gaps ? { gaps: gaps.output(index) } : {}),
       }).pipe(
@@ -203,10 +247,20 @@ function streamPlan(
     const emitted = results.reduce((n, r) => n + r.emitted, 0);
     const deadLettered = results.reduce((n, r) => n + r.dead_lettered, 0);
     const failed = results.find((r) => r.status !== "STREAMED");
+    // An operator's cancel ends the run CANCELLED, unless an output failed on its own first.
+    const cancelled = control.cancelled() && !results.some((r) => r.status === "FAILED");
     // Every event handled, but some only as dead letters (`dead_letter_policy: continue`):
     // not a clean STREAMED, so the result, the READY ledger and the exit code say so.
-    const status = failed ? "FAILED" : deadLettered > 0 ? "STREAMED_WITH_DEAD_LETTERS" : "STREAMED";
-    const reason = failed
+    const status = cancelled
+      ? "CANCELLED"
+      : failed
+      ? "FAILED"
+      : deadLettered > 0
+      ? "STREAMED_WITH_DEAD_LETTERS"
+      : "STREAMED";
+    const reason = cancelled
+      ? "RUN_CANCELLED"
+      : failed
       ? (failed.reason ?? "STOPPED_BY_OPERATOR")
       : deadLettered > 0
       ? "DEAD_LETTERED"
@@ -249,6 +303,7 @@ interface OutputRun {
   readonly pacing: Pacing;
   readonly live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>;
   readonly stop: Shutdown["Service"]["stop"];
+  readonly control: RunControl;
   /** Events the whole run may still send (max_events), shared by its outputs. */
   readonly globalLeft?: Ref.Ref<number>;
   readonly gaps?: OutputGaps;
@@ -266,6 +321,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
         checkpointer.advance(run.runKey, output.outputId, batch.last, stats),
       onDeadLetter: (dead) => deadLetter(journal, run.runKey, output.outputId, run.producer, dead),
       stop: run.stop,
+      hold: run.control.hold,
     });
     yield* Ref.update(run.live, (m) =>
       new Map(m).set(
@@ -286,6 +342,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
       batchSize: config.courier.batchSize,
       lane,
       stop: run.stop,
+      control: run.control,
       ...(run.gaps ? { gaps: run.gaps } : {}),
     }).pipe(
       Effect.flatMap((outcome) => lane.finish.pipe(Effect.map((stats) => ({ outcome, stats })))),

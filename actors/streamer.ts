@@ -13,6 +13,7 @@ import { Clock, Deferred, Effect, Ref } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { EmitBatch, Lane } from "./courier.ts";
+import type { RunControl } from "./run_control.ts";
 import { type OutputGaps, RunGaps } from "./run_gaps.ts";
 
 /** Waits up to this long are not interruptible by a stop request (it is seen right after). */
@@ -87,8 +88,14 @@ export const runStreamer = Effect.fn("runStreamer")(
      * run has several outputs; without it the output is paced as if it were alone.
      */
     readonly gaps?: OutputGaps;
+    /**
+     * The run's pause switch: while paused nothing more is handed over, and the schedule moves by
+     * the time paused (see actors/run_control.ts). The stop request is `stop`.
+     */
+    readonly control?: Pick<RunControl, "paused" | "hold" | "heldMs">;
   }): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
-    const { pacing, caps, lane, batchSize } = options;
+    const { pacing, caps, lane, batchSize, control } = options;
+    const heldMs = control ? control.heldMs : () => 0;
     const paced = pacing.speedup > 0;
     const maxGapUs = maxGapMicros(pacing);
     const gaps = options.gaps ?? runGaps(pacing, 1)?.output(0);
@@ -133,6 +140,13 @@ export const runStreamer = Effect.fn("runStreamer")(
           yield* flush;
           return outcome("cap");
         }
+        if (control !== undefined && control.paused()) {
+          // Hand over what was due before the pause, then hold until resumed (or stopped).
+          if (!(yield* flush)) return outcome("cap");
+          yield* control.hold;
+          if (yield* Deferred.isDone(options.stop)) return outcome("shutdown");
+          now = yield* Clock.currentTimeMillis;
+        }
         let dueMs = 0;
         if (paced) {
           const ts = chunk.tsMicros[i];
@@ -144,12 +158,15 @@ export const runStreamer = Effect.fn("runStreamer")(
             now = yield* Clock.currentTimeMillis;
           }
           prevTs = ts;
-          dueMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
+          const scheduledMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
+          dueMs = scheduledMs + heldMs();
           if (dueMs > now + 0.5) {
             // Not due yet: hand over what is due, then wait for this one (or a stop request).
             if (!(yield* flush)) return outcome("cap");
             now = yield* Clock.currentTimeMillis;
-            if (dueMs > now) {
+            // A pause while waiting holds here and moves this event's due time by its length.
+            let waiting = dueMs > now;
+            while (waiting) {
               // A short wait is slept out and the stop request checked after it; only a long one
               // races the stop request (a race forks two fibers, thousands of times a second when
               // the events are dense).
@@ -162,6 +179,13 @@ export const runStreamer = Effect.fn("runStreamer")(
                   Deferred.await(options.stop).pipe(Effect.as(true)),
                 );
               if (stopped) return outcome("shutdown");
+              waiting = false;
+              if (control !== undefined && control.paused()) {
+                yield* control.hold;
+                if (yield* Deferred.isDone(options.stop)) return outcome("shutdown");
+                dueMs = scheduledMs + heldMs();
+                waiting = dueMs > (yield* Clock.currentTimeMillis) + 0.5;
+              }
               now = yield* Clock.currentTimeMillis;
             }
           }
