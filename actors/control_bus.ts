@@ -225,7 +225,8 @@ export const makeReadyHandler = (context: ReadyContext) =>
         });
         return yield* settle({
           message_id: p.message_id,
-          status: result.status,
+          // A cancelled run is a failed attempt for the ledger: the READY may be tried again.
+          status: result.status === "CANCELLED" ? "FAILED" : result.status,
           reason: result.reason,
           result,
         });

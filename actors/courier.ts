@@ -103,6 +103,11 @@ export interface LaneHooks<P> {
   readonly stop?: Deferred.Deferred<void>;
   /** The output's Prometheus instruments (actors/metrics.ts), updated as the lane works. */
   readonly metrics?: OutputMetrics;
+  /**
+   * The run's pause (actors/run_control.ts): waits while the run is paused, so a paused lane
+   * dispatches nothing more, not even batches it already holds; default: never holds.
+   */
+  readonly hold?: Effect.Effect<void>;
 }
 
 /** A terminal delivery failure, with what the dead letter records. */
@@ -134,8 +139,14 @@ export const openLane = Effect.fn("openLane")(function* <P>(
   hooks: LaneHooks<P> | ((batch: EmitBatch<P>, stats: LaneStats) => Effect.Effect<void>),
 ): Effect.fn.Return<Lane<P>, never, Scope.Scope | IgClient> {
   const client = yield* IgClient;
-  const { onDelivered, onDeadLetter, stop, metrics } = typeof hooks === "function"
-    ? { onDelivered: hooks, onDeadLetter: undefined, stop: undefined, metrics: undefined }
+  const { onDelivered, onDeadLetter, stop, metrics, hold } = typeof hooks === "function"
+    ? {
+      onDelivered: hooks,
+      onDeadLetter: undefined,
+      stop: undefined,
+      metrics: undefined,
+      hold: undefined,
+    }
     : hooks;
   if (metrics !== undefined) {
     // Whatever the lane still held when it closed is no longer queued anywhere.
@@ -277,6 +288,7 @@ export const openLane = Effect.fn("openLane")(function* <P>(
       );
       if (taken === undefined || taken.length === 0) break;
       for (const batch of merge(taken, options.batchSize)) {
+        if (hold !== undefined) yield* hold;
         const events = Math.min(batch.envelopes.length, windowEvents);
         yield* Semaphore.take(window, events);
         yield* Semaphore.take(semaphore, 1);

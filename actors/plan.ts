@@ -16,12 +16,18 @@ import { authorizePrivacy, type PrivacyGrant } from "../core/privacy.ts";
 import type { Pseudonymizer } from "../core/pseudonymize.ts";
 import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
-import type { RunPinned, RunRequested } from "../schemas/messages.ts";
+import type { ReplayWindow, RunPinned, RunRequested } from "../schemas/messages.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
 import { buildStreamViewAt } from "../stores/stream_view_build.ts";
-import { streamViewId } from "../stores/stream_view_read.ts";
+import { checkView, streamViewId } from "../stores/stream_view_read.ts";
+import {
+  canonicalTs,
+  seekWindow,
+  type ViewWindow,
+  type WindowBounds,
+} from "../stores/view_seek.ts";
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OwedReceipt } from "../stores/wal_records.ts";
 import type { OracleStore } from "../stores/oracle.ts";
@@ -43,6 +49,8 @@ export interface OutputPlan {
   readonly owed: OwedReceipt | undefined;
   /** Events left to stream. */
   readonly total: number;
+  /** A replay's window in the view's sequence, `[fromSeq, toSeq)`. */
+  readonly window?: ViewWindow;
 }
 
 /** What a run was checked and authorized to do, with its readers open. */
@@ -84,6 +92,14 @@ export interface PlanNotes {
   output_ids: string[];
   /** Set once the run has its checkpoint scope: from then on a defect still ends it receipted. */
   keyed?: { runKey: string; actor: string; platformRunId: string };
+}
+
+/**
+ * The checkpoint scope of a replay: its own, named by its replay id, so a replay never moves the
+ * checkpoint of the world's stream (nor another replay's).
+ */
+export function replayKey(world: World, replay: ReplayWindow): string {
+  return sha256Hex(canonicalJson({ trace_id: world.traceId, replay_id: replay.replay_id }));
 }
 
 /** The checkpoint scope of a run: a new platform run starts from the first row. */
@@ -200,7 +216,12 @@ export function planRun(
     for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
 
     const producer = profile.wiring.wsp_producer.producer_id;
-    const runKey = packKey(world, platformRunId, scenarioRunId);
+    if (request.replay !== undefined && outputIds.length !== 1) {
+      return yield* fail("REPLAY_WINDOW_INVALID", "A replay names exactly one output");
+    }
+    const runKey = request.replay
+      ? replayKey(world, request.replay)
+      : packKey(world, platformRunId, scenarioRunId);
     const grant = yield* authorize({
       world,
       outputs,
@@ -223,6 +244,7 @@ export function planRun(
           viewRoot: config.streamViewRoot(world.engineRunRoot),
           maxEnvelopeBytes: config.courier.maxBodyBytes,
           pseudonymize: grant.pseudonymizers.get(output.entry.output_id),
+          ...(request.replay ? { replay: request.replay } : {}),
         }),
       );
     }
@@ -255,6 +277,7 @@ function openOutput(
     viewRoot: string;
     maxEnvelopeBytes?: number;
     pseudonymize?: Pseudonymizer | undefined;
+    replay?: ReplayWindow;
   },
 ) {
   return Effect.gen(function* () {
@@ -277,8 +300,21 @@ function openOutput(
       streamViewRoot: run.viewRoot,
       rowShape: shape,
     }));
+    const expected = {
+      streamViewId: streamViewId({
+        engineRunId: world.runReceipt.run_id,
+        worldKey: world.worldKey,
+        outputId,
+      }),
+      outputId,
+      world: { engineRunId: world.runReceipt.run_id, worldKey: world.worldKey },
+    };
+    const window = run.replay === undefined
+      ? undefined
+      : yield* findWindow(built.view_dir, expected, run.replay, outputId);
     const resume = yield* resumePoint(run.runKey, outputId);
-    const after = resume?.position;
+    // A replay starts at its window, or after its own checkpoint if it got that far already.
+    const after = resume?.position ?? window?.after;
     const pins: EnvelopePins = {
       manifest_fingerprint: world.worldKey.manifest_fingerprint,
       parameter_hash: world.worldKey.parameter_hash,
@@ -292,23 +328,18 @@ function openOutput(
       ...(world.manifest ? { span_id: world.manifest.engine_release } : {}),
       output_id: outputId,
     };
+    const next = after ? after.seq + 1 : 0;
+    const limit = window === undefined ? undefined : Math.max(0, window.toSeq - next);
     const cursor = yield* openEnvelopeReader(
       built.view_dir,
-      {
-        streamViewId: streamViewId({
-          engineRunId: world.runReceipt.run_id,
-          worldKey: world.worldKey,
-          outputId,
-        }),
-        outputId,
-        world: { engineRunId: world.runReceipt.run_id, worldKey: world.worldKey },
-      },
+      expected,
       pins,
       {
         primaryKey: output.entry.primary_key,
         payloadColumns: shape.columns,
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
+        ...(limit === undefined ? {} : { limit }),
         ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
         ...(run.pseudonymize === undefined ? {} : { pseudonymize: run.pseudonymize }),
       },
@@ -321,7 +352,73 @@ function openOutput(
       first,
       after,
       owed: resume?.owed,
-      total: cursor.rowCount - (after ? after.seq + 1 : 0),
+      total: limit ?? cursor.rowCount - next,
+      ...(window ? { window } : {}),
     } satisfies OutputPlan;
   });
+}
+
+/** The bounds a replay asks for, checked: a time window or a sequence range, not both. */
+export function replayBounds(
+  replay: Omit<ReplayWindow, "replay_id">,
+): Effect.Effect<WindowBounds, WorldstreamError> {
+  const hasTs = replay.from_ts !== undefined || replay.to_ts !== undefined;
+  const hasSeq = replay.from_seq !== undefined || replay.to_seq !== undefined;
+  if (hasTs === hasSeq) {
+    return Effect.fail(fail(
+      "REPLAY_WINDOW_INVALID",
+      `A replay window needs from_ts and to_ts, or from_seq and to_seq (${
+        hasTs ? "both were given" : "neither was given"
+      })`,
+    ));
+  }
+  if (hasTs) {
+    const from = canonicalTs(replay.from_ts ?? "");
+    const to = canonicalTs(replay.to_ts ?? "");
+    if (from === undefined || to === undefined) {
+      const bad = from === undefined ? ["from_ts", replay.from_ts] : ["to_ts", replay.to_ts];
+      return Effect.fail(fail(
+        "REPLAY_WINDOW_INVALID",
+        `Replay ${bad[0]} ${
+          JSON.stringify(bad[1] ?? null)
+        } is not a UTC time like 2026-01-02T03:04:05.000000Z`,
+      ));
+    }
+    if (from > to) {
+      return Effect.fail(
+        fail("REPLAY_WINDOW_REVERSED", `Replay from_ts ${from} is after to_ts ${to}`),
+      );
+    }
+    return Effect.succeed({ from_ts: from, to_ts: to });
+  }
+  for (const [name, v] of [["from_seq", replay.from_seq], ["to_seq", replay.to_seq]] as const) {
+    if (v === undefined || !Number.isSafeInteger(v) || v < 0) {
+      return Effect.fail(fail(
+        "REPLAY_WINDOW_INVALID",
+        `Replay ${name} ${JSON.stringify(v ?? null)} is not a non-negative integer`,
+      ));
+    }
+  }
+  if (replay.from_seq! > replay.to_seq!) {
+    return Effect.fail(fail(
+      "REPLAY_WINDOW_REVERSED",
+      `Replay from_seq ${replay.from_seq} is after to_seq ${replay.to_seq}`,
+    ));
+  }
+  return Effect.succeed({ from_seq: replay.from_seq!, to_seq: replay.to_seq! });
+}
+
+/** Finds a replay's window in an output's view by seeking, never scanning from its start. */
+function findWindow(
+  dir: string,
+  expected: Parameters<typeof checkView>[1],
+  replay: ReplayWindow,
+  outputId: string,
+) {
+  return Effect.scoped(Effect.gen(function* () {
+    const bounds = yield* replayBounds(replay);
+    const { rowCount, parts } = yield* checkView(dir, expected);
+    const session = yield* (yield* DuckDb).session;
+    return yield* seekWindow(session, parts, rowCount, bounds, `Replay of ${outputId}`);
+  }));
 }

@@ -4,7 +4,7 @@
  * the run's receipts go to the WAL. Whatever ends the run (a refusal, a failed output, a defect),
  * it ends as a StreamResult.
  */
-import { Cause, Clock, Context, Effect, Option, Ref, Schedule } from "effect";
+import { Cause, Clock, Context, Deferred, Effect, Option, Ref, Schedule } from "effect";
 import { describeCause } from "../core/supervise.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import type { OutputResult, RunRequested, StreamResult } from "../schemas/messages.ts";
@@ -16,6 +16,7 @@ import { Journal } from "./journal.ts";
 import { Metrics } from "./metrics.ts";
 import { type OutputPlan, type PlanNotes, planRun, type RunPlan } from "./plan.ts";
 import { RunConfig } from "./run_config.ts";
+import { makeRunControl, type RunControl } from "./run_control.ts";
 import { deadLetter, runReceipt } from "./run_records.ts";
 import { Shutdown } from "./shutdown.ts";
 import type { OutputGaps } from "./run_gaps.ts";
@@ -43,6 +44,25 @@ export interface OutputProgress {
   readonly quarantined: number;
   readonly retries: number;
   readonly lateness: { count: number; p50_ms: number; p99_ms: number; max_ms: number };
+  /** The Supervisor's id of the run this output belongs to (set by the Supervisor). */
+  readonly run_id?: string;
+}
+
+/** What the plan step settled: the run's scope and outputs (a replay: its window). */
+export interface RunPlanned {
+  readonly runKey: string;
+  readonly platformRunId: string;
+  readonly outputIds: ReadonlyArray<string>;
+  /** Per output with a window (a replay): `[from_seq, to_seq)` of its view. */
+  readonly windows: ReadonlyArray<{ output_id: string; from_seq: number; to_seq: number }>;
+}
+
+/** How the Supervisor steers and follows one run. */
+export interface RunHooks {
+  /** Pause, resume and cancel (default: a control nobody moves). */
+  readonly control?: RunControl;
+  /** Completed once the plan is made, or failed with the refusal. */
+  readonly planned?: Deferred.Deferred<RunPlanned, WorldstreamError>;
 }
 
 /**
@@ -61,6 +81,7 @@ export function executeRun(
   request: RunRequested,
   live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
   faultHook: (request: RunRequested) => Effect.Effect<void> = () => Effect.void,
+  hooks: RunHooks = {},
 ) {
   const base = {
     emitted: 0,
@@ -81,8 +102,23 @@ export function executeRun(
     output_ids: notes.output_ids,
   });
   return Effect.scoped(Effect.gen(function* () {
-    const plan = yield* planRun(request, notes);
-    return yield* streamPlan(plan, live, faultHook);
+    const plan = yield* planRun(request, notes).pipe(
+      Effect.tapError((e) => hooks.planned ? Deferred.fail(hooks.planned, e) : Effect.void),
+    );
+    if (hooks.planned) {
+      yield* Deferred.succeed(hooks.planned, {
+        runKey: plan.runKey,
+        platformRunId: plan.platformRunId,
+        outputIds: plan.outputIds,
+        windows: plan.outputs.flatMap((o) =>
+          o.window
+            ? [{ output_id: o.outputId, from_seq: o.window.fromSeq, to_seq: o.window.toSeq }]
+            : []
+        ),
+      });
+    }
+    const control = hooks.control ?? (yield* makeRunControl());
+    return yield* streamPlan(plan, live, faultHook, control);
   })).pipe(
     Effect.catch((e: WorldstreamError) =>
       Effect.succeed<StreamResult>({
@@ -136,6 +172,7 @@ function streamPlan(
   plan: RunPlan,
   live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>,
   faultHook: (request: RunRequested) => Effect.Effect<void>,
+  control: RunControl,
 ) {
   const { request, runKey: scope, producer, platformRunId, scenarioRunId, world, outputIds } = plan;
   const plans = plan.outputs;
@@ -155,7 +192,13 @@ function streamPlan(
     const globalLeft = request.max_events === undefined
       ? undefined
       : yield* Ref.make(request.max_events);
-    const { stop } = yield* Shutdown;
+    // The run stops on its own cancel, or when the process stops.
+    const { stop: shutdown } = yield* Shutdown;
+    const stop = control.stop;
+    yield* Effect.forkScoped(
+      Deferred.await(shutdown).pipe(Effect.andThen(Deferred.succeed(stop, undefined))),
+    );
+    yield* control.start;
     const checkpointer = yield* Checkpointer;
     const journal = yield* Journal;
     // governance.budgets: before run_start, so a run whose ledger cannot be read never starts.
@@ -209,6 +252,7 @@ function streamPlan(
         pacing,
         live,
         stop,
+        control,
         ...(globalLeft ? { globalLeft } : {}),
         ...(budgets ? { budgets } : {}),
         ...(gaps ? { gaps: gaps.output(index) } : {}),
@@ -224,10 +268,20 @@ function streamPlan(
     const emitted = results.reduce((n, r) => n + r.emitted, 0);
     const deadLettered = results.reduce((n, r) => n + r.dead_lettered, 0);
     const failed = results.find((r) => r.status !== "STREAMED");
+    // An operator's cancel ends the run CANCELLED, unless an output failed on its own first.
+    const cancelled = control.cancelled() && !results.some((r) => r.status === "FAILED");
     // Every event handled, but some only as dead letters (`dead_letter_policy: continue`):
     // not a clean STREAMED, so the result, the READY ledger and the exit code say so.
-    const status = failed ? "FAILED" : deadLettered > 0 ? "STREAMED_WITH_DEAD_LETTERS" : "STREAMED";
-    const reason = failed
+    const status = cancelled
+      ? "CANCELLED"
+      : failed
+      ? "FAILED"
+      : deadLettered > 0
+      ? "STREAMED_WITH_DEAD_LETTERS"
+      : "STREAMED";
+    const reason = cancelled
+      ? "RUN_CANCELLED"
+      : failed
       ? (failed.reason ?? "STOPPED_BY_OPERATOR")
       : deadLettered > 0
       ? "DEAD_LETTERED"
@@ -270,6 +324,7 @@ interface OutputRun {
   readonly pacing: Pacing;
   readonly live: Ref.Ref<ReadonlyMap<string, Effect.Effect<OutputProgress>>>;
   readonly stop: Shutdown["Service"]["stop"];
+  readonly control: RunControl;
   /** Events the whole run may still send (max_events), shared by its outputs. */
   readonly globalLeft?: Ref.Ref<number>;
   readonly gaps?: OutputGaps;
@@ -299,6 +354,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
         ),
       onDeadLetter: (dead) => deadLetter(journal, run.runKey, output.outputId, run.producer, dead),
       stop: run.stop,
+      hold: run.control.hold,
     });
     // Counted at hand-over, so what the lane holds shows in the status.
     const lane = {
@@ -338,6 +394,7 @@ function streamOutput(output: OutputPlan, run: OutputRun) {
       lane,
       stop: run.stop,
       metrics,
+      control: run.control,
       ...(run.gaps ? { gaps: run.gaps } : {}),
       ...(budget ? { budget } : {}),
     }).pipe(

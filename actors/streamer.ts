@@ -15,6 +15,7 @@ import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OutputBudget } from "./budgets.ts";
 import type { EmitBatch, Lane } from "./courier.ts";
 import type { OutputMetrics } from "./metrics.ts";
+import type { RunControl } from "./run_control.ts";
 import { type OutputGaps, RunGaps } from "./run_gaps.ts";
 
 /** Waits up to this long are not interruptible by a stop request (it is seen right after). */
@@ -99,8 +100,14 @@ export const runStreamer = Effect.fn("runStreamer")(
     readonly budget?: OutputBudget;
     /** The output's Prometheus instruments: pacing lateness and the schedule position. */
     readonly metrics?: OutputMetrics;
+    /**
+     * The run's pause switch: while paused nothing more is handed over, and the schedule moves by
+     * the time paused (see actors/run_control.ts). The stop request is `stop`.
+     */
+    readonly control?: Pick<RunControl, "paused" | "hold" | "heldMs">;
   }): Effect.fn.Return<StreamerOutcome, WorldstreamError> {
-    const { pacing, caps, lane, batchSize } = options;
+    const { pacing, caps, lane, batchSize, control } = options;
+    const heldMs = control ? control.heldMs : () => 0;
     const paced = pacing.speedup > 0;
     const maxGapUs = maxGapMicros(pacing);
     const gaps = options.gaps ?? runGaps(pacing, 1)?.output(0);
@@ -178,6 +185,13 @@ export const runStreamer = Effect.fn("runStreamer")(
           yield* flush;
           return outcome("cap");
         }
+        if (control !== undefined && control.paused()) {
+          // Hand over what was due before the pause, then hold until resumed (or stopped).
+          if (!(yield* flush)) return outcome("cap");
+          yield* control.hold;
+          if (yield* Deferred.isDone(options.stop)) return outcome("shutdown");
+          now = yield* Clock.currentTimeMillis;
+        }
         let dueMs = 0;
         if (paced) {
           const ts = chunk.tsMicros[i];
@@ -189,12 +203,15 @@ export const runStreamer = Effect.fn("runStreamer")(
             now = yield* Clock.currentTimeMillis;
           }
           prevTs = ts;
-          dueMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
+          const scheduledMs = pacing.w0Ms + (ts - pacing.t0Us - shiftUs) / 1000 / pacing.speedup;
+          dueMs = scheduledMs + heldMs();
           if (dueMs > now + 0.5) {
             // Not due yet: hand over what is due, then wait for this one (or a stop request).
             if (!(yield* flush)) return outcome("cap");
             now = yield* Clock.currentTimeMillis;
-            if (dueMs > now) {
+            // A pause while waiting holds here and moves this event's due time by its length.
+            let waiting = dueMs > now;
+            while (waiting) {
               if (metrics !== undefined) metrics.waiting = true;
               // A short wait is slept out and the stop request checked after it; only a long one
               // races the stop request (a race forks two fibers, thousands of times a second when
@@ -209,6 +226,13 @@ export const runStreamer = Effect.fn("runStreamer")(
                 );
               if (metrics !== undefined) metrics.waiting = false;
               if (stopped) return outcome("shutdown");
+              waiting = false;
+              if (control !== undefined && control.paused()) {
+                yield* control.hold;
+                if (yield* Deferred.isDone(options.stop)) return outcome("shutdown");
+                dueMs = scheduledMs + heldMs();
+                waiting = dueMs > (yield* Clock.currentTimeMillis) + 0.5;
+              }
               now = yield* Clock.currentTimeMillis;
             }
           }

@@ -43,6 +43,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   "gen-world": lazy<typeof import("./gen_world.ts")>("./gen_world.ts", (m) => m.genWorldCommand),
   sort: lazy<typeof import("./sort.ts")>("./sort.ts", (m) => m.sortCommand),
   stream: lazy<typeof import("./stream.ts")>("./stream.ts", (m) => m.streamCommand),
+  replay: lazy<typeof import("./replay.ts")>("./replay.ts", (m) => m.replayCommand),
   "publish-ready": lazy<typeof import("./publish_ready.ts")>(
     "./publish_ready.ts",
     (m) => m.publishReadyCommand,

@@ -110,6 +110,29 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       "ig-url": IG_URL,
     },
   },
+  replay: {
+    summary: "re-sends one window of one output (same event ids), in a checkpoint scope of its own",
+    flags: {
+      "engine-run-root": ENGINE_RUN_ROOT,
+      "output-id": { value: "O", meaning: "the output to replay" },
+      "from-ts": { value: "T", meaning: "window start on ts_utc, inclusive (with --to-ts)" },
+      "to-ts": { value: "T", meaning: "window end on ts_utc, exclusive" },
+      "from-seq": {
+        value: "A",
+        meaning: "first row of the stream view, 0-based (with --to-seq; not with --from-ts)",
+      },
+      "to-seq": { value: "B", meaning: "end row of the stream view, exclusive" },
+      "scenario-id": SCENARIO_ID,
+      "platform-run-id": {
+        value: "ID",
+        meaning:
+          "the platform run to send into (the original run's makes the gate answer DUPLICATE; default: a new one for now)",
+      },
+      speedup: SPEEDUP,
+      "ig-url": IG_URL,
+      profile: PROFILE,
+    },
+  },
   "publish-ready": {
     summary: "writes run facts and a valid READY on the control bus (file or Kinesis)",
     flags: {

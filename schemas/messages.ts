@@ -17,6 +17,20 @@ export const RunPinned = Schema.Struct({
 });
 export type RunPinned = typeof RunPinned.Type;
 
+/**
+ * A replay: one window of one output, half-open on ts_utc (`[from_ts, to_ts)`) or on the view's
+ * sequence (`[from_seq, to_seq)`), streamed in a checkpoint scope of its own (its replay id), so
+ * it never moves the checkpoint of the world's own stream.
+ */
+export const ReplayWindow = Schema.Struct({
+  replay_id: Schema.String,
+  from_ts: Schema.optionalKey(Schema.String),
+  to_ts: Schema.optionalKey(Schema.String),
+  from_seq: Schema.optionalKey(Schema.Number),
+  to_seq: Schema.optionalKey(Schema.Number),
+});
+export type ReplayWindow = typeof ReplayWindow.Type;
+
 /** Ask the supervisor to stream (part of) a world. */
 export const RunRequested = Schema.TaggedStruct("RunRequested", {
   source: Schema.Literals(["ready", "operator"]),
@@ -35,6 +49,8 @@ export const RunRequested = Schema.TaggedStruct("RunRequested", {
    * `user:<name>` for an admin-API token; unset: the runtime itself (`svc:<producer>`).
    */
   principal: Schema.optionalKey(Schema.String),
+  /** Only this window of the (single) output in `output_ids`: a replay. */
+  replay: Schema.optionalKey(ReplayWindow),
 });
 export type RunRequested = typeof RunRequested.Type;
 
@@ -68,10 +84,12 @@ export type OutputResult = typeof OutputResult.Type;
 /**
  * The platform's StreamResult, plus the platform run id and per-output detail. Beyond the
  * platform's STREAMED|FAILED: STREAMED_WITH_DEAD_LETTERS, every event handled but some only as
- * dead letters (reason DEAD_LETTERED; `dead-letters retry` re-posts them).
+ * dead letters (reason DEAD_LETTERED; `dead-letters retry` re-posts them); CANCELLED, an
+ * operator cancelled the run (reason RUN_CANCELLED): what was in flight was delivered and
+ * checkpointed, the rest was not sent.
  */
 export const StreamResult = Schema.Struct({
-  status: Schema.Literals(["STREAMED", "STREAMED_WITH_DEAD_LETTERS", "FAILED"]),
+  status: Schema.Literals(["STREAMED", "STREAMED_WITH_DEAD_LETTERS", "FAILED", "CANCELLED"]),
   emitted: Schema.Number,
   /** Envelopes of this run stored as dead letters (absent when the run never streamed). */
   dead_lettered: Schema.optionalKey(Schema.Number),
@@ -86,3 +104,44 @@ export const StreamResult = Schema.Struct({
   elapsed_ms: Schema.optionalKey(Schema.Number),
 });
 export type StreamResult = typeof StreamResult.Type;
+
+/** Live progress of one output of a run in flight. */
+export const OutputProgressInfo = Schema.Struct({
+  output_id: Schema.String,
+  total: Schema.Number,
+  emitted: Schema.Number,
+  admitted: Schema.Number,
+  duplicate: Schema.Number,
+  quarantined: Schema.Number,
+  retries: Schema.Number,
+  lateness: LatencySummary,
+  run_id: Schema.optionalKey(Schema.String),
+});
+
+/** Where a run stands: in flight (queued, running, paused, cancelling) or finished. */
+export const RunState = Schema.Literals(["queued", "running", "paused", "cancelling", "finished"]);
+export type RunState = typeof RunState.Type;
+
+/** A run the Supervisor holds: in flight, or among the last ones it finished. */
+export const RunInfo = Schema.Struct({
+  /** The Supervisor's id for it (a replay's is its replay id). */
+  run_id: Schema.String,
+  kind: Schema.Literals(["run", "replay"]),
+  state: RunState,
+  /** The checkpoint scope, once planned. */
+  run_key: Schema.NullOr(Schema.String),
+  platform_run_id: Schema.NullOr(Schema.String),
+  output_ids: Schema.Array(Schema.String),
+  /** A replay's window per output, `[from_seq, to_seq)` of the view. */
+  windows: Schema.Array(Schema.Struct({
+    output_id: Schema.String,
+    from_seq: Schema.Number,
+    to_seq: Schema.Number,
+  })),
+  submitted_at_utc: Schema.String,
+  progress: Schema.Array(OutputProgressInfo),
+  /** Once finished: its status and reason. */
+  status: Schema.NullOr(StreamResult.fields.status),
+  reason: Schema.NullOr(Schema.String),
+});
+export type RunInfo = typeof RunInfo.Type;

@@ -157,6 +157,17 @@ export const REASONS = {
     "The run went on past dead letters (dead_letter_policy: continue): STREAMED_WITH_DEAD_LETTERS",
   STOPPED_BY_OPERATOR: "The run was stopped by a signal or an operator before it finished",
   INTERNAL_ERROR: "A defect (a bug): the run failed, the runtime kept serving",
+  // Replay, run control and checkpoint resets
+  REPLAY_WINDOW_INVALID:
+    "A replay window names both or neither of a time and a sequence range, or a malformed bound",
+  REPLAY_WINDOW_REVERSED: "A replay window ends before it starts",
+  REPLAY_WINDOW_EMPTY: "A replay window holds no event of the view",
+  REPLAY_WINDOW_OUTSIDE_VIEW: "A replay window lies outside the view (rows or event times)",
+  RUN_UNKNOWN: "No run in flight or recently finished has that id",
+  RUN_FINISHED: "The run has already ended: it can no longer be paused, resumed or cancelled",
+  RUN_NOT_PAUSED: "Resume of a run that is not paused",
+  RUN_NOT_RUNNING: "Pause of a run that is not running (already paused, or cancelling)",
+  RUN_CANCELLED: "The run was cancelled by an operator: in-flight events delivered, checkpointed",
   // Durable state
   WAL_LOCKED: "Another process holds this runs root's WAL (names its pid)",
   WAL_IO_FAILED: "The WAL could not be read, written or synced",
