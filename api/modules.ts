@@ -4,6 +4,7 @@
  */
 import type { RouteModule } from "./route.ts";
 import { checkpointsRoutes } from "./routes/checkpoints.ts";
+import { controlRoutes } from "./routes/control.ts";
 import { deadLettersRoutes } from "./routes/dead_letters.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
@@ -15,6 +16,8 @@ import { statusRoutes } from "./routes/status.ts";
 export const ADMIN_MODULES: ReadonlyArray<RouteModule> = [
   healthRoutes,
   statusRoutes,
+  // Before runs: `/v1/runs/live` must not be taken for a run called "live".
+  controlRoutes,
   runsRoutes,
   checkpointsRoutes,
   receiptsRoutes,
