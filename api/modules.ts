@@ -4,7 +4,9 @@
  */
 import type { RouteModule } from "./route.ts";
 import { checkpointsRoutes } from "./routes/checkpoints.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
 import { deadLettersRoutes } from "./routes/dead_letters.ts";
+import { eventsRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { receiptsRoutes } from "./routes/receipts.ts";
 import { runsRoutes } from "./routes/runs.ts";
@@ -18,4 +20,6 @@ export const ADMIN_MODULES: ReadonlyArray<RouteModule> = [
   checkpointsRoutes,
   receiptsRoutes,
   deadLettersRoutes,
+  eventsRoutes,
+  dashboardRoutes,
 ];
