@@ -1,8 +1,9 @@
 /**
  * `GET /v1/events`: the dashboard's live feed, Server-Sent Events carrying the `/v1/status`
  * answer (event `status`) once a second, for as long as the client listens. It ends when the
- * client goes, and when the runtime stops (the slot's `closing` signal), so the server's shutdown
- * never waits on an open feed. One snapshot reads in-memory state only, like `/v1/status`.
+ * client goes (the server cancels the stream) and when the runtime stops (the slot's `closing`
+ * signal), so the server's shutdown never waits on an open feed. One snapshot reads in-memory
+ * state only, like `/v1/status`.
  */
 import { Effect } from "effect";
 import type { Health } from "../../actors/health.ts";
@@ -21,11 +22,11 @@ export const eventsRoutes: RouteModule = {
     path: "/v1/events",
     summary: "Server-Sent Events: the /v1/status answer as event `status`, once a second",
     produces: "text/event-stream",
-    respond: ({ request, closing }) =>
+    respond: ({ closing }) =>
       Effect.gen(function* () {
         const context = yield* Effect.context<Supervisor | Health>();
         const snapshot = () => Effect.runPromise(statusNow.pipe(Effect.provideContext(context)));
-        return new Response(statusStream(snapshot, [closing, request.signal]), {
+        return new Response(statusStream(snapshot, [closing]), {
           headers: {
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-store",
