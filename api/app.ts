@@ -3,8 +3,10 @@
  * pipeline, in this order for every route:
  *
  *   1. auth: public routes pass; others need `Authorization: Bearer <token>` (401
- *      ADMIN_UNAUTHORIZED without a valid one), and a viewer only reaches GET routes (403
- *      ADMIN_FORBIDDEN) — checked before anything of the request is read;
+ *      ADMIN_UNAUTHORIZED without a valid one) or, without that header, a dashboard session
+ *      cookie (api/session.ts; a mutating request on a cookie also needs the session's CSRF
+ *      header and no foreign Origin: 403 ADMIN_CSRF_REFUSED), and a viewer only reaches GET
+ *      routes (403 ADMIN_FORBIDDEN) — checked before anything of the request is read;
  *   2. body size: a body over the limit (by Content-Length, or as it is read) is 413
  *      ADMIN_BODY_TOO_LARGE;
  *   3. path parameters: refused when they hold traversal (`..`, `/`, `\`), quotes or control
@@ -32,6 +34,7 @@ import { errorAnswer } from "./errors.ts";
 import { openApiDocument } from "./openapi.ts";
 import { accessOf, jsonRoute, type Route, type RouteModule } from "./route.ts";
 import type { RuntimeSlot } from "./services.ts";
+import { CSRF_HEADER, csrfMatches, sameOrigin, Sessions } from "./session.ts";
 
 /** How the admin app is built. */
 export interface AdminAppOptions {
@@ -54,6 +57,7 @@ const PARSE_OPTIONS = { onExcessProperty: "error" } as const;
 export function adminApp(options: AdminAppOptions): Hono {
   const app = new Hono();
   const limit = options.bodyLimitBytes ?? BODY_LIMIT_BYTES;
+  const sessions = new Sessions(options.tokens);
   if (options.corsOrigins && options.corsOrigins.length > 0) {
     app.use("*", cors({ origin: [...options.corsOrigins], credentials: false }));
   }
@@ -69,7 +73,13 @@ export function adminApp(options: AdminAppOptions): Hono {
         route.method.toUpperCase(),
         route.path.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, ":$1"),
         (c) =>
-          serveRoute(route, c.req.raw, c.req.param() as Record<string, string>, options, limit),
+          serveRoute(
+            route,
+            c.req.raw,
+            c.req.param() as Record<string, string>,
+            { ...options, sessions },
+            limit,
+          ),
       );
     }
   }
@@ -110,7 +120,7 @@ async function serveRoute(
   route: Route,
   request: Request,
   rawParams: Record<string, string>,
-  options: AdminAppOptions,
+  options: AdminAppOptions & { readonly sessions: Sessions },
   limit: number,
 ): Promise<Response> {
   const exit = await Effect.runPromiseExit(handleRoute(route, request, rawParams, options, limit));
@@ -130,11 +140,11 @@ function handleRoute(
   route: Route,
   request: Request,
   rawParams: Record<string, string>,
-  options: AdminAppOptions,
+  options: AdminAppOptions & { readonly sessions: Sessions },
   limit: number,
 ) {
   return Effect.gen(function* () {
-    const principal = yield* authorize(route, request, options.tokens);
+    const principal = yield* authorize(route, request, options.tokens, options.sessions);
     const length = request.headers.get("content-length");
     if (length !== null && Number(length) > limit) {
       return yield* fail(
@@ -154,7 +164,15 @@ function handleRoute(
         "The runtime has not started yet (or is stopping); try again in a moment",
       );
     }
-    const input = { params, query, body, principal, request };
+    const input = {
+      params,
+      query,
+      body,
+      principal,
+      request,
+      sessions: options.sessions,
+      closing: options.slot.closing,
+    };
     if ("respond" in route) return yield* route.respond(input).pipe(Effect.provideContext(context));
     const answer = yield* route.handle(input).pipe(Effect.provideContext(context));
     const encoded = yield* Schema.encodeUnknownEffect(route.response)(answer).pipe(
@@ -169,13 +187,28 @@ function authorize(
   route: Route,
   request: Request,
   tokens: AdminTokens,
+  sessions: Sessions,
 ): Effect.Effect<Principal | undefined, WorldstreamError> {
   const access = accessOf(route);
   if (access === "public") return Effect.succeed(undefined);
-  const principal = principalOf(tokens, request.headers.get("authorization"));
+  const authorization = request.headers.get("authorization");
+  // A bearer header is the whole answer when there is one; a cookie counts only without it.
+  const session = authorization === null ? sessions.of(request.headers.get("cookie")) : undefined;
+  const principal = session?.principal ?? principalOf(tokens, authorization);
   if (principal === undefined) {
     return Effect.fail(
       fail("ADMIN_UNAUTHORIZED", "This route needs an Authorization: Bearer token that is valid"),
+    );
+  }
+  if (
+    session !== undefined && route.method !== "get" &&
+    !(csrfMatches(session, request.headers.get(CSRF_HEADER)) && sameOrigin(request))
+  ) {
+    return Effect.fail(
+      fail(
+        "ADMIN_CSRF_REFUSED",
+        `A dashboard session changes nothing without its ${CSRF_HEADER} header from the dashboard's own origin`,
+      ),
     );
   }
   if (access === "operator" && principal.role !== "operator") {

@@ -18,6 +18,7 @@ export interface ErrorBody {
 const STATUS: Partial<Record<ReasonCode, number>> = {
   ADMIN_UNAUTHORIZED: 401,
   ADMIN_FORBIDDEN: 403,
+  ADMIN_CSRF_REFUSED: 403,
   ADMIN_ROUTE_NOT_FOUND: 404,
   ADMIN_BODY_INVALID: 400,
   ADMIN_PARAM_INVALID: 400,

@@ -6,6 +6,7 @@ import { loadProfile, type Profile } from "../core/profile.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../core/metrics.ts";
 import { Metrics } from "../actors/metrics.ts";
 import type { RawRoute } from "./route.ts";
+import { Sessions } from "./session.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { coreLayer } from "../actors/runtime.ts";
@@ -54,7 +55,15 @@ async function scrape(metrics: Metrics["Service"]) {
   const route = metricsRoutes.routes[0] as RawRoute;
   const request = new Request("http://127.0.0.1/metrics");
   const res = await Effect.runPromise(
-    route.respond({ params: {}, query: {}, body: undefined, principal: undefined, request }).pipe(
+    route.respond({
+      params: {},
+      query: {},
+      body: undefined,
+      principal: undefined,
+      request,
+      sessions: new Sessions({ operator: "metrics-test-operator-token" }),
+      closing: new AbortController().signal,
+    }).pipe(
       Effect.provideService(Metrics, metrics),
     ) as Effect.Effect<Response, unknown>,
   );

@@ -5,7 +5,9 @@
 import type { RouteModule } from "./route.ts";
 import { checkpointsRoutes } from "./routes/checkpoints.ts";
 import { controlRoutes } from "./routes/control.ts";
+import { dashboardRoutes } from "./routes/dashboard.ts";
 import { deadLettersRoutes } from "./routes/dead_letters.ts";
+import { eventsRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { receiptsRoutes } from "./routes/receipts.ts";
@@ -23,4 +25,6 @@ export const ADMIN_MODULES: ReadonlyArray<RouteModule> = [
   receiptsRoutes,
   deadLettersRoutes,
   metricsRoutes,
+  eventsRoutes,
+  dashboardRoutes,
 ];

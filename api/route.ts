@@ -11,6 +11,7 @@ import type { Effect, Schema } from "effect";
 import type { WorldstreamError } from "../schemas/errors.ts";
 import type { Principal } from "./auth.ts";
 import type { AdminServices } from "./services.ts";
+import type { Sessions } from "./session.ts";
 
 /** Who may call a route: anyone (probes), a viewer token (reads) or the operator token. */
 export type Access = "public" | "viewer" | "operator";
@@ -26,6 +27,10 @@ export interface RouteInput<P, Q, B> {
   /** `undefined` only on public routes. */
   readonly principal: Principal | undefined;
   readonly request: Request;
+  /** The dashboard's sessions (the login routes open and close them). */
+  readonly sessions: Sessions;
+  /** Aborted when the runtime stops: a long-lived answer (a stream) must end on it. */
+  readonly closing: AbortSignal;
 }
 
 /** A schema of path parameters or query: decoded from an object of strings. */

@@ -14,12 +14,21 @@ export type AdminServices = Layer.Success<ReturnType<typeof runtimeLayer>>;
 /** Where the app finds the runtime's services while it runs. */
 export class RuntimeSlot {
   private context: Context.Context<AdminServices> | undefined;
+  private detached = new AbortController();
 
   constructor(private readonly health: Health["Service"]) {}
 
   /** The runtime's services, or `undefined` before start and after stop. */
   get current(): Context.Context<AdminServices> | undefined {
     return this.context;
+  }
+
+  /**
+   * Aborted when the runtime attached now is detached: long-lived answers (the dashboard's
+   * event stream) end on it, so the server's shutdown does not wait on them.
+   */
+  get closing(): AbortSignal {
+    return this.detached.signal;
   }
 
   /**
@@ -36,14 +45,21 @@ export class RuntimeSlot {
   attach(): Effect.Effect<void, never, AdminServices | Scope.Scope> {
     return Effect.acquireRelease(
       Effect.context<AdminServices>().pipe(
-        Effect.map((context) => void (this.context = context)),
+        Effect.map((context) => this.attachContext(context)),
       ),
-      () => Effect.sync(() => void (this.context = undefined)),
+      () => Effect.sync(() => this.detach()),
     );
   }
 
   /** Attaches `context` directly (tests that build the services themselves). */
   attachContext(context: Context.Context<AdminServices>): void {
+    this.detached = new AbortController();
     this.context = context;
+  }
+
+  /** Detaches the runtime: its routes answer 503 again and {@link closing} is aborted. */
+  detach(): void {
+    this.context = undefined;
+    this.detached.abort();
   }
 }

@@ -202,6 +202,7 @@ export const REASONS = {
   ADMIN_TOKEN_INVALID: "An admin or viewer token in the environment is too short or malformed",
   ADMIN_UNAUTHORIZED: "An admin API request without a valid bearer token (401)",
   ADMIN_FORBIDDEN: "A viewer token on a route that changes something (403)",
+  ADMIN_CSRF_REFUSED: "A dashboard session's change without its CSRF header or off-origin (403)",
   ADMIN_ROUTE_NOT_FOUND: "No admin API route has that method and path (404)",
   ADMIN_BODY_INVALID: "An admin API request body is not JSON or does not match its schema (400)",
   ADMIN_BODY_TOO_LARGE: "An admin API request body is over the size limit (413)",

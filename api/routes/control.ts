@@ -1,7 +1,7 @@
 /**
  * Steering routes: `POST /v1/replay` (replay one window of one output: actions/replay.ts) and
  * `POST /v1/runs/{run}/pause|resume|cancel` (actions/run_control.ts, by the Supervisor's run id,
- * a replay's being its replay id), plus `GET /v1/runs/live` (every run in flight and the last
+ * a replay's being its replay id, or by the run key of a run in flight), plus `GET /v1/runs/live` (every run in flight and the last
  * finished ones, replays included, with their progress). Each mutating route is authorized first
  * through the one door (actors/governance.ts) as the token's principal (`user:operator`):
  * `wsp.replay`, `run.pause`, `run.resume`, `run.cancel`; a refusal is POLICY_DENIED or
@@ -10,6 +10,7 @@
 import { Effect, Schema } from "effect";
 import { authorize } from "../../actors/governance.ts";
 import { RunConfig } from "../../actors/run_config.ts";
+import { Supervisor } from "../../actors/supervisor.ts";
 import { replay, ReplayAnswer, ReplayRequest } from "../../actions/replay.ts";
 import { runControl } from "../../actions/run_control.ts";
 import { runList, RunListAnswer } from "../../actions/run_list.ts";
@@ -22,6 +23,17 @@ const RunId = Schema.String.check(
 );
 
 const whoAsks = (principal: Principal | undefined) => principal?.name ?? "user:anonymous";
+
+/**
+ * The Supervisor's run id for `run`: a run id (a replay's is its replay id) as given, or the run
+ * key of a run still in flight (what `/v1/status` and the dashboard show).
+ */
+const runIdOf = (run: string) =>
+  Effect.gen(function* () {
+    const runs = yield* (yield* Supervisor).runs;
+    if (runs.some((r) => r.run_id === run)) return run;
+    return runs.find((r) => r.run_key === run && r.state !== "finished")?.run_id ?? run;
+  });
 
 /** One of pause/resume/cancel as a route. */
 function controlRoute(action: "pause" | "resume" | "cancel") {
@@ -39,7 +51,7 @@ function controlRoute(action: "pause" | "resume" | "cancel") {
           source: "api",
           detail: { run_id: params.run },
         });
-        return yield* runControl({ run_id: params.run, action });
+        return yield* runControl({ run_id: yield* runIdOf(params.run), action });
       }),
   });
 }

@@ -85,63 +85,67 @@ export const statusRoutes: RouteModule = {
     path: "/v1/status",
     summary: "Actors, runs in flight and per-output progress, rate, lateness, queues, WAL backlog",
     response: StatusBody,
-    handle: () =>
-      Effect.gen(function* () {
-        const supervisor = yield* Supervisor;
-        const readiness = yield* (yield* Health).readiness;
-        const progress = yield* supervisor.progress;
-        const inFlight = yield* supervisor.inFlight;
-        const now = yield* Clock.currentTimeMillis;
-        const iso = (ms: number) => new Date(ms).toISOString();
-        return {
-          status: readiness.status === "healthy" ? "ready" : readiness.status,
-          problems: readiness.problems,
-          at: iso(now),
-          actors: actorStatesNow().map((a) => ({
-            actor: a.actor,
-            state: a.state,
-            restarts: a.restarts,
-            last_defect: a.last_defect,
-            since: iso(a.since_ms),
-          })),
-          runs_in_flight: inFlight === undefined ? [] : [{
-            run_key: progress[0]?.run_key ?? null,
-            source: inFlight.request.source,
-            message_id: inFlight.request.message_id ?? null,
-            platform_run_id: inFlight.request.platform_run_id ?? null,
-            engine_run_root: inFlight.request.engine_run_root ?? null,
-            started_at: iso(inFlight.started_at_ms),
-          }],
-          queued_runs: yield* supervisor.queued,
-          outputs: progress.map((o) => ({
-            output_id: o.output_id,
-            run_key: o.run_key,
-            total: o.total,
-            emitted: o.handed_over,
-            delivered: o.emitted,
-            admitted: o.admitted,
-            duplicate: o.duplicate,
-            quarantined: o.quarantined,
-            dead_lettered: o.dead_lettered,
-            retries: o.retries,
-            in_lane: o.in_lane,
-            position: o.position?.seq ?? null,
-            event_time: o.position?.ts_utc ?? null,
-            events_per_s: o.events_per_s,
-            lateness_p50_ms: finite(o.lateness.p50_ms),
-            lateness_p99_ms: finite(o.lateness.p99_ms),
-          })),
-          wal: readiness.wal === null ? null : {
-            pending_records: readiness.wal.pending_records,
-            pending_bytes: readiness.wal.pending_bytes,
-            quota_bytes: readiness.wal.quota_bytes,
-            drain_failures: readiness.wal.drain_failures,
-            last_drain_error: readiness.wal.last_drain_error,
-          },
-        } satisfies StatusBody;
-      }),
+    handle: () => statusNow,
   })],
 };
+
+/** The `/v1/status` answer now (the dashboard's event stream sends it every second too). */
+export const statusNow: Effect.Effect<StatusBody, never, Supervisor | Health> = Effect.gen(
+  function* () {
+    const supervisor = yield* Supervisor;
+    const readiness = yield* (yield* Health).readiness;
+    const progress = yield* supervisor.progress;
+    const inFlight = yield* supervisor.inFlight;
+    const now = yield* Clock.currentTimeMillis;
+    const iso = (ms: number) => new Date(ms).toISOString();
+    return {
+      status: readiness.status === "healthy" ? "ready" : readiness.status,
+      problems: readiness.problems,
+      at: iso(now),
+      actors: actorStatesNow().map((a) => ({
+        actor: a.actor,
+        state: a.state,
+        restarts: a.restarts,
+        last_defect: a.last_defect,
+        since: iso(a.since_ms),
+      })),
+      runs_in_flight: inFlight === undefined ? [] : [{
+        run_key: progress[0]?.run_key ?? null,
+        source: inFlight.request.source,
+        message_id: inFlight.request.message_id ?? null,
+        platform_run_id: inFlight.request.platform_run_id ?? null,
+        engine_run_root: inFlight.request.engine_run_root ?? null,
+        started_at: iso(inFlight.started_at_ms),
+      }],
+      queued_runs: yield* supervisor.queued,
+      outputs: progress.map((o) => ({
+        output_id: o.output_id,
+        run_key: o.run_key,
+        total: o.total,
+        emitted: o.handed_over,
+        delivered: o.emitted,
+        admitted: o.admitted,
+        duplicate: o.duplicate,
+        quarantined: o.quarantined,
+        dead_lettered: o.dead_lettered,
+        retries: o.retries,
+        in_lane: o.in_lane,
+        position: o.position?.seq ?? null,
+        event_time: o.position?.ts_utc ?? null,
+        events_per_s: o.events_per_s,
+        lateness_p50_ms: finite(o.lateness.p50_ms),
+        lateness_p99_ms: finite(o.lateness.p99_ms),
+      })),
+      wal: readiness.wal === null ? null : {
+        pending_records: readiness.wal.pending_records,
+        pending_bytes: readiness.wal.pending_bytes,
+        quota_bytes: readiness.wal.quota_bytes,
+        drain_failures: readiness.wal.drain_failures,
+        last_drain_error: readiness.wal.last_drain_error,
+      },
+    } satisfies StatusBody;
+  },
+);
 
 function finite(n: number): number {
   return Number.isFinite(n) ? n : 0;
