@@ -299,6 +299,11 @@ Deno.test("every route answers through app.request() on a running runtime, bad i
           "get /v1/receipts/verify",
           "post /v1/dead-letters/purge",
           "post /v1/dead-letters/{id}/retry",
+          "post /v1/replay",
+          "get /v1/runs/live",
+          "post /v1/runs/{run}/pause",
+          "post /v1/runs/{run}/resume",
+          "post /v1/runs/{run}/cancel",
           "get /openapi.json",
         ]
       ) assert.ok(walked.includes(route), route);
