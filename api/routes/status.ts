@@ -20,6 +20,8 @@ const Iso = Schema.String;
 /** One output of the run in flight. */
 export const OutputStatus = Schema.Struct({
   output_id: Schema.String,
+  /** The run (or replay) it belongs to: its Supervisor id. */
+  run_id: Schema.NullOr(Schema.String),
   run_key: Schema.String,
   /** Events in the output's view. */
   total: Count,
@@ -56,7 +58,12 @@ export const StatusBody = Schema.Struct({
     last_defect: Schema.NullOr(Schema.String),
     since: Iso,
   })),
+  /** The queued run in flight (first, if any) and every replay running beside it. */
   runs_in_flight: Schema.Array(Schema.Struct({
+    /** The Supervisor's id: what pause/resume/cancel take (a replay's is its replay id). */
+    run_id: Schema.NullOr(Schema.String),
+    kind: Schema.Literals(["run", "replay"]),
+    state: Schema.String,
     run_key: Schema.NullOr(Schema.String),
     source: Schema.String,
     message_id: Schema.NullOr(Schema.String),
@@ -96,6 +103,8 @@ export const statusNow: Effect.Effect<StatusBody, never, Supervisor | Health> = 
     const readiness = yield* (yield* Health).readiness;
     const progress = yield* supervisor.progress;
     const inFlight = yield* supervisor.inFlight;
+    const live = (yield* supervisor.runs).filter((r) => r.state !== "finished");
+    const main = live.find((r) => r.kind === "run" && r.state !== "queued");
     const now = yield* Clock.currentTimeMillis;
     const iso = (ms: number) => new Date(ms).toISOString();
     return {
@@ -109,17 +118,36 @@ export const statusNow: Effect.Effect<StatusBody, never, Supervisor | Health> = 
         last_defect: a.last_defect,
         since: iso(a.since_ms),
       })),
-      runs_in_flight: inFlight === undefined ? [] : [{
-        run_key: progress[0]?.run_key ?? null,
-        source: inFlight.request.source,
-        message_id: inFlight.request.message_id ?? null,
-        platform_run_id: inFlight.request.platform_run_id ?? null,
-        engine_run_root: inFlight.request.engine_run_root ?? null,
-        started_at: iso(inFlight.started_at_ms),
-      }],
+      runs_in_flight: [
+        ...(inFlight === undefined ? [] : [{
+          run_id: main?.run_id ?? null,
+          kind: "run" as const,
+          state: main?.state ?? "running",
+          run_key: main?.run_key ??
+            progress.find((o) => o.run_id === undefined || o.run_id === main?.run_id)?.run_key ??
+            null,
+          source: inFlight.request.source,
+          message_id: inFlight.request.message_id ?? null,
+          platform_run_id: inFlight.request.platform_run_id ?? null,
+          engine_run_root: inFlight.request.engine_run_root ?? null,
+          started_at: iso(inFlight.started_at_ms),
+        }]),
+        ...live.filter((r) => r.kind === "replay").map((r) => ({
+          run_id: r.run_id,
+          kind: "replay" as const,
+          state: r.state,
+          run_key: r.run_key,
+          source: "operator",
+          message_id: null,
+          platform_run_id: r.platform_run_id,
+          engine_run_root: null,
+          started_at: r.submitted_at_utc,
+        })),
+      ],
       queued_runs: yield* supervisor.queued,
       outputs: progress.map((o) => ({
         output_id: o.output_id,
+        run_id: o.run_id ?? null,
         run_key: o.run_key,
         total: o.total,
         emitted: o.handed_over,
