@@ -83,7 +83,10 @@ async function loadWithBudgets(budgets: unknown) {
     const path = join(dir, "profile.yaml");
     await Deno.writeTextFile(
       path,
-      stringify({ ...shippedProfile("local"), governance: { budgets } }),
+      stringify((() => {
+        const shipped = shippedProfile("local") as { governance?: Record<string, unknown> };
+        return { ...shipped, governance: { ...shipped.governance, budgets } };
+      })()),
     );
     return { path, result: await Effect.runPromise(Effect.result(loadProfile(path, {}))) };
   } finally {

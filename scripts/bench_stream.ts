@@ -854,6 +854,7 @@ if (only.has("budgets")) {
     stringify({
       ...(absolute(doc) as Record<string, unknown>),
       governance: {
+        ...((absolute(doc) as { governance?: Record<string, unknown> }).governance),
         budgets: [
           { scope: "output", match: "*", events_per_second: 1e9, bytes_per_second: 1e12 },
           { scope: "run", match: "*", events_per_second: 1e9 },

@@ -41,10 +41,16 @@ effectTest(
     const profile = join(site.dir, "capped.yaml");
     Deno.writeTextFileSync(
       profile,
-      stringify({
-        ...shippedProfile("local"),
-        governance: { budgets: [{ scope: "output", match: TRAFFIC, max_events: CAP }] },
-      }),
+      stringify((() => {
+        const shipped = shippedProfile("local") as { governance?: Record<string, unknown> };
+        return {
+          ...shipped,
+          governance: {
+            ...shipped.governance,
+            budgets: [{ scope: "output", match: TRAFFIC, max_events: CAP }],
+          },
+        };
+      })()),
     );
     const args = streamArgs(WORLD, site.ig.url, {
       platformRunId: RUN,
