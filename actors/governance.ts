@@ -3,8 +3,10 @@
  * of every run and every action of actions/ call it before anything happens. It decides with the
  * profile's capability registry and policy (core/policy.ts), makes the decision durable, and lets
  * the action go on only on ALLOW: DENY fails POLICY_DENIED, REQUIRE_APPROVAL fails
- * APPROVAL_REQUIRED (approvals are not built yet: the action is refused, not parked), each with
- * the decision's explanation as its message, so nothing is done.
+ * APPROVAL_REQUIRED, each with
+ * the decision's explanation as its message, so nothing is done. An action that can be run later
+ * calls {@link authorizeOrPark} instead: REQUIRE_APPROVAL parks it as a pending approval
+ * (actors/approvals.ts) and answers its id.
  *
  * Every decision is a `policy_snapshot` WAL record (drained into ws_policy_snapshots) and a
  * `policy_decision` receipt on the chain, appended together through the Journal. A caller that
@@ -19,7 +21,10 @@ import {
   type RequestFacts,
 } from "../core/policy.ts";
 import type { Profile } from "../core/profile.ts";
+import type { JsonObject } from "../schemas/common.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import type { ApprovalBody } from "../stores/wal_records.ts";
+import { parkApproval } from "./approvals.ts";
 import { walRecord } from "../stores/wal_records.ts";
 import { Journal } from "./journal.ts";
 
@@ -162,4 +167,36 @@ export const authorize = Effect.fn("authorize")(function* (
     return yield* fail("APPROVAL_REQUIRED", decision.reason);
   }
   return decision;
+});
+
+/** What {@link authorizeOrPark} answers: go on, or the approval the action now waits for. */
+export type Grant =
+  | { readonly status: "ALLOWED"; readonly decision: PolicyDecision }
+  | {
+    readonly status: "PENDING";
+    readonly decision: PolicyDecision;
+    readonly approval: ApprovalBody;
+  };
+
+/**
+ * The one door for an action that can run later (its capability has a runner, see
+ * actions/approval_runners.ts): like {@link authorize}, but REQUIRE_APPROVAL parks `request` as a
+ * pending approval (expiring after `governance.approval_ttl_seconds`) and answers it, nothing done.
+ */
+export const authorizeOrPark = Effect.fn("authorizeOrPark")(function* (
+  principal: string,
+  capability: string,
+  context: AuthorizeContext & { readonly request: JsonObject },
+): Effect.fn.Return<Grant, WorldstreamError, Journal> {
+  const decision = decide(principal, capability, context);
+  yield* record(decision, context);
+  if (decision.decision === "DENY") return yield* fail("POLICY_DENIED", decision.reason);
+  if (decision.decision === "ALLOW") return { status: "ALLOWED", decision };
+  const ttl = context.profile.governance.approval_ttl_seconds;
+  const approval = yield* parkApproval(decision, {
+    request: context.request,
+    ...(ttl === undefined ? {} : { ttlSeconds: ttl }),
+    ...(context.runKey === undefined ? {} : { runKey: context.runKey }),
+  });
+  return { status: "PENDING", decision, approval };
 });

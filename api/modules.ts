@@ -3,6 +3,7 @@
  * one line here: import its `RouteModule` (api/route.ts) and add it to the list.
  */
 import type { RouteModule } from "./route.ts";
+import { approvalsRoutes } from "./routes/approvals.ts";
 import { checkpointsRoutes } from "./routes/checkpoints.ts";
 import { controlRoutes } from "./routes/control.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
@@ -24,6 +25,7 @@ export const ADMIN_MODULES: ReadonlyArray<RouteModule> = [
   checkpointsRoutes,
   receiptsRoutes,
   deadLettersRoutes,
+  approvalsRoutes,
   metricsRoutes,
   eventsRoutes,
   dashboardRoutes,

@@ -321,6 +321,8 @@ export const ProfileGovernance = Schema.Struct({
   minimized_fields_ref: Schema.optionalKey(Ref),
   /** Rate limits and hard caps (actors/budgets.ts). */
   budgets: Schema.optionalKey(Schema.Array(Budget)),
+  /** How long a parked action may wait for an operator's decision (3600 s); then it is denied. */
+  approval_ttl_seconds: Schema.optionalKey(numberAtLeast(1, { integer: true })),
 });
 export type ProfileGovernance = typeof ProfileGovernance.Type;
 

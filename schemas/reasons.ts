@@ -142,6 +142,11 @@ export const REASONS = {
   POLICY_RULE_DUPLICATE: "Two policy rules have the same principal, capabilities and conditions",
   POLICY_DENIED: "The capability policy denied the action (the message says why); nothing was done",
   APPROVAL_REQUIRED: "The policy requires an operator's approval for the action; nothing was done",
+  APPROVAL_UNKNOWN: "No approval has that id; nothing was decided",
+  APPROVAL_ALREADY_DECIDED: "The approval was approved or denied before; nothing changed",
+  APPROVAL_EXPIRED: "The approval's expiry passed before it was decided (denied); nothing ran",
+  APPROVAL_ACTION_GONE:
+    "What the approval would act on no longer exists (e.g. the dead letter was closed); nothing ran",
   // Delivery to the gate
   IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
   IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",

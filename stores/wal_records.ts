@@ -24,6 +24,7 @@ export const WAL_KINDS = [
   "policy_snapshot",
   "dead_letter_retry",
   "bus_position",
+  "approval",
 ] as const;
 export type WalKind = typeof WAL_KINDS[number];
 
@@ -186,6 +187,31 @@ export const BusPositionBody = Schema.Struct({
 });
 export type BusPositionBody = typeof BusPositionBody.Type;
 
+/** Where an approval stands: PENDING until decided, then APPROVED, DENIED or EXPIRED. */
+export const APPROVAL_STATUSES = ["PENDING", "APPROVED", "DENIED", "EXPIRED"] as const;
+export type ApprovalStatus = typeof APPROVAL_STATUSES[number];
+
+/**
+ * `ws_approvals`: an action the policy parked (REQUIRE_APPROVAL), whole: who asked, what
+ * (capability and the action's request), why (`reason`), until when, and once decided by whom,
+ * with what note and outcome. Each record carries the whole row; the drain only moves a PENDING
+ * row on (sql/postgres/queries/wal_drain_approvals.sql).
+ */
+export const ApprovalBody = Schema.Struct({
+  approval_id: NonEmptyString,
+  capability: NonEmptyString,
+  principal: NonEmptyString,
+  status: Schema.Literals(APPROVAL_STATUSES),
+  request: JsonObject,
+  reason: Schema.String,
+  created_at: IsoTime,
+  expires_at: IsoTime,
+  decided_by: Schema.NullOr(Schema.String),
+  note: Schema.NullOr(Schema.String),
+  outcome: Schema.NullOr(JsonObject),
+});
+export type ApprovalBody = typeof ApprovalBody.Type;
+
 /** The body type of each kind. */
 export interface WalBodies {
   readonly checkpoint: CheckpointBody;
@@ -197,6 +223,7 @@ export interface WalBodies {
   readonly policy_snapshot: PolicySnapshotBody;
   readonly dead_letter_retry: DeadLetterRetryBody;
   readonly bus_position: BusPositionBody;
+  readonly approval: ApprovalBody;
 }
 
 /** The body schema of each kind. */
@@ -210,6 +237,7 @@ export const WAL_BODIES = {
   policy_snapshot: PolicySnapshotBody,
   dead_letter_retry: DeadLetterRetryBody,
   bus_position: BusPositionBody,
+  approval: ApprovalBody,
 } as const;
 
 const decodeRecord = decodeWith(WalRecord, "WAL_RECORD_INVALID", "WAL record");
@@ -315,6 +343,10 @@ export function defaultRecordId<K extends WalKind>(kind: K, body: WalBodies[K], 
       const b = body as CheckpointBody;
       const owed = b.receipt_owed === undefined ? "" : `|owed:${b.receipt_owed.from_seq}`;
       return sha256Hex(`checkpoint|${b.pack_key}|${b.output_id}|${b.last_seq}${owed}`);
+    }
+    case "approval": {
+      const b = body as ApprovalBody;
+      return sha256Hex(`approval|${b.approval_id}|${b.status}`);
     }
     case "bus_position": {
       const b = body as BusPositionBody;

@@ -164,6 +164,7 @@ const INSERTS: {
   policy_snapshot: pgQuery("wal_drain_policy_snapshots"),
   // Last: a retry updates the dead letter it follows, which may be in the same batch.
   dead_letter_retry: pgQuery("wal_drain_dead_letter_retries"),
+  approval: pgQuery("wal_drain_approvals"),
 };
 const SAVE_CHECKPOINTS = pgQuery("checkpoint_save");
 const SAVE_BUS_POSITIONS = pgQuery("bus_position_save");
@@ -219,6 +220,21 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
         const key = `${p.body.stream}\u0000${p.body.shard_id}`;
         // One upsert may touch a row only once: keep the furthest per shard.
         positions.set(key, furthestPosition(positions.get(key), p));
+        break;
+      }
+      case "approval": {
+        // One upsert may touch a row only once: keep the last record per approval (it carries
+        // the whole row, so a decision alone inserts a row the batch also parked).
+        const row = {
+          ...(body.success as WalBodies["approval"]),
+          record_id: record.record_id,
+          at: record.at,
+        };
+        const list = rows.get("approval") ?? [];
+        const known = list.findIndex((r) => r.approval_id === row.approval_id);
+        if (known >= 0) list.splice(known, 1);
+        list.push(row);
+        rows.set("approval", list);
         break;
       }
       default:

@@ -4,9 +4,12 @@
  * (actions/dead_letter_retry.ts) and `POST /v1/dead-letters/purge` closes the selected open ones
  * without sending (actions/dead_letter_purge.ts). Both mutations go through the running runtime's
  * Journal, WAL and gate client — the one writer of the receipt chain — so nothing needs the
- * runtime stopped, and each is receipted under the caller's principal name.
+ * runtime stopped, and each is receipted under the caller's principal name. A purge is authorized
+ * as `deadletter.purge` first; the shipped policy escalates it (CRITICAL) to an approval, so it
+ * is parked and answered 202 `{approval_id, status: "PENDING"}` (api/routes/approvals.ts decides).
  */
 import { Effect, Layer, Schema } from "effect";
+import { authorizeOrPark } from "../../actors/governance.ts";
 import { RunConfig } from "../../actors/run_config.ts";
 import { listDeadLetters } from "../../actions/dead_letter_list.ts";
 import { purgeDeadLetters, PurgeSummary } from "../../actions/dead_letter_purge.ts";
@@ -18,6 +21,7 @@ import {
 import { fail } from "../../schemas/errors.ts";
 import { DeadLetters } from "../../stores/dead_letters.ts";
 import { jsonRoute, type RouteModule } from "../route.ts";
+import { ApprovalPending } from "./approvals.ts";
 import { Cursor, Id, Limit } from "./params.ts";
 
 const withStore = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -115,9 +119,11 @@ export const deadLettersRoutes: RouteModule = {
     jsonRoute({
       method: "post",
       path: "/v1/dead-letters/purge",
-      summary: "Closes the selected open dead letters without sending them (receipted)",
+      summary:
+        "Closes the selected open dead letters without sending them (receipted); 202 when parked for approval",
       body: PurgeRequest,
-      response: PurgeSummary,
+      response: Schema.Union([PurgeSummary, ApprovalPending]),
+      status: (answer: { status: string }) => answer.status === "PENDING" ? 202 : 200,
       handle: ({ body, principal }) =>
         Effect.gen(function* () {
           const filtered = body.run_key !== undefined || body.platform_run_id !== undefined ||
@@ -129,19 +135,38 @@ export const deadLettersRoutes: RouteModule = {
             );
           }
           const actor = principal?.name ?? "user:operator";
-          return yield* withStore(purgeDeadLetters(
-            body.ids !== undefined ? { ids: body.ids } : {
-              all: {
-                ...(body.run_key === undefined ? {} : { runKey: body.run_key }),
-                ...(body.platform_run_id === undefined
-                  ? {}
-                  : { platformRunId: body.platform_run_id }),
-                ...(body.output_id === undefined ? {} : { outputId: body.output_id }),
-              },
-              ...(body.limit === undefined ? {} : { limit: body.limit }),
+          const selection = body.ids !== undefined ? { ids: body.ids } : {
+            all: {
+              ...(body.run_key === undefined ? {} : { runKey: body.run_key }),
+              ...(body.platform_run_id === undefined
+                ? {}
+                : { platformRunId: body.platform_run_id }),
+              ...(body.output_id === undefined ? {} : { outputId: body.output_id }),
             },
-            actor,
-          ));
+            ...(body.limit === undefined ? {} : { limit: body.limit }),
+          };
+          // An unknown id is refused now, not after an operator approved a purge of nothing.
+          for (const id of body.ids ?? []) {
+            if ((yield* withStore(DeadLetters.use((d) => d.find(id)))) === undefined) {
+              return yield* fail("DEAD_LETTER_NOT_FOUND", `No dead letter has id ${id}`);
+            }
+          }
+          const config = yield* RunConfig;
+          const grant = yield* authorizeOrPark(actor, "deadletter.purge", {
+            profile: config.profile,
+            source: "api",
+            request: selection,
+            detail: { request: selection },
+          });
+          if (grant.status === "PENDING") {
+            return {
+              approval_id: grant.approval.approval_id,
+              status: "PENDING" as const,
+              expires_at: grant.approval.expires_at,
+              reason: grant.approval.reason,
+            };
+          }
+          return yield* withStore(purgeDeadLetters(selection, actor));
         }),
     }),
   ],

@@ -89,10 +89,19 @@ effectTest(
     const admitted = yield* lookup(site.ig.url, retried.event_id);
     assert.deepEqual(admitted.map((a) => a.receipt.decision), ["ADMIT"]);
 
-    // Purge another: closed without sending.
-    const purge = yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [purged.id] });
+    // Purge another (CRITICAL: parked for an approval, then approved): closed without sending.
+    const parked = yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [purged.id] });
+    assert.equal(parked.status, 202, JSON.stringify(parked.body));
+    const purge = yield* call(base, `/v1/approvals/${parked.body.approval_id}`, "POST", {
+      decision: "approve",
+    });
     assert.equal(purge.status, 200, JSON.stringify(purge.body));
-    assert.deepEqual(purge.body, { status: "OK", purged: 1, already_closed: 0, ids: [purged.id] });
+    assert.deepEqual(purge.body.outcome, {
+      status: "OK",
+      purged: 1,
+      already_closed: 0,
+      ids: [purged.id],
+    });
     assert.deepEqual(yield* lookup(site.ig.url, purged.event_id), [], "a purge sends nothing");
 
     const after = (yield* call(base, "/v1/dead-letters?status=open&limit=1000")).body

@@ -3,8 +3,10 @@
 -- replayed record (a crash between the Postgres commit and the WAL's drained marker) changes
 -- nothing: `attempts` grows by each retry's requests and `retries` by one, once. The latest retry
 -- gives the last status and, while the dead letter stays open, the reason. A retry the gate
--- accepted closes the dead letter; a CLOSED dead letter keeps its first closing receipt and is
--- never reopened or touched again. Runs after the batch's dead-letter inserts (actors/wal/drain.ts).
+-- accepted closes the dead letter; a CLOSED dead letter is never touched again, with one exception:
+-- a purge (closed without sending, the envelope kept) that a failed multi-step purge compensates
+-- is reopened by its RESTORED record (actions/dead_letter_purge.ts). The latest record decides the
+-- status. Runs after the batch's dead-letter inserts (actors/wal/drain.ts).
 -- $1 rows (text holding a JSON array of record_id, at and the body's keys)
 with incoming as (
   select r, n from jsonb_array_elements($1::text::jsonb) with ordinality as rows(r, n)
@@ -20,7 +22,7 @@ inserted as (
   from incoming
   order by n
   on conflict (record_id) do nothing
-  returning dead_letter_id, retry, outcome, requests, last_status, reason, receipt_id, at
+  returning dead_letter_id, retry, outcome, decision, requests, last_status, reason, receipt_id, at
 ),
 folded as (
   select dead_letter_id,
@@ -29,9 +31,11 @@ folded as (
     (array_agg(last_status order by retry desc, at desc))[1] as last_status,
     (array_agg(reason order by retry desc, at desc))[1] as reason,
     max(at) as last_retry_at,
-    (array_agg(receipt_id order by retry, at) filter (where outcome = 'CLOSED'))[1]
+    (array_agg(receipt_id order by retry desc, at desc) filter (where outcome = 'CLOSED'))[1]
       as closed_receipt_id,
-    min(at) filter (where outcome = 'CLOSED') as closed_at
+    (array_agg(at order by retry desc, at desc) filter (where outcome = 'CLOSED'))[1] as closed_at,
+    (array_agg(outcome order by retry desc, at desc))[1] as final_outcome,
+    (array_agg(decision order by retry desc, at desc))[1] as final_decision
   from inserted
   group by dead_letter_id
 )
@@ -39,10 +43,14 @@ update ws_dead_letters d set
   attempts = d.attempts + f.requests,
   retries = d.retries + f.retries,
   last_status = coalesce(f.last_status, d.last_status),
-  reason = case when f.closed_at is null then coalesce(f.reason, d.reason) else d.reason end,
+  reason = case when f.final_outcome = 'CLOSED' then d.reason else coalesce(f.reason, d.reason) end,
   last_retry_at = greatest(d.last_retry_at, f.last_retry_at),
-  status = case when f.closed_at is null then d.status else 'CLOSED' end,
-  closed_at = f.closed_at,
-  closed_receipt_id = f.closed_receipt_id
+  status = case
+    when f.final_outcome = 'CLOSED' then 'CLOSED'
+    when f.final_decision = 'RESTORED' then 'OPEN'
+    else d.status end,
+  closed_at = case when f.final_outcome = 'CLOSED' then f.closed_at else null end,
+  closed_receipt_id = case when f.final_outcome = 'CLOSED' then f.closed_receipt_id else null end
 from folded f
-where d.record_id = f.dead_letter_id and d.status <> 'CLOSED'
+where d.record_id = f.dead_letter_id
+  and (d.status <> 'CLOSED' or f.final_decision = 'RESTORED')
