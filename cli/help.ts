@@ -51,6 +51,11 @@ const IG_URL: FlagHelp = {
   meaning: "the ingestion gate's base URL (default: the profile's wiring.ig_ingest_url)",
 };
 
+const DECISION_NOTE: FlagHelp = {
+  value: "TEXT",
+  meaning: "why, recorded with the decision and in its receipt (at most 1000 characters)",
+};
+
 const DEAD_LETTER_FILTERS: Readonly<Record<string, FlagHelp>> = {
   profile: PROFILE,
   "run-key": { value: "K", meaning: "only dead letters of this run key" },
@@ -216,6 +221,32 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
           id: { value: "ID", meaning: "retry this one dead letter" },
           all: { meaning: "retry every open dead letter the filters select" },
         },
+      },
+    },
+  },
+  approvals: {
+    summary:
+      "lists actions the policy parked for approval, or approves or denies one (as user:cli)",
+    flags: {},
+    subcommands: {
+      list: {
+        summary: "lists approvals, one JSON line each, then a summary line",
+        flags: {
+          profile: PROFILE,
+          status: {
+            value: "pending|approved|denied|expired|all",
+            meaning: "which approvals (default: pending)",
+          },
+          limit: { value: "N", meaning: "at most N approvals (default: 1000)" },
+        },
+      },
+      approve: {
+        summary: "approves approval ID: the parked action runs once (exit 0 when it ran)",
+        flags: { profile: PROFILE, note: DECISION_NOTE },
+      },
+      deny: {
+        summary: "denies approval ID: a policy_denied receipt, nothing runs",
+        flags: { profile: PROFILE, note: DECISION_NOTE },
       },
     },
   },
