@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
 import { Context, Effect, Layer, Logger } from "effect";
+import { parse, stringify } from "yaml";
 import { loadPolicies } from "../../core/policy.ts";
 import { loadProfile, type Profile } from "../../core/profile.ts";
 import { type RunningIg, startIg } from "../../ig/server.ts";
@@ -18,7 +19,9 @@ import {
   type Envelope,
   gateAdmitted,
   gateCounts,
+  REPO,
   runCommand,
+  shippedProfile,
   streamArgs,
   tail,
 } from "../../tests/_testing.ts";
@@ -100,6 +103,9 @@ function testGovernance(profile: Profile, dir: string) {
         "    action: ALLOW",
         '  - principal: "user:operator"',
         '    capabilities: ["checkpoint.reset", "run.cancel"]',
+        "    action: ALLOW",
+        '  - principal: "user:cli"',
+        '    capabilities: ["checkpoint.reset"]',
         "    action: ALLOW",
         "",
       ].join("\n"),
@@ -211,7 +217,7 @@ Deno.test("with the shipped policy an operator's checkpoint reset needs an appro
   );
 });
 
-Deno.test("a checkpoint reset moves the cursor back (kept for undo), undo restores it, bad resets change nothing, and the next stream process re-sends from the reset", async () => {
+Deno.test("a checkpoint reset moves the cursor back (kept for undo), undo restores it, bad resets change nothing, the next stream process re-sends from the reset, and `checkpoints reset` does the same with the runtime stopped", async () => {
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function* () {
       const dir = siteDir("reset");
@@ -355,7 +361,59 @@ Deno.test("a checkpoint reset moves the cursor back (kept for undo), undo restor
       const after = yield* gateCounts(ig, FIRST);
       assert.equal(after.admitted, before.admitted);
       assert.equal(after.duplicate - before.duplicate, ROWS - 1 - resetTo);
-      assert.ok(runKey);
+
+      // The command `checkpoints reset` (runtime stopped): the shipped policy wants an approval
+      // and nothing moves; a profile with the test's registry and policy lets it reset.
+      const cli = (extra: ReadonlyArray<string>) =>
+        runCommand([
+          "checkpoints",
+          "reset",
+          "--scope",
+          runKey,
+          "--output-id",
+          TRAFFIC,
+          "--to-seq",
+          "199",
+          ...extra,
+        ], { dir, vars });
+      const shipped = yield* cli([]);
+      assert.equal(shipped.code, 1, tail(shipped.stderr));
+      assert.equal(shipped.result?.reason, "APPROVAL_REQUIRED", shipped.stdout);
+      const caps = parse(Deno.readTextFileSync(join(REPO, "profiles", "capabilities.yaml"))) as {
+        capabilities: Array<{ id: string; risk: Record<string, unknown> }>;
+      };
+      const reset = caps.capabilities.find((c) => c.id === "checkpoint.reset")!;
+      reset.risk = { ...reset.risk, level: "MEDIUM", requires_approval: false };
+      Deno.writeTextFileSync(join(dir, "capabilities.yaml"), stringify(caps));
+      const doc = shippedProfile("local") as { governance?: Record<string, unknown> };
+      Deno.writeTextFileSync(
+        join(dir, "allowing.yaml"),
+        stringify({
+          ...doc,
+          governance: {
+            ...doc.governance,
+            capabilities_ref: join(dir, "capabilities.yaml"),
+            policies_ref: join(dir, "policies.yaml"),
+          },
+        }),
+      );
+      const allowed = yield* cli(["--profile", join(dir, "allowing.yaml")]);
+      assert.equal(allowed.code, 0, tail(allowed.stderr));
+      assert.equal(allowed.result?.status, "OK");
+      assert.deepEqual(
+        [
+          (allowed.result?.previous as { seq: number }).seq,
+          (allowed.result?.current as { seq: number }).seq,
+        ],
+        [ROWS - 1, 199],
+      );
+      const resent = yield* runCommand(
+        streamArgs(WORLD, ig.url, { outputIds: [TRAFFIC], platformRunId: FIRST }),
+        { dir, vars },
+      );
+      assert.equal(resent.code, 0, tail(resent.stderr));
+      assert.equal(resent.result?.emitted, ROWS - 1 - 199);
+      assert.equal((yield* gateCounts(ig, FIRST)).duplicate - after.duplicate, ROWS - 1 - 199);
     })).pipe(Effect.provide(quiet)),
   );
 });
