@@ -69,6 +69,11 @@ export class Checkpointer extends Context.Service<Checkpointer, {
   ) => Effect.Effect<void>;
   /** Journals pending checkpoints now, with the delivery receipts they are owed. */
   readonly flush: Effect.Effect<void, WorldstreamError>;
+  /**
+   * Forgets an output's position (after an operator reset it, actions/checkpoint_reset.ts), so no
+   * later flush journals the old one again over the reset; the next run registers afresh.
+   */
+  readonly forget: (packKey: string, outputId: string) => Effect.Effect<void>;
 }>()("worldstream/actors/Checkpointer") {
   /** A checkpointer flushing as advances arrive, and once more when its scope closes. */
   static readonly layer = (
@@ -223,6 +228,12 @@ export class Checkpointer extends Context.Service<Checkpointer, {
               );
             }),
           flush,
+          // Under the flush permit: a flush that took the entry finishes before it goes.
+          forget: (packKey, outputId) =>
+            Semaphore.withPermit(
+              permit,
+              Effect.sync(() => void entries.delete(keyOf(packKey, outputId))),
+            ),
         });
       }),
     );

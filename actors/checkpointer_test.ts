@@ -12,7 +12,12 @@ import { Wal } from "./wal/writer.ts";
 import { effectiveCheckpoint, resumePoint, writeToPostgres } from "./wal/drain.ts";
 import { loadStoredCheckpoint } from "../stores/checkpoints.ts";
 import { readFrames, segmentSeq } from "../stores/wal_format.ts";
-import { type CheckpointBody, parseWalRecord, type WalRecord } from "../stores/wal_records.ts";
+import {
+  type CheckpointBody,
+  parseWalRecord,
+  type WalRecord,
+  walRecord,
+} from "../stores/wal_records.ts";
 import { Checkpointer, type DeliveryCounts } from "./checkpointer.ts";
 import { Journal } from "./journal.ts";
 
@@ -211,4 +216,70 @@ pgTest(
         owed: undefined,
       });
     }),
+);
+
+pgTest(
+  "a checkpoint reset wins over a higher checkpoint, in the WAL before the drain, in Postgres after it, and after a reopen; the checkpointer forgets the old position",
+  () =>
+    Effect.gen(function* () {
+      const { walDir, wal, checkpointer, receipts } = yield* services;
+      const drain = (records: ReadonlyArray<WalRecord>) =>
+        writeToPostgres(records).pipe(Effect.provideService(Receipts, receipts));
+      const resume = resumePoint(SCOPE, OUTPUT).pipe(Effect.provideService(Wal, wal));
+      yield* checkpointer.register(SCOPE, OUTPUT);
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(99), counts(100)).pipe(
+        Effect.timeout(DEADLINE),
+      );
+      yield* checkpointer.flush;
+      yield* drain(yield* Effect.promise(() => onDisk(walDir)));
+      assert.equal((yield* loadStoredCheckpoint(SCOPE, OUTPUT))?.position.seq, 99);
+
+      // The reset, journaled but not drained: Postgres still says 99, the WAL's reset wins.
+      const reset = walRecord("checkpoint_reset", {
+        pack_key: SCOPE,
+        output_id: OUTPUT,
+        last_seq: 9,
+        last_file: "data/part-0.parquet",
+        last_row_index: 9,
+        last_ts_utc: "2026-01-01T00:00:00.000000Z",
+        previous: {
+          last_seq: 99,
+          last_file: "data/part-0.parquet",
+          last_row_index: 99,
+          last_ts_utc: "2026-01-01T00:00:00.000000Z",
+        },
+        actor: "user:operator",
+      }, new Date(0));
+      yield* wal.append([reset]);
+      yield* checkpointer.forget(SCOPE, OUTPUT);
+      assert.deepEqual(yield* resume, { position: at(9), owed: undefined });
+      assert.equal((yield* loadStoredCheckpoint(SCOPE, OUTPUT))?.position.seq, 99);
+      // Nothing the checkpointer held journals 99 again over it.
+      yield* checkpointer.flush;
+      assert.deepEqual(yield* resume, { position: at(9), owed: undefined });
+
+      // The lane after the reset goes forward from it: 12 wins over the reset's 9 and over 99.
+      yield* checkpointer.register(SCOPE, OUTPUT, at(9));
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(12), counts(3)).pipe(Effect.timeout(DEADLINE));
+      assert.equal((yield* resume)?.position.seq, 12);
+
+      // Drained in one batch with the checkpoint of 99 before it (a batch copied again after a
+      // crash): the reset applies in WAL order, then 12 forward from it.
+      const all = yield* Effect.promise(() => onDisk(walDir));
+      yield* drain(all);
+      const stored = yield* loadStoredCheckpoint(SCOPE, OUTPUT);
+      assert.equal(stored?.position.seq, 12);
+      yield* drain(all);
+      assert.equal((yield* loadStoredCheckpoint(SCOPE, OUTPUT))?.position.seq, 12);
+
+      // A WAL reopened on the undrained records still lets the reset side win.
+      yield* Effect.scoped(Effect.gen(function* () {
+        const again = yield* Layer.build(Wal.layer({ dir: `${walDir}-copy` }));
+        yield* Context.get(again, Wal).append(all);
+      }));
+      const reopened = yield* Layer.build(Wal.layer({ dir: `${walDir}-copy` }));
+      const fromWal = yield* Context.get(reopened, Wal).checkpoint(SCOPE, OUTPUT);
+      assert.deepEqual([fromWal?.body.last_seq, fromWal?.reset], [12, true]);
+    }),
+  { only: "pglite" },
 );

@@ -62,6 +62,10 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
     "./approvals.ts",
     (m) => (argv) => m.approvalsCommand(argv),
   ),
+  checkpoints: lazy<typeof import("./checkpoints.ts")>(
+    "./checkpoints.ts",
+    (m) => (argv) => m.checkpointsCommand(argv),
+  ),
   wal: lazy<typeof import("./wal.ts")>("./wal.ts", (m) => m.walCommand),
   validate: lazy<typeof import("./validate.ts")>("./validate.ts", (m) => m.validateCommand),
   license: lazy<typeof import("./license.ts")>(

@@ -270,6 +270,30 @@ export const HELP: Readonly<Record<string, CommandHelp>> = {
       },
     },
   },
+  checkpoints: {
+    summary: "moves a checkpoint (with the runtime stopped; the admin API while it runs)",
+    flags: {},
+    subcommands: {
+      reset: {
+        summary:
+          "moves one output's checkpoint in one run scope; the cursor it replaces is kept for --undo",
+        flags: {
+          scope: { value: "S", meaning: "the run scope (run_key in GET /v1/checkpoints)" },
+          "output-id": { value: "O", meaning: "the output whose checkpoint moves" },
+          "to-seq": {
+            value: "N",
+            meaning: "view row N becomes the last delivered (the next stream re-sends after it)",
+          },
+          "to-ts": {
+            value: "T",
+            meaning: "the last event before UTC time T becomes the last delivered",
+          },
+          undo: { meaning: "back to the cursor the last reset replaced" },
+          profile: PROFILE,
+        },
+      },
+    },
+  },
   license: {
     summary: "checks the license pack the privacy tier needs (WORLDSTREAM_LICENSE_PACK)",
     flags: {},

@@ -173,6 +173,16 @@ export const REASONS = {
   RUN_NOT_PAUSED: "Resume of a run that is not paused",
   RUN_NOT_RUNNING: "Pause of a run that is not running (already paused, or cancelling)",
   RUN_CANCELLED: "The run was cancelled by an operator: in-flight events delivered, checkpointed",
+  CHECKPOINT_RESET_INVALID:
+    "A checkpoint reset names both or neither of to_seq and to_ts, or a malformed one",
+  CHECKPOINT_RESET_OUTSIDE_VIEW:
+    "A checkpoint reset's to_seq is past the view's end, or no event is before its to_ts",
+  CHECKPOINT_UNKNOWN: "No checkpoint of that output in that run scope (nothing delivered yet)",
+  CHECKPOINT_OUTPUT_STREAMING:
+    "The output is streaming in that run scope now: its checkpoint cannot be reset under it",
+  CHECKPOINT_NO_PREVIOUS: "Undo of a checkpoint that was never reset: there is no previous cursor",
+  CHECKPOINT_RECEIPT_OWED:
+    "The checkpoint still owes a delivery receipt (a crash came first): stream the scope once",
   // Durable state
   WAL_LOCKED: "Another process holds this runs root's WAL (names its pid)",
   WAL_IO_FAILED: "The WAL could not be read, written or synced",

@@ -103,6 +103,43 @@ export const seekWindow = Effect.fn("seekWindow")(function* (
   return { fromSeq, toSeq, after };
 });
 
+/** A checkpoint target: a row of the view, or the last row before an event time. */
+export type PositionTarget = { readonly seq: number } | { readonly before_ts: string };
+
+/**
+ * The view position `target` names, found by seeking like {@link seekWindow}:
+ * CHECKPOINT_RESET_OUTSIDE_VIEW when the row is past the view's end, or no event is before
+ * `before_ts`. `before_ts` must be canonical (see {@link canonicalTs}).
+ */
+export const seekPosition = Effect.fn("seekPosition")(function* (
+  session: DuckSession,
+  parts: ReadonlyArray<string>,
+  rowCount: number,
+  target: PositionTarget,
+  label: string,
+): Effect.fn.Return<ViewPosition, WorldstreamError> {
+  const groups = yield* rowGroups(session, parts);
+  if ("seq" in target) {
+    if (target.seq >= rowCount) {
+      return yield* fail(
+        "CHECKPOINT_RESET_OUTSIDE_VIEW",
+        `${label}: row ${target.seq} is past the view's last row ${rowCount - 1}`,
+      );
+    }
+    return yield* positionAt(session, parts, groups, target.seq);
+  }
+  const before = yield* rowsBefore(session, parts, groups, target.before_ts);
+  if (before === 0) {
+    return yield* fail(
+      "CHECKPOINT_RESET_OUTSIDE_VIEW",
+      `${label}: no event of the view is before ${target.before_ts} (the first is at ${
+        groups[0]?.minTs ?? "none"
+      })`,
+    );
+  }
+  return yield* positionAt(session, parts, groups, before - 1);
+});
+
 function describe(bounds: WindowBounds): string {
   return "from_seq" in bounds
     ? `[${bounds.from_seq}, ${bounds.to_seq})`

@@ -25,6 +25,7 @@ export const WAL_KINDS = [
   "dead_letter_retry",
   "bus_position",
   "approval",
+  "checkpoint_reset",
 ] as const;
 export type WalKind = typeof WAL_KINDS[number];
 
@@ -81,6 +82,32 @@ export const CheckpointBody = Schema.Struct({
   receipt_owed: Schema.optionalKey(OwedReceipt),
 });
 export type CheckpointBody = typeof CheckpointBody.Type;
+
+/** A cursor a reset replaced, kept so that the reset can be undone. */
+export const PreviousCursor = Schema.Struct({
+  last_seq: NonNegativeInt,
+  last_file: Schema.String,
+  last_row_index: NonNegativeInt,
+  last_ts_utc: Schema.String,
+});
+export type PreviousCursor = typeof PreviousCursor.Type;
+
+/**
+ * `ws_checkpoints` moved by an operator (actions/checkpoint_reset.ts): the new position, written
+ * unconditionally in WAL order (backwards too), and the cursor it replaced (`previous`). Later
+ * checkpoint records of the output go forward from it as usual.
+ */
+export const CheckpointResetBody = Schema.Struct({
+  pack_key: NonEmptyString,
+  output_id: NonEmptyString,
+  last_seq: NonNegativeInt,
+  last_file: Schema.String,
+  last_row_index: NonNegativeInt,
+  last_ts_utc: Schema.String,
+  previous: PreviousCursor,
+  actor: NonEmptyString,
+});
+export type CheckpointResetBody = typeof CheckpointResetBody.Type;
 
 /** `ws_receipts`: the sealed receipt itself (stored by `Receipts.store`, which checks the chain). */
 export const ReceiptBody = Receipt;
@@ -224,6 +251,7 @@ export interface WalBodies {
   readonly dead_letter_retry: DeadLetterRetryBody;
   readonly bus_position: BusPositionBody;
   readonly approval: ApprovalBody;
+  readonly checkpoint_reset: CheckpointResetBody;
 }
 
 /** The body schema of each kind. */
@@ -238,6 +266,7 @@ export const WAL_BODIES = {
   dead_letter_retry: DeadLetterRetryBody,
   bus_position: BusPositionBody,
   approval: ApprovalBody,
+  checkpoint_reset: CheckpointResetBody,
 } as const;
 
 const decodeRecord = decodeWith(WalRecord, "WAL_RECORD_INVALID", "WAL record");

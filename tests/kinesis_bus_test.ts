@@ -71,6 +71,8 @@ function site(k: Kinesalite, name: string, options: { readonly shards?: number }
     const env = processEnv({
       ...KINESIS_ENV,
       WORLDSTREAM_RECEIPT_HMAC_KEY: "kinesis-bus-test-hmac-key-0123456789",
+      // A profile other than local serves the admin API only with an operator token.
+      WORLDSTREAM_ADMIN_TOKEN: "kinesis-bus-test-admin-token-0123456789",
       WSP_STREAM_SPEEDUP: "0",
       WSP_COURIER_MODE: "batch",
     });
@@ -242,6 +244,8 @@ test(
     const env = processEnv({
       ...KINESIS_ENV,
       WORLDSTREAM_RECEIPT_HMAC_KEY: "kinesis-bus-test-hmac-key-0123456789",
+      // A profile other than local serves the admin API only with an operator token.
+      WORLDSTREAM_ADMIN_TOKEN: "kinesis-bus-test-admin-token-0123456789",
       WSP_STREAM_SPEEDUP: "0",
       WSP_COURIER_MODE: "batch",
     });

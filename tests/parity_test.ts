@@ -72,6 +72,8 @@ function parity(name: string, worldPrefix: string) {
       DATABASE_URL: databaseUrl,
       WORLDSTREAM_RUNS_ROOT: join(dir, "runs"),
       WORLDSTREAM_RECEIPT_HMAC_KEY: "parity-test-hmac-key-0123456789abcdef",
+      // local_parity serves the admin API only with an operator token.
+      WORLDSTREAM_ADMIN_TOKEN: "parity-test-admin-token-0123456789",
       WSP_STREAM_SPEEDUP: "0",
     };
     const profile = yield* loadProfile(SHIPPED, vars);

@@ -3,7 +3,9 @@
  * lets the WAL delete what it copied. Every write is idempotent (log rows `on conflict
  * (record_id) do nothing`, receipts through `Receipts.store`, checkpoints by the forward-only
  * upsert), so a batch copied twice — a crash between the Postgres commit and the WAL's drained
- * marker — changes nothing the second time.
+ * marker — changes nothing the second time. An operator's `checkpoint_reset` is the one
+ * unconditional write; it is applied in WAL order before the batch's later checkpoints, so a
+ * batch copied twice ends on the same row.
  *
  * Postgres down: the drain fails, logs, and retries with capped exponential backoff while the
  * WAL keeps growing up to its quota; appends never wait on it. On start, an output resumes from
@@ -22,6 +24,7 @@ import { Wal } from "./writer.ts";
 import {
   type BusPositionBody,
   type CheckpointBody,
+  type CheckpointResetBody,
   type WalBodies,
   walBody,
   type WalKind,
@@ -155,7 +158,8 @@ function makeDrain<R>(handler: WalHandler<R>, options: WalDrainOptions) {
 // The Postgres handler
 
 const INSERTS: {
-  readonly [K in Exclude<WalKind, "checkpoint" | "receipt" | "bus_position">]: string;
+  readonly [K in Exclude<WalKind, "checkpoint" | "receipt" | "bus_position" | "checkpoint_reset">]:
+    string;
 } = {
   dead_letter: pgQuery("wal_drain_dead_letters"),
   ready_ledger: pgQuery("wal_drain_ready_ledger"),
@@ -167,6 +171,7 @@ const INSERTS: {
   approval: pgQuery("wal_drain_approvals"),
 };
 const SAVE_CHECKPOINTS = pgQuery("checkpoint_save");
+const RESET_CHECKPOINTS = pgQuery("checkpoint_reset");
 const SAVE_BUS_POSITIONS = pgQuery("bus_position_save");
 
 /**
@@ -181,6 +186,8 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
   const rows = new Map<keyof typeof INSERTS, Array<Record<string, unknown>>>();
   const receipts: Array<Receipt> = [];
   const checkpoints = new Map<string, CheckpointRow>();
+  // The last reset per output in this batch; the checkpoints above are those after it.
+  const resets = new Map<string, { readonly body: CheckpointResetBody; readonly at: string }>();
   const positions = new Map<string, { readonly body: BusPositionBody; readonly at: string }>();
   const add = (kind: keyof typeof INSERTS, row: Record<string, unknown>) => {
     const list = rows.get(kind) ?? [];
@@ -215,6 +222,15 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
         if (known === undefined || known.body.last_seq <= c.body.last_seq) checkpoints.set(key, c);
         break;
       }
+      case "checkpoint_reset": {
+        const r = { body: body.success as CheckpointResetBody, at: record.at };
+        const key = `${r.body.pack_key}\u0000${r.body.output_id}`;
+        // In WAL order: the reset replaces what came before it in the batch; checkpoints after
+        // it go forward from it (applied after the resets, by the forward-only upsert).
+        checkpoints.delete(key);
+        resets.set(key, r);
+        break;
+      }
       case "bus_position": {
         const p = { body: body.success as BusPositionBody, at: record.at };
         const key = `${p.body.stream}\u0000${p.body.shard_id}`;
@@ -241,13 +257,15 @@ export const writeToPostgres = Effect.fn("WalDrain.writeToPostgres")(function* (
         add(record.kind, { ...body.success, record_id: record.record_id, at: record.at });
     }
   }
-  if (rows.size > 0 || checkpoints.size > 0 || positions.size > 0) {
+  if (rows.size > 0 || checkpoints.size > 0 || positions.size > 0 || resets.size > 0) {
     yield* pg.transaction((tx) =>
       Effect.gen(function* () {
         for (const kind of Object.keys(INSERTS) as Array<keyof typeof INSERTS>) {
           const list = rows.get(kind);
           if (list !== undefined) yield* tx.query(INSERTS[kind], [JSON.stringify(list)]);
         }
+        // Resets first: they are older than the batch's checkpoints of the same output.
+        if (resets.size > 0) yield* tx.query(RESET_CHECKPOINTS, resetColumns(resets.values()));
         if (checkpoints.size > 0) yield* tx.query(SAVE_CHECKPOINTS, checkpointColumns(checkpoints));
         if (positions.size > 0) {
           const list = [...positions.values()];
@@ -281,6 +299,26 @@ function checkpointColumns(checkpoints: ReadonlyMap<string, CheckpointRow>) {
   ];
 }
 
+// The parameters of checkpoint_reset.sql (times as ISO text, like checkpointColumns).
+function resetColumns(
+  resets: Iterable<{ readonly body: CheckpointResetBody; readonly at: string }>,
+) {
+  const list = [...resets];
+  return [
+    list.map((r) => r.body.pack_key),
+    list.map((r) => r.body.output_id),
+    list.map((r) => r.body.last_seq),
+    list.map((r) => r.body.last_file),
+    list.map((r) => r.body.last_row_index),
+    list.map((r) => r.body.last_ts_utc),
+    list.map((r) => r.body.previous.last_seq),
+    list.map((r) => r.body.previous.last_file),
+    list.map((r) => r.body.previous.last_row_index),
+    list.map((r) => r.body.previous.last_ts_utc),
+    list.map((r) => r.at),
+  ];
+}
+
 /** The further of two positions of one shard (a finished one is further at an equal sequence). */
 function furthestPosition<P extends { readonly body: BusPositionBody }>(a: P | undefined, b: P): P {
   if (a === undefined) return b;
@@ -305,7 +343,8 @@ function toPosition(body: CheckpointBody): ViewPosition {
 
 /**
  * Where an output resumes: the later (higher `last_seq`) of its Postgres checkpoint and any WAL
- * checkpoint record not yet drained, or `undefined` when it never delivered anything.
+ * checkpoint record not yet drained, or `undefined` when it never delivered anything. A
+ * `checkpoint_reset` this WAL holds wins over a higher Postgres checkpoint: it is newer.
  *
  * Postgres unreachable (PG_UNAVAILABLE): the WAL's checkpoint alone, with a `degraded` warning.
  * That is safe because a checkpoint may only err backwards: Postgres can hold a later one that
@@ -345,6 +384,9 @@ export const resumePoint = Effect.fn("resumePoint")(function* (
   );
   if (fromWal === undefined) return fromPg;
   const wal = { position: toPosition(fromWal.body), owed: fromWal.body.receipt_owed };
+  // An operator's reset in this WAL is newer than Postgres whatever their sequences say: the
+  // position it set (or a later checkpoint after it) wins, backwards too.
+  if (fromWal.reset) return wal;
   // At an equal sequence the WAL's record is the same or a later one (it paid a receipt owed).
   return fromPg === undefined || fromPg.position.seq <= wal.position.seq ? wal : fromPg;
 });

@@ -35,6 +35,7 @@ import {
 } from "../../stores/wal_format.ts";
 import {
   type CheckpointBody,
+  type CheckpointResetBody,
   decodeWalRecord,
   parseWalRecord,
   type WalRecord,
@@ -102,6 +103,11 @@ export interface WalRecovery {
 export interface WalCheckpoint {
   readonly body: CheckpointBody;
   readonly at: string;
+  /**
+   * True when an operator's reset (a `checkpoint_reset` record) set this output's position since
+   * the WAL was opened, so this position is newer than whatever Postgres holds, even a higher one.
+   */
+  readonly reset: boolean;
 }
 
 /** Options of {@link Wal.drainOnce}. */
@@ -183,7 +189,7 @@ interface WalState {
   drainedRecords: number;
   /** Set after an I/O failure that leaves the segment's durable state unknown. */
   broken: WorldstreamError | undefined;
-  readonly checkpoints: Map<string, WalRecord>;
+  readonly checkpoints: Map<string, IndexedCheckpoint>;
 }
 
 function make(options: WalOptions) {
@@ -386,7 +392,7 @@ function make(options: WalOptions) {
           );
         }
         frames.push(encodeFrame(payload));
-        if (r.kind === "checkpoint") checkpoints.push(r);
+        if (r.kind === "checkpoint" || r.kind === "checkpoint_reset") checkpoints.push(r);
       }
       const done = yield* Deferred.make<void, WorldstreamError>();
       const item = { bytes: concat(frames), records: records.length, checkpoints, done };
@@ -508,8 +514,8 @@ function make(options: WalOptions) {
 
     const checkpoint = (packKey: string, outputId: string) =>
       Effect.sync(() => {
-        const r = state.checkpoints.get(checkpointKey(packKey, outputId));
-        return r === undefined ? undefined : { body: r.body as CheckpointBody, at: r.at };
+        const c = state.checkpoints.get(checkpointKey(packKey, outputId));
+        return c === undefined ? undefined : { body: c.body, at: c.record.at, reset: c.reset };
       });
 
     return Wal.of({ append, pending, stats, recovery, drainOnce, checkpoint });
@@ -523,7 +529,7 @@ interface Recovered {
   readonly segments: Array<Segment>;
   readonly drained: WalPosition;
   readonly recovery: WalRecovery;
-  readonly checkpoints: Map<string, WalRecord>;
+  readonly checkpoints: Map<string, IndexedCheckpoint>;
 }
 
 /** Reads the folder, checks every undrained segment, truncates a torn tail; see the header. */
@@ -566,7 +572,7 @@ const recover = Effect.fn("Wal.recover")(function* (dir: string) {
   }
 
   const segments: Array<Segment> = [];
-  const checkpoints = new Map<string, WalRecord>();
+  const checkpoints = new Map<string, IndexedCheckpoint>();
   let records = 0;
   let bytes = 0;
   let truncated: WalRecovery["truncated"];
@@ -634,7 +640,9 @@ const recover = Effect.fn("Wal.recover")(function* (dir: string) {
       if (f.offset < from) continue;
       records += 1;
       bytes += f.end - f.offset;
-      if (f.value.kind === "checkpoint") noteCheckpoint(checkpoints, f.value);
+      if (f.value.kind === "checkpoint" || f.value.kind === "checkpoint_reset") {
+        noteCheckpoint(checkpoints, f.value);
+      }
     }
     segments.push({ seq, size });
   }
@@ -736,13 +744,27 @@ function checkpointKey(packKey: string, outputId: string): string {
   return `${packKey}\u0000${outputId}`;
 }
 
-function noteCheckpoint(index: Map<string, WalRecord>, record: WalRecord): void {
-  const body = record.body as CheckpointBody;
+/** The WAL's newest position of one output, and whether a reset set it (see WalCheckpoint). */
+interface IndexedCheckpoint {
+  readonly record: WalRecord;
+  readonly body: CheckpointBody;
+  readonly reset: boolean;
+}
+
+function noteCheckpoint(index: Map<string, IndexedCheckpoint>, record: WalRecord): void {
+  const body = record.body as CheckpointBody | CheckpointResetBody;
   const key = checkpointKey(body.pack_key, body.output_id);
   const known = index.get(key);
+  if (record.kind === "checkpoint_reset") {
+    // A reset wins whatever it replaces, backwards too: records are noted in WAL order.
+    const { previous: _, actor: __, ...position } = body as CheckpointResetBody;
+    index.set(key, { record, body: position, reset: true });
+    return;
+  }
   // At an equal sequence the later record wins: it has paid the receipt the earlier one owed.
-  if (known === undefined || (known.body as CheckpointBody).last_seq <= body.last_seq) {
-    index.set(key, record);
+  // Checkpoints after a reset go forward from it and keep its mark: they are newer than Postgres.
+  if (known === undefined || known.body.last_seq <= body.last_seq) {
+    index.set(key, { record, body: body as CheckpointBody, reset: known?.reset ?? false });
   }
 }
 

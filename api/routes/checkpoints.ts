@@ -1,12 +1,22 @@
 /**
  * `GET /v1/checkpoints?run=&output=&limit=`: the last event each output delivered in order, per
- * run scope (pack key), most recently advanced first. The WAL is drained to Postgres first, so
- * a checkpoint journaled a moment ago shows.
+ * run scope (pack key), most recently advanced first, with the cursor its last reset replaced.
+ * The WAL is drained to Postgres first, so a checkpoint journaled a moment ago shows.
+ *
+ * `POST /v1/checkpoints/{scope}/{output}/reset` `{to_seq | to_ts}` moves one (the cursor it
+ * replaces is kept) and `POST .../undo` moves it back to that cursor: actions/checkpoint_reset.ts,
+ * authorized there through the one door as `checkpoint.reset` for the token's principal.
  */
 import { Effect, Schema } from "effect";
 import { WalDrain } from "../../actors/wal/drain.ts";
+import {
+  checkpointReset,
+  CheckpointResetAnswer,
+  Cursor as ResetCursor,
+} from "../../actions/checkpoint_reset.ts";
 import { pgQuery, Postgres } from "../../stores/postgres.ts";
 import { jsonRoute, type RouteModule } from "../route.ts";
+import type { Principal } from "../auth.ts";
 import { Id, Limit } from "./params.ts";
 
 const CHECKPOINTS = pgQuery("admin_checkpoints");
@@ -22,6 +32,10 @@ export const CheckpointRow = Schema.Struct({
   last_row_index: Schema.NullOr(Schema.Int),
   last_ts_utc: Schema.NullOr(Schema.String),
   updated_at: Schema.String,
+  /** The cursor the last reset replaced (what `undo` goes back to); null when never reset. */
+  previous: Schema.NullOr(ResetCursor),
+  /** When it was last reset; null when never. */
+  reset_at: Schema.NullOr(Schema.String),
 }).annotate({ identifier: "Checkpoint" });
 export type CheckpointRow = typeof CheckpointRow.Type;
 
@@ -33,6 +47,11 @@ interface Row {
   readonly last_row_index: number | string | null;
   readonly last_ts_utc: string | null;
   readonly updated_at_utc: Date | string;
+  readonly previous_seq: number | string | null;
+  readonly previous_file: string | null;
+  readonly previous_row_index: number | string | null;
+  readonly previous_ts_utc: string | null;
+  readonly reset_at_utc: Date | string | null;
 }
 
 /** Checkpoints matching the filter, after draining the WAL. */
@@ -52,28 +71,76 @@ export function checkpointRows(filter: { runKey?: string; outputId?: string; lim
       last_row_index: r.last_row_index === null ? null : Number(r.last_row_index),
       last_ts_utc: r.last_ts_utc,
       updated_at: new Date(r.updated_at_utc).toISOString(),
+      previous: r.previous_seq === null ? null : {
+        seq: Number(r.previous_seq),
+        ts_utc: r.previous_ts_utc ?? "",
+        file: r.previous_file ?? "",
+        row_index: Number(r.previous_row_index ?? 0),
+      },
+      reset_at: r.reset_at_utc === null ? null : new Date(r.reset_at_utc).toISOString(),
     }));
   });
 }
 
-/** `GET /v1/checkpoints`. */
+const whoAsks = (principal: Principal | undefined) => principal?.name ?? "user:anonymous";
+const Scope = Schema.Struct({ scope: Id, output: Id });
+const SeqBound = Schema.Number.check(
+  Schema.makeFilter((n: number) => Number.isSafeInteger(n) && n >= 0, {
+    expected: "a non-negative integer",
+  }),
+);
+
+/** `GET /v1/checkpoints`, `POST /v1/checkpoints/{scope}/{output}/reset` and `.../undo`. */
 export const checkpointsRoutes: RouteModule = {
   name: "checkpoints",
-  routes: [jsonRoute({
-    method: "get",
-    path: "/v1/checkpoints",
-    summary: "Each output's checkpoint per run scope, most recently advanced first",
-    query: Schema.Struct({
-      run: Schema.optionalKey(Id),
-      output: Schema.optionalKey(Id),
-      limit: Schema.optionalKey(Limit),
+  routes: [
+    jsonRoute({
+      method: "get",
+      path: "/v1/checkpoints",
+      summary: "Each output's checkpoint per run scope, most recently advanced first",
+      query: Schema.Struct({
+        run: Schema.optionalKey(Id),
+        output: Schema.optionalKey(Id),
+        limit: Schema.optionalKey(Limit),
+      }),
+      response: Schema.Struct({ checkpoints: Schema.Array(CheckpointRow) }),
+      handle: ({ query }) =>
+        checkpointRows({
+          ...(query.run === undefined ? {} : { runKey: query.run }),
+          ...(query.output === undefined ? {} : { outputId: query.output }),
+          limit: query.limit ?? 500,
+        }).pipe(Effect.map((checkpoints) => ({ checkpoints }))),
     }),
-    response: Schema.Struct({ checkpoints: Schema.Array(CheckpointRow) }),
-    handle: ({ query }) =>
-      checkpointRows({
-        ...(query.run === undefined ? {} : { runKey: query.run }),
-        ...(query.output === undefined ? {} : { outputId: query.output }),
-        limit: query.limit ?? 500,
-      }).pipe(Effect.map((checkpoints) => ({ checkpoints }))),
-  })],
+    jsonRoute({
+      method: "post",
+      path: "/v1/checkpoints/{scope}/{output}/reset",
+      summary:
+        "Move a checkpoint to view row to_seq, or to the last event before to_ts (exactly one); the cursor it replaces is kept for undo",
+      params: Scope,
+      body: Schema.Struct({
+        /** The view row that becomes the last delivered (the next stream re-sends from after it). */
+        to_seq: Schema.optionalKey(SeqBound),
+        /** The last event before this UTC time becomes the last delivered. */
+        to_ts: Schema.optionalKey(Schema.String),
+      }),
+      response: CheckpointResetAnswer,
+      handle: ({ params, body, principal }) =>
+        checkpointReset({ run_key: params.scope, output_id: params.output, ...body }, {
+          principal: whoAsks(principal),
+          source: "api",
+        }),
+    }),
+    jsonRoute({
+      method: "post",
+      path: "/v1/checkpoints/{scope}/{output}/undo",
+      summary: "Move a checkpoint back to the cursor its last reset replaced (undo that reset)",
+      params: Scope,
+      response: CheckpointResetAnswer,
+      handle: ({ params, principal }) =>
+        checkpointReset({ run_key: params.scope, output_id: params.output, undo: true }, {
+          principal: whoAsks(principal),
+          source: "api",
+        }),
+    }),
+  ],
 };

@@ -306,6 +306,8 @@ Deno.test("every route answers through app.request() on a running runtime, bad i
           "post /v1/runs/{run}/pause",
           "post /v1/runs/{run}/resume",
           "post /v1/runs/{run}/cancel",
+          "post /v1/checkpoints/{scope}/{output}/reset",
+          "post /v1/checkpoints/{scope}/{output}/undo",
           "get /openapi.json",
         ]
       ) assert.ok(walked.includes(route), route);
