@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { statSync } from "node:fs";
 import { join } from "node:path";
 import { Effect, Logger, type Scope } from "effect";
 import { publishReady } from "../actions/publish_ready.ts";
@@ -13,15 +12,14 @@ import {
   CONTEXT,
   copyDb,
   fileTempDir,
-  freePort,
   makeWorld,
   pgliteTemplate,
-  REPO,
   SCENARIO_RUN,
   scopedTempDir,
   TRAFFIC,
   waitFor,
 } from "../tests/_testing.ts";
+import { havePostgresTools, privateCluster } from "../tests/pg_cluster.ts";
 import { bootstrap } from "./bootstrap.ts";
 import { ControlBus } from "./control_bus.ts";
 import { Health } from "./health.ts";
@@ -30,51 +28,6 @@ import { runConfigOf } from "./run_config.ts";
 
 // Offline-first end to end, in process: the runtime on a private Postgres server that is stopped
 // and started under it. The gate runs on PGlite, so it stays up whatever happens to Postgres.
-
-const PG_CLUSTER = join(REPO, "scripts", "pg_cluster.sh");
-
-/** Whether pg_cluster.sh can find initdb and pg_ctl here. */
-function havePostgresTools(): boolean {
-  const dirs = ["/usr/lib/postgresql/15/bin", ...(Deno.env.get("PATH") ?? "").split(":")];
-  return ["pg_ctl", "initdb"].every((tool) =>
-    dirs.some((d) => {
-      try {
-        return statSync(join(d, tool)).isFile();
-      } catch {
-        return false;
-      }
-    })
-  );
-}
-
-function pgCluster(...args: ReadonlyArray<string>) {
-  return Effect.promise(async () => {
-    const out = await new Deno.Command("bash", {
-      args: [PG_CLUSTER, ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    assert.ok(
-      out.success,
-      `pg_cluster.sh ${args.join(" ")}: ${text}${new TextDecoder().decode(out.stderr)}`,
-    );
-    return text;
-  });
-}
-
-/** A private Postgres server in `dir` on a free port, stopped when the scope closes. */
-function privateCluster(dir: string) {
-  const port = String(freePort());
-  return Effect.acquireRelease(
-    pgCluster("start", dir, port).pipe(Effect.map((text) => {
-      const url = text.match(/^DATABASE_URL=(\S+)$/m)?.[1];
-      assert.ok(url, `pg_cluster.sh printed no DATABASE_URL: ${text}`);
-      return { url, stop: pgCluster("stop", dir), start: pgCluster("start", dir, port) };
-    })),
-    () => pgCluster("stop", dir).pipe(Effect.ignore),
-  );
-}
 
 /** Messages the runtime logged in the test in flight. */
 let logged: Array<string> = [];

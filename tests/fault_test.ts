@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { statSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { Effect, Layer } from "effect";
@@ -15,7 +14,6 @@ import {
   effectTest,
   type Envelope,
   expectedIds,
-  freePort,
   gateAdmitted,
   gateCounts,
   logLines,
@@ -24,7 +22,6 @@ import {
   pgliteSite,
   processEnv,
   processSite,
-  REPO,
   runCommand,
   SCENARIO_RUN,
   scopedTempDir,
@@ -35,6 +32,7 @@ import {
   waitFor,
   worldAt,
 } from "./_testing.ts";
+import { havePostgresTools, privateCluster } from "./pg_cluster.ts";
 
 // Faults around a real worldstream process (`main.ts stream`): a gate that fails, rate-limits,
 // drops connections and answers slowly; and its Postgres server stopped in the middle of a run.
@@ -248,55 +246,6 @@ for (const [i, failStatus] of [503, 429].entries()) {
 
 // ---------------------------------------------------------------------------------------------
 // Postgres stopped mid-run
-
-const PG_CLUSTER = join(REPO, "scripts", "pg_cluster.sh");
-
-/** Whether pg_cluster.sh can find initdb and pg_ctl here. */
-function havePostgresTools(): boolean {
-  const dirs = ["/usr/lib/postgresql/15/bin", ...(Deno.env.get("PATH") ?? "").split(":")];
-  return ["pg_ctl", "initdb"].every((tool) =>
-    dirs.some((d) => {
-      try {
-        return statSync(join(d, tool)).isFile();
-      } catch {
-        return false;
-      }
-    })
-  );
-}
-
-function pgCluster(...args: ReadonlyArray<string>) {
-  return Effect.tryPromise(async () => {
-    const out = await new Deno.Command("bash", {
-      args: [PG_CLUSTER, ...args],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    if (!out.success) {
-      const err = new TextDecoder().decode(out.stderr);
-      throw new Error(`pg_cluster.sh ${args.join(" ")} failed: ${text}${err}`);
-    }
-    return text;
-  });
-}
-
-/** A private Postgres server in `dir` on a free port, stopped when the scope closes. */
-function privateCluster(dir: string) {
-  const port = String(freePort());
-  return Effect.acquireRelease(
-    pgCluster("start", dir, port).pipe(Effect.map((text) => {
-      const url = text.match(/^DATABASE_URL=(\S+)$/m)?.[1];
-      assert.ok(url, `pg_cluster.sh printed no DATABASE_URL: ${text}`);
-      return {
-        url,
-        stop: pgCluster("stop", dir),
-        start: pgCluster("start", dir, port),
-      };
-    })),
-    () => pgCluster("stop", dir).pipe(Effect.ignore),
-  );
-}
 
 effectTest(
   "with Postgres stopped mid-run the stream keeps flowing, and once it is back the WAL drains into it",
