@@ -90,7 +90,7 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 
 /**
  * The whole action, on a run configuration: checks that the profile's privacy tier lets envelopes go to the gate
- * (`local` keeps them on this host: PRIVACY_TIER_LOCAL otherwise), authorizes `deadletter.retry`
+ * (`local` keeps them on this host: PRIVACY_TIER_FORBIDS_NETWORK otherwise), authorizes `deadletter.retry`
  * (actors/governance.ts, recorded through the WAL it opens), then retries over the
  * profile's stores and a gate client of its own. `env` is where the receipt key is read.
  */
@@ -119,7 +119,7 @@ export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
 
 /**
  * Whether the profile's privacy tier lets envelopes go to the configured gate (`local` keeps them
- * on this host: PRIVACY_TIER_LOCAL otherwise).
+ * on this host: PRIVACY_TIER_FORBIDS_NETWORK otherwise).
  */
 export const retryTargetAllowed = Effect.fn("retryTargetAllowed")(function* (
   config: RunConfigShape,
@@ -131,7 +131,7 @@ export const retryTargetAllowed = Effect.fn("retryTargetAllowed")(function* (
   });
   if (config.profile.policy.privacy_tier === "local" && !LOOPBACK.has(host)) {
     return yield* fail(
-      "PRIVACY_TIER_LOCAL",
+      "PRIVACY_TIER_FORBIDS_NETWORK",
       `Privacy tier local keeps data on this host; the IG at ${host} is not loopback`,
     );
   }

@@ -416,6 +416,6 @@ test(
       assert.equal(error.reason, "BAD_ARGS", `${argv.join(" ")}: ${error.message}`);
     }
     const remote = yield* failureOf(s, ["retry", "--all", "--ig-url", "http://gate.example:80"]);
-    assert.equal(remote.reason, "PRIVACY_TIER_LOCAL");
+    assert.equal(remote.reason, "PRIVACY_TIER_FORBIDS_NETWORK");
   }),
 );

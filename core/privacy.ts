@@ -79,7 +79,7 @@ export function authorizePrivacy(
     if (tier === "local") {
       if (!isLoopbackUrl(run.igBaseUrl)) {
         return yield* fail(
-          "PRIVACY_TIER_LOCAL",
+          "PRIVACY_TIER_FORBIDS_NETWORK",
           `Privacy tier local keeps data on this host; the IG at ${
             new URL(run.igBaseUrl).hostname
           } is not loopback`,

@@ -108,8 +108,8 @@ const profileOf = (tier: "local" | "minimized" | "full", minimizedFields?: strin
 Deno.test("tier local refuses a gate off loopback and needs no license", async () => {
   const run = (url: string) =>
     authorizePrivacy(profileOf("local"), { igBaseUrl: url, outputIds: [], rows }, {});
-  assert.equal(await reasonOf(run("http://192.0.2.2:8081")), "PRIVACY_TIER_LOCAL");
-  assert.equal(await reasonOf(run("http://gate.example")), "PRIVACY_TIER_LOCAL");
+  assert.equal(await reasonOf(run("http://192.0.2.2:8081")), "PRIVACY_TIER_FORBIDS_NETWORK");
+  assert.equal(await reasonOf(run("http://gate.example")), "PRIVACY_TIER_FORBIDS_NETWORK");
   assert.equal(await reasonOf(run("http://127.0.0.1:8081")), "OK");
   assert.equal(await reasonOf(run("http://localhost:8081")), "OK");
   assert.equal(await reasonOf(checkPrivacyAtStart(profileOf("local"), {})), "OK");

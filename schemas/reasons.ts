@@ -111,7 +111,7 @@ export const REASONS = {
   READY_LEDGER_UNAVAILABLE: "The READY ledger's history is unknown while Postgres is down",
   // Policy
   PRODUCER_NOT_ALLOWED: "The producer is not in the allowlist",
-  PRIVACY_TIER_LOCAL: "Privacy tier local refuses a gate that is not on loopback",
+  PRIVACY_TIER_FORBIDS_NETWORK: "Privacy tier local refuses a gate that is not on loopback",
   LICENSE_MISSING: "No license pack: WORLDSTREAM_LICENSE_PACK is unset or names no file",
   LICENSE_INVALID: "The license pack is malformed (not JSON, wrong shape, signature not base64)",
   LICENSE_UNKNOWN_KID: "The license pack's kid names no key in the public key set",

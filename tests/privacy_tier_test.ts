@@ -92,7 +92,7 @@ effectTest(
     const run = "platform_20260301T000000Z";
     const exited = yield* runCommand(streamArgs(world, url, { platformRunId: run }), site);
     assert.equal(exited.code, 1, exited.stdout);
-    assert.equal(exited.result?.reason, "PRIVACY_TIER_LOCAL", tail(exited.stderr));
+    assert.equal(exited.result?.reason, "PRIVACY_TIER_FORBIDS_NETWORK", tail(exited.stderr));
     assert.match(
       String(exited.result?.message),
       new RegExp(`IG at ${OFF_LOOPBACK} is not loopback`),
