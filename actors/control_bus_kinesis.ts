@@ -125,17 +125,27 @@ export function kinesisControlBus(options: KinesisListenerOptions) {
             }),
           );
           const text = utf8(record.data);
-          const settlement: ReadySettlement = yield* ready.handle(
-            fallbackId,
-            text,
-            text === undefined ? "Record data is not valid UTF-8" : undefined,
+          // Once the record is settled (its ledger entry written), its position is saved before
+          // anything can stop the listener: a stop (SIGTERM closing the scope) between the two
+          // would leave a settled record to be read, and handled, again after a restart.
+          const [settlement, done] = yield* Effect.uninterruptibleMask((restore) =>
+            restore(
+              ready.handle(
+                fallbackId,
+                text,
+                text === undefined ? "Record data is not valid UTF-8" : undefined,
+              ),
+            ).pipe(
+              Effect.flatMap((settlement: ReadySettlement) => {
+                const done = settlement.status !== "DEFERRED_DOWNSTREAM_NOT_READY" &&
+                  settlement.reason !== "STOPPED_BY_OPERATOR";
+                return (done
+                  ? save(shardId, { sequenceNumber: record.sequenceNumber, finished: false })
+                  : Effect.void).pipe(Effect.as([settlement, done] as const));
+              }),
+            )
           );
-          const done = settlement.status !== "DEFERRED_DOWNSTREAM_NOT_READY" &&
-            settlement.reason !== "STOPPED_BY_OPERATOR";
-          if (done) {
-            yield* save(shardId, { sequenceNumber: record.sequenceNumber, finished: false });
-            settledRecords += 1;
-          }
+          if (done) settledRecords += 1;
           yield* ready.announce(settlement);
           return done;
         });
