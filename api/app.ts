@@ -32,6 +32,7 @@ import { fail, WorldstreamError } from "../schemas/errors.ts";
 import { type AdminTokens, type Principal, principalOf } from "./auth.ts";
 import { errorAnswer } from "./errors.ts";
 import { openApiDocument } from "./openapi.ts";
+import { readBounded } from "./read_bounded.ts";
 import { accessOf, jsonRoute, type Route, type RouteModule } from "./route.ts";
 import type { RuntimeSlot } from "./services.ts";
 import { CSRF_HEADER, csrfMatches, sameOrigin, Sessions } from "./session.ts";
@@ -273,27 +274,9 @@ function decodeQuery(route: Route, url: URL) {
 function readBody(request: Request, limit: number): Effect.Effect<string, WorldstreamError> {
   return Effect.tryPromise({
     try: async () => {
-      if (request.body === null) return "";
-      const reader = request.body.getReader();
-      const chunks: Array<Uint8Array> = [];
-      let size = 0;
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        size += value.byteLength;
-        if (size > limit) {
-          await reader.cancel();
-          throw new TooLarge();
-        }
-        chunks.push(value);
-      }
-      const all = new Uint8Array(size);
-      let at = 0;
-      for (const chunk of chunks) {
-        all.set(chunk, at);
-        at += chunk.byteLength;
-      }
-      return new TextDecoder("utf-8", { fatal: true }).decode(all);
+      const bytes = await readBounded(request, limit);
+      if (bytes === undefined) throw new TooLarge();
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
     },
     catch: (e) =>
       e instanceof TooLarge

@@ -15,6 +15,7 @@
  * whatever was wrong, and nothing of a token is logged or echoed.
  */
 import { Effect, Schema } from "effect";
+import { readBounded } from "../read_bounded.ts";
 import { jsonRoute, rawRoute, type RouteModule } from "../route.ts";
 import { clearedCookie, sessionCookie } from "../session.ts";
 
@@ -50,28 +51,9 @@ function text(body: string, type: string, extra: Record<string, string> = {}): R
 /** The `token` field of a login form (urlencoded), read up to {@link LOGIN_BODY_BYTES}. */
 async function formToken(request: Request): Promise<string | undefined> {
   if (request.body === null) return undefined;
-  const reader = request.body.getReader();
-  const chunks: Array<Uint8Array> = [];
-  let size = 0;
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > LOGIN_BODY_BYTES) {
-      await reader.cancel();
-      return undefined;
-    }
-    chunks.push(value);
-  }
-  const body = new TextDecoder().decode(
-    chunks.reduce((all, c) => {
-      const next = new Uint8Array(all.length + c.length);
-      next.set(all);
-      next.set(c, all.length);
-      return next;
-    }, new Uint8Array()),
-  );
-  const token = new URLSearchParams(body).get("token")?.trim();
+  const bytes = await readBounded(request, LOGIN_BODY_BYTES);
+  if (bytes === undefined) return undefined;
+  const token = new URLSearchParams(new TextDecoder().decode(bytes)).get("token")?.trim();
   return token === undefined || token === "" ? undefined : token;
 }
 

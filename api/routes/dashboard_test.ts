@@ -122,6 +122,44 @@ Deno.test("the login form exchanges a token for an HttpOnly SameSite=Strict sess
   assert.equal((await unknown.json()).reason, "ADMIN_UNAUTHORIZED");
 });
 
+Deno.test("a login form is read up to 4096 bytes: one byte more is a failed login without reading on, and one over the API's body limit is 413", async () => {
+  const padded = (bytes: number) => {
+    const head = `token=${OPERATOR}&pad=`;
+    return head + "a".repeat(bytes - head.length);
+  };
+  /** The body sent chunked, without a Content-Length: the limit holds as it is read. */
+  const chunked = (body: string): RequestInit => ({
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new ReadableStream({
+      start(c) {
+        for (let at = 0; at < body.length; at += 1000) {
+          c.enqueue(new TextEncoder().encode(body.slice(at, at + 1000)));
+        }
+        c.close();
+      },
+    }),
+  });
+  const atLimit = await app.request("/login", chunked(padded(4096)));
+  assert.equal(atLimit.headers.get("location"), "/");
+  cookieOf(atLimit);
+  const over = await app.request("/login", chunked(padded(4097)));
+  assert.equal(over.status, 303);
+  assert.equal(over.headers.get("location"), "/?login=failed");
+  assert.equal(over.headers.get("set-cookie"), null);
+  const huge = await app.request("/login", {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/x-www-form-urlencoded",
+      "Content-Length": String((1 << 20) + 1),
+    },
+    body: padded((1 << 20) + 1),
+  });
+  assert.equal(huge.status, 413);
+  assert.equal((await huge.json()).reason, "ADMIN_BODY_TOO_LARGE");
+  assert.equal(huge.headers.get("set-cookie"), null);
+});
+
 Deno.test("?token= is exchanged once and redirected away, a wrong one gets no cookie", async () => {
   const res = await app.request(`/?token=${VIEWER}`);
   assert.equal(res.status, 303);
