@@ -29,24 +29,8 @@ export const REQUEST_BUCKETS = [
   10,
 ];
 
-/** Pacing lateness buckets, seconds. */
-export const LATENESS_BUCKETS = [
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-  60,
-];
+/** Pacing lateness buckets, seconds: the latency ones, and 30 s and 60 s for a stalled schedule. */
+export const LATENESS_BUCKETS = [...REQUEST_BUCKETS, 30, 60];
 
 /** One output's instruments, fetched once per lane and updated in place. */
 export interface OutputMetrics {

@@ -155,6 +155,20 @@ Deno.test("GET /metrics counts a real stream as the gate saw it: every event del
         worldstream_wal_quota_bytes: "gauge",
         worldstream_run_queue_depth: "gauge",
       });
+      // The buckets' upper bounds: lateness has the latency ones and two more for a stalled schedule.
+      const bounds = (family: string) =>
+        parsed.get(family)!.samples
+          .filter((s) => s.name === `${family}_bucket` && s.labels.output_id === OUTPUTS[0])
+          .map((s) => s.labels.le);
+      const latency = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"]
+        .concat(["1", "2.5", "5", "10"]);
+      assert.deepEqual(bounds("worldstream_gate_request_duration_seconds"), [...latency, "+Inf"]);
+      assert.deepEqual(bounds("worldstream_pacing_lateness_seconds"), [
+        ...latency,
+        "30",
+        "60",
+        "+Inf",
+      ]);
       for (const f of parsed.values()) {
         assert.ok(f.help && f.help.length > 0, `${f.name} has no HELP`);
         for (const s of f.samples) {
