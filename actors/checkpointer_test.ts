@@ -219,7 +219,7 @@ pgTest(
 );
 
 pgTest(
-  "a checkpoint reset wins over a higher checkpoint, in the WAL before the drain, in Postgres after it, and after a reopen; the checkpointer forgets the old position",
+  "a checkpoint reset wins over a higher checkpoint, in the WAL before the drain, in Postgres after it, and after a reopen; the checkpointer forgets the old position it still owed a receipt for",
   () =>
     Effect.gen(function* () {
       const { walDir, wal, checkpointer, receipts } = yield* services;
@@ -227,10 +227,17 @@ pgTest(
         writeToPostgres(records).pipe(Effect.provideService(Receipts, receipts));
       const resume = resumePoint(SCOPE, OUTPUT).pipe(Effect.provideService(Wal, wal));
       yield* checkpointer.register(SCOPE, OUTPUT);
+      // 41 with its receipt, then 99 on the same still clock: no receipt due yet, so 99 is
+      // journaled owing one, and the checkpointer keeps it for the final flush (the run's end, or
+      // the runtime's shutdown) to journal again with that receipt. No final flush comes here: as
+      // when a run's final flush failed, or the run is still streaming.
+      yield* checkpointer.advance(SCOPE, OUTPUT, at(41), counts(42)).pipe(
+        Effect.timeout(DEADLINE),
+      );
       yield* checkpointer.advance(SCOPE, OUTPUT, at(99), counts(100)).pipe(
         Effect.timeout(DEADLINE),
       );
-      yield* checkpointer.flush;
+      assert.deepEqual((yield* resume)?.owed?.from_seq, 42, "99 owes the receipt from 42");
       yield* drain(yield* Effect.promise(() => onDisk(walDir)));
       assert.equal((yield* loadStoredCheckpoint(SCOPE, OUTPUT))?.position.seq, 99);
 
@@ -254,7 +261,7 @@ pgTest(
       yield* checkpointer.forget(SCOPE, OUTPUT);
       assert.deepEqual(yield* resume, { position: at(9), owed: undefined });
       assert.equal((yield* loadStoredCheckpoint(SCOPE, OUTPUT))?.position.seq, 99);
-      // Nothing the checkpointer held journals 99 again over it.
+      // The final flush journals nothing the checkpointer held (99 and its receipt) over it.
       yield* checkpointer.flush;
       assert.deepEqual(yield* resume, { position: at(9), owed: undefined });
 
