@@ -39,7 +39,7 @@ const browser = Effect.acquireRelease(
 
 effectTest(
   HAS_CHROMIUM
-    ? "the dashboard in headless Chromium: login, live progress of a paced run, the operator retries a dead letter and the run-control buttons reach their routes"
+    ? "the dashboard in headless Chromium: login, live progress of a paced run, the operator retries a dead letter, then pauses the run from the page (the Supervisor holds it) and resumes it"
     : `the dashboard in headless Chromium: SKIPPED, no chromium at ${CHROMIUM} (apt-get install chromium)`,
   Effect.gen(function* () {
     const dir = yield* scopedTempDir(TMP, "site");
