@@ -13,6 +13,12 @@ FROM ${DENO_IMAGE}
 
 ARG APP_UID=10001
 
+# The state paths are the image's default profile's (`local`, which reads all three) moved onto the
+# volumes below: its defaults are relative to /app, which the non-root user cannot write. The
+# file control bus (CONTROL_BUS_ROOT) is read by `local` only, where scripts/container/smoke.sh
+# streams its demo READY through it; `dev`/`prod`/`local_parity` read the Kinesis stream in
+# CONTROL_BUS_STREAM and a Postgres server in DATABASE_URL instead (given with `-e`, no default
+# here), and of these three read only WORLDSTREAM_RUNS_ROOT.
 ENV DENO_DIR=/deno-dir \
     DENO_NO_UPDATE_CHECK=1 \
     NO_COLOR=1 \
