@@ -209,6 +209,7 @@ function streamPlan(
     );
     yield* runReceipt(journal, "run_start", scope, producer, {
       platform_run_id: platformRunId,
+      scenario_id: world.worldKey.scenario_id,
       scenario_run_id: scenarioRunId,
       engine_run_root: world.engineRunRoot,
       output_ids: outputIds,

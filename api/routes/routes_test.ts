@@ -230,6 +230,9 @@ Deno.test("every route answers through app.request() on a running runtime, bad i
       const ends = yield* get(`/v1/receipts?kind=run_end&run=${runKey}`);
       assert.equal(ends.body.receipts.length, 1);
       assert.equal(ends.body.receipts[0].receipt.detail.status, "STREAMED");
+      const starts = yield* get(`/v1/receipts?kind=run_start&run=${runKey}`);
+      assert.equal(starts.body.receipts.length, 1);
+      assert.equal(starts.body.receipts[0].receipt.detail.scenario_id, generated.scenario_id);
       const all: Array<number> = [];
       let after = "0";
       for (let page = 0; page < 100; page++) {
