@@ -1,33 +1,29 @@
 import assert from "node:assert/strict";
-import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Context, Effect, Layer, Logger } from "effect";
+import { Context, Effect, Logger } from "effect";
 import { parse, stringify } from "yaml";
 import { loadPolicies } from "../../core/policy.ts";
-import { loadProfile, type Profile } from "../../core/profile.ts";
+import type { Profile } from "../../core/profile.ts";
 import { type RunningIg, startIg } from "../../ig/server.ts";
-import { genWorld } from "../../scripts/gen_world.ts";
-import { DuckDb } from "../../stores/duckdb.ts";
-import { Postgres } from "../../stores/postgres.ts";
-import { Health } from "../../actors/health.ts";
-import { runConfigOf } from "../../actors/run_config.ts";
-import { runtimeLayer } from "../../actors/runtime.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
 import { Wal } from "../../actors/wal/writer.ts";
 import { checkpointRecord } from "../../stores/wal_records.ts";
+import { adminClient, adminSite } from "../../tests/_admin_site.ts";
 import {
+  copyDb,
   type Envelope,
+  fileTempDir,
   gateAdmitted,
   gateCounts,
+  makeWorld,
+  pgliteTemplate,
   REPO,
   runCommand,
   shippedProfile,
   streamArgs,
   tail,
+  TRAFFIC,
 } from "../../tests/_testing.ts";
-import { adminApp } from "../app.ts";
-import { ADMIN_MODULES } from "../modules.ts";
-import { RuntimeSlot } from "../services.ts";
 
 // The checkpoint reset routes (api/routes/checkpoints.ts, actions/checkpoint_reset.ts) through
 // `app.request()` on a real runtime (PGlite, the WAL and its drain, the Supervisor, DuckDB)
@@ -40,54 +36,16 @@ import { RuntimeSlot } from "../services.ts";
 // MEDIUM and a test policies.yaml that ALLOWs it for `user:operator` explicitly: the decision is
 // still made and recorded by actors/governance.ts, only its inputs are the test's.
 
-const TMP = await Deno.makeTempDir({ prefix: "admin_checkpoints_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
-const BARE = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE))));
+const TMP = await fileTempDir("admin_checkpoints_test_");
+const TEMPLATE = await pgliteTemplate(join(TMP, "bare"));
 const WORLD = join(TMP, "world");
-const TRAFFIC = "s3_event_stream_with_fraud_6B";
-const ROWS = (await Effect.runPromise(
-  genWorld({ out: WORLD, events: 400 }).pipe(Effect.provide(DuckDb.layer())),
-)).outputs[TRAFFIC];
+const ROWS = (await makeWorld(WORLD, 400))[TRAFFIC];
 /** The world's five days in about 8 s. */
 const PACED = 5 * 86_400 / 8;
-
-const OPERATOR = "operator-token-0123456789";
-const op = { Authorization: `Bearer ${OPERATOR}` };
 const quiet = Logger.layer([Logger.make(() => undefined)]);
 
-type App = ReturnType<typeof adminApp>;
 // deno-lint-ignore no-explicit-any
 type Body = any;
-
-async function call(app: App, path: string, json?: unknown) {
-  const res = await app.request(
-    path,
-    json === undefined
-      ? { headers: op }
-      : { method: "POST", headers: op, body: JSON.stringify(json) },
-  );
-  const text = await res.text();
-  const body: Body = text ? JSON.parse(text) : null;
-  return { status: res.status, body };
-}
-
-/** The local profile on `dir` (runs root, PGlite, bus, objects), streaming the traffic output. */
-function profileAt(dir: string) {
-  return Effect.gen(function* () {
-    const loaded = yield* loadProfile("local", {
-      WORLDSTREAM_RUNS_ROOT: dir,
-      WORLDSTREAM_PGLITE_DIR: join(dir, "pg"),
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-      OBJECT_STORE_ROOT: join(dir, "objects"),
-    });
-    return {
-      ...loaded,
-      outputIds: { ...loaded.outputIds, traffic: [TRAFFIC], context: [] },
-      wiring: { ...loaded.wiring, wsp_courier: { mode: "batch", batch_size: 20 } },
-    } satisfies Profile;
-  });
-}
 
 /** The shipped governance with checkpoint.reset MEDIUM and a policy file of the test's. */
 function testGovernance(profile: Profile, dir: string) {
@@ -125,32 +83,29 @@ function testGovernance(profile: Profile, dir: string) {
   });
 }
 
-/** A runtime on `dir` with `profile` behind the admin app, until the scope closes. */
-function runtimeAt(profile: Profile, ig: RunningIg) {
+/**
+ * A runtime on `dir` behind the admin app, until the scope closes: streaming into `ig` (a gate
+ * of the test's, which outlives it) or one of its own, under the governance `profile` makes.
+ */
+function runtimeAt(
+  dir: string,
+  options: {
+    readonly ig?: RunningIg;
+    readonly profile?: (profile: Profile) => Effect.Effect<Profile, unknown>;
+  } = {},
+) {
   return Effect.gen(function* () {
-    const config = runConfigOf(profile, { igUrl: ig.url, speedup: PACED });
-    const health = yield* Health.make;
-    yield* health.markStarted;
-    const slot = new RuntimeSlot(health);
-    const app = adminApp({ modules: ADMIN_MODULES, tokens: { operator: OPERATOR }, slot });
-    const context = yield* Layer.build(
-      runtimeLayer(config, { pollIntervalMs: 100, health }).pipe(Layer.provide(quiet)),
-    );
-    slot.attachContext(context);
-    const supervisor = Context.get(context, Supervisor);
-    const wal = Context.get(context, Wal);
-    const get = (path: string) => Effect.promise(() => call(app, path));
-    const post = (path: string, json: unknown = {}) => Effect.promise(() => call(app, path, json));
-    return { supervisor, wal, get, post };
+    const { app, context } = yield* adminSite(dir, {
+      template: TEMPLATE,
+      speedup: PACED,
+      ...options,
+    });
+    return {
+      supervisor: Context.get(context, Supervisor),
+      wal: Context.get(context, Wal),
+      ...adminClient(app),
+    };
   });
-}
-
-/** A folder with a copy of the bare database for worldstream and one for the gate. */
-function siteDir(name: string) {
-  const dir = join(TMP, name);
-  cpSync(BARE, join(dir, "pg"), { recursive: true });
-  cpSync(BARE, join(dir, "ig"), { recursive: true });
-  return dir;
 }
 
 /** Polls `probe` every 20 ms until `done` holds (deadline 60 s). */
@@ -190,9 +145,7 @@ const checkpointOf = (body: Body, runKey: string) =>
 Deno.test("with the shipped policy an operator's checkpoint reset needs an approval, and nothing moves", async () => {
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function* () {
-      const dir = siteDir("shipped");
-      const ig = yield* startIg({ db: join(dir, "ig") });
-      const { supervisor, get, post } = yield* runtimeAt(yield* profileAt(dir), ig);
+      const { supervisor, get, post } = yield* runtimeAt(join(TMP, "shipped"));
       const { runKey } = yield* streamAll(supervisor);
       const refused = yield* post(`/v1/checkpoints/${runKey}/${TRAFFIC}/reset`, { to_seq: 10 });
       assert.equal(refused.status, 422, JSON.stringify(refused.body));
@@ -220,14 +173,14 @@ Deno.test("with the shipped policy an operator's checkpoint reset needs an appro
 Deno.test("a checkpoint reset moves the cursor back (kept for undo), undo restores it, bad resets change nothing, the next stream process re-sends from the reset, and `checkpoints reset` does the same with the runtime stopped", async () => {
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function* () {
-      const dir = siteDir("reset");
-      const ig = yield* startIg({ db: join(dir, "ig") });
-      const profile = yield* testGovernance(yield* profileAt(dir), dir);
+      const dir = join(TMP, "reset");
+      const ig = yield* startIg({ db: copyDb(TEMPLATE, join(dir, "ig")) });
+      const profile = (p: Profile) => testGovernance(p, dir);
       let resetTo = -1;
       let original: ReadonlyArray<Envelope> = [];
       let runKey = "";
       yield* Effect.scoped(Effect.gen(function* () {
-        const { supervisor, wal, get, post } = yield* runtimeAt(profile, ig);
+        const { supervisor, wal, get, post } = yield* runtimeAt(dir, { ig, profile });
         ({ runKey } = yield* streamAll(supervisor));
         original = yield* gateAdmitted(ig, FIRST);
         assert.equal(original.length, ROWS);

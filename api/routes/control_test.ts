@@ -1,20 +1,17 @@
 import assert from "node:assert/strict";
-import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Context, Effect, Layer, Logger } from "effect";
-import { loadProfile, type Profile } from "../../core/profile.ts";
-import { type RunningIg, startIg } from "../../ig/server.ts";
-import { genWorld } from "../../scripts/gen_world.ts";
-import { DuckDb } from "../../stores/duckdb.ts";
-import { Postgres } from "../../stores/postgres.ts";
-import { Health } from "../../actors/health.ts";
-import { runConfigOf } from "../../actors/run_config.ts";
-import { runtimeLayer } from "../../actors/runtime.ts";
+import { Context, Effect, Logger } from "effect";
+import type { RunningIg } from "../../ig/server.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
-import { expectedIds, gateAdmitted } from "../../tests/_testing.ts";
-import { adminApp } from "../app.ts";
-import { ADMIN_MODULES } from "../modules.ts";
-import { RuntimeSlot } from "../services.ts";
+import { adminClient, adminSite } from "../../tests/_admin_site.ts";
+import {
+  expectedIds,
+  fileTempDir,
+  gateAdmitted,
+  makeWorld,
+  pgliteTemplate,
+  TRAFFIC,
+} from "../../tests/_testing.ts";
 
 // The steering routes (api/routes/control.ts) through `app.request()` on a real runtime (PGlite,
 // the WAL, the Supervisor, DuckDB) streaming a generated world into the reference gate over
@@ -23,71 +20,26 @@ import { RuntimeSlot } from "../services.ts";
 // GET /v1/runs/live and /v1/status; pause/resume/cancel steer a paced run (paused: the gate
 // hears nothing); and every bad request has its status and reason and the gate hears nothing.
 
-const TMP = await Deno.makeTempDir({ prefix: "admin_control_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
-const BARE = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE))));
+const TMP = await fileTempDir("admin_control_test_");
+const TEMPLATE = await pgliteTemplate(join(TMP, "bare"));
 const WORLD = join(TMP, "world");
-const TRAFFIC = "s3_event_stream_with_fraud_6B";
-const ROWS = (await Effect.runPromise(
-  genWorld({ out: WORLD, events: 400 }).pipe(Effect.provide(DuckDb.layer())),
-)).outputs[TRAFFIC];
+const ROWS = (await makeWorld(WORLD, 400))[TRAFFIC];
 /** The traffic view's event ids in view order, from the world's raw parts. */
 const VIEW = (await Effect.runPromise(expectedIds(WORLD, [TRAFFIC]))).get(TRAFFIC)!;
 /** The world's five days in about 8 s. */
 const PACED = 5 * 86_400 / 8;
-
-const OPERATOR = "operator-token-0123456789";
-const op = { Authorization: `Bearer ${OPERATOR}` };
 const quiet = Logger.layer([Logger.make(() => undefined)]);
-
-type App = ReturnType<typeof adminApp>;
-
-async function call(app: App, path: string, json?: unknown) {
-  const res = await app.request(
-    path,
-    json === undefined
-      ? { headers: op }
-      : { method: "POST", headers: op, body: JSON.stringify(json) },
-  );
-  const text = await res.text();
-  // deno-lint-ignore no-explicit-any
-  const body: any = text ? JSON.parse(text) : null;
-  return { status: res.status, body };
-}
 
 /** A runtime of its own (runs root, PGlite, gate) behind the admin app, until the scope closes. */
 function site(name: string, batchSize: number) {
   return Effect.gen(function* () {
-    const dir = join(TMP, name);
-    cpSync(BARE, join(dir, "pg"), { recursive: true });
-    cpSync(BARE, join(dir, "ig"), { recursive: true });
-    const loaded = yield* loadProfile("local", {
-      WORLDSTREAM_RUNS_ROOT: dir,
-      WORLDSTREAM_PGLITE_DIR: join(dir, "pg"),
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-      OBJECT_STORE_ROOT: join(dir, "objects"),
+    // Small batches: what is in flight when a pause comes is a few events.
+    const { ig, app, context } = yield* adminSite(join(TMP, name), {
+      template: TEMPLATE,
+      speedup: PACED,
+      batchSize,
     });
-    const profile: Profile = {
-      ...loaded,
-      outputIds: { ...loaded.outputIds, traffic: [TRAFFIC], context: [] },
-      // Small batches: what is in flight when a pause comes is a few events.
-      wiring: { ...loaded.wiring, wsp_courier: { mode: "batch", batch_size: batchSize } },
-    };
-    const ig = yield* startIg({ db: join(dir, "ig") });
-    const config = runConfigOf(profile, { igUrl: ig.url, speedup: PACED });
-    const health = yield* Health.make;
-    yield* health.markStarted;
-    const slot = new RuntimeSlot(health);
-    const app = adminApp({ modules: ADMIN_MODULES, tokens: { operator: OPERATOR }, slot });
-    const context = yield* Layer.build(
-      runtimeLayer(config, { pollIntervalMs: 100, health }).pipe(Layer.provide(quiet)),
-    );
-    slot.attachContext(context);
-    const supervisor = Context.get(context, Supervisor);
-    const get = (path: string) => Effect.promise(() => call(app, path));
-    const post = (path: string, json: unknown = {}) => Effect.promise(() => call(app, path, json));
-    return { ig, supervisor, get, post };
+    return { ig, supervisor: Context.get(context, Supervisor), ...adminClient(app) };
   });
 }
 

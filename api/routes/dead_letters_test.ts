@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Effect } from "effect";
 import { publishReady } from "../../actions/publish_ready.ts";
 import { ControlBus } from "../../actors/control_bus.ts";
-import { adminSite, ATTEMPTS, OPERATOR } from "../../tests/_admin_site.ts";
+import { adminClient, adminSite, ATTEMPTS } from "../../tests/_admin_site.ts";
 import {
   effectTest,
   fileTempDir,
@@ -22,20 +22,6 @@ const TMP = await fileTempDir("dead_letters_api_test_");
 const WORLD = join(TMP, "world");
 const [TEMPLATE] = await Promise.all([pgliteTemplate(join(TMP, "bare")), makeWorld(WORLD, 200)]);
 const BATCH = 20;
-const op = { Authorization: `Bearer ${OPERATOR}` };
-
-function call(base: string, path: string, method = "GET", body?: unknown) {
-  return Effect.promise(async () => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { ...op, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    // deno-lint-ignore no-explicit-any
-    return { status: res.status, body: (await res.json()) as any };
-  });
-}
-
 /** What the gate holds for one event id: its admissions (404: none). */
 function lookup(igUrl: string, eventId: string) {
   return Effect.promise(async () => {
@@ -55,7 +41,8 @@ effectTest(
       batchSize: BATCH,
       deadLetterFirstBatch: true,
     });
-    const base = site.admin.url;
+    // Over HTTP, at the site's served port.
+    const { get, post } = adminClient(site.admin.url);
     const published = yield* publishReady({
       engineRunRoot: WORLD,
       profile: site.profile,
@@ -67,7 +54,7 @@ effectTest(
     );
     assert.equal(settled.status, "STREAMED_WITH_DEAD_LETTERS", JSON.stringify(settled));
 
-    const open = yield* call(base, "/v1/dead-letters?status=open&limit=1000");
+    const open = yield* get("/v1/dead-letters?status=open&limit=1000");
     assert.equal(open.status, 200);
     const letters = open.body.dead_letters as Array<
       { id: string; event_id: string; reason: string; attempts: number; run_key: string }
@@ -81,7 +68,7 @@ effectTest(
     const [retried, purged] = letters;
 
     // Retry one: the gate is healthy now.
-    const retry = yield* call(base, `/v1/dead-letters/${retried.id}/retry`, "POST");
+    const retry = yield* post(`/v1/dead-letters/${retried.id}/retry`);
     assert.equal(retry.status, 200, JSON.stringify(retry.body));
     assert.equal(retry.body.status, "OK");
     assert.equal(retry.body.retried, 1);
@@ -90,9 +77,9 @@ effectTest(
     assert.deepEqual(admitted.map((a) => a.receipt.decision), ["ADMIT"]);
 
     // Purge another (CRITICAL: parked for an approval, then approved): closed without sending.
-    const parked = yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [purged.id] });
+    const parked = yield* post("/v1/dead-letters/purge", { ids: [purged.id] });
     assert.equal(parked.status, 202, JSON.stringify(parked.body));
-    const purge = yield* call(base, `/v1/approvals/${parked.body.approval_id}`, "POST", {
+    const purge = yield* post(`/v1/approvals/${parked.body.approval_id}`, {
       decision: "approve",
     });
     assert.equal(purge.status, 200, JSON.stringify(purge.body));
@@ -104,11 +91,11 @@ effectTest(
     });
     assert.deepEqual(yield* lookup(site.ig.url, purged.event_id), [], "a purge sends nothing");
 
-    const after = (yield* call(base, "/v1/dead-letters?status=open&limit=1000")).body
+    const after = (yield* get("/v1/dead-letters?status=open&limit=1000")).body
       .dead_letters as Array<{ id: string }>;
     assert.equal(after.length, BATCH - 2);
     assert.ok(!after.some((l) => l.id === retried.id || l.id === purged.id), "both are gone");
-    const closed = (yield* call(base, "/v1/dead-letters?status=closed")).body.dead_letters as Array<
+    const closed = (yield* get("/v1/dead-letters?status=closed")).body.dead_letters as Array<
       { id: string; closed_receipt_id: string | null }
     >;
     assert.deepEqual(closed.map((l) => l.id).sort(), [retried.id, purged.id].sort());
@@ -121,17 +108,17 @@ effectTest(
         ["dead_letter_purged", purged],
       ] as const
     ) {
-      const receipts = (yield* call(base, `/v1/receipts?kind=${kind}`)).body.receipts as Array<
+      const receipts = (yield* get(`/v1/receipts?kind=${kind}`)).body.receipts as Array<
         { receipt: { actor: string; detail: { dead_letter_id: string } } }
       >;
       assert.equal(receipts.length, 1, kind);
       assert.equal(receipts[0].receipt.actor, "user:operator");
       assert.equal(receipts[0].receipt.detail.dead_letter_id, letter.id);
     }
-    assert.equal((yield* call(base, "/v1/receipts/verify")).body.status, "OK");
+    assert.equal((yield* get("/v1/receipts/verify")).body.status, "OK");
 
     // Again: the retried one is closed (nothing sent twice), the purged one too.
-    const again = yield* call(base, `/v1/dead-letters/${retried.id}/retry`, "POST");
+    const again = yield* post(`/v1/dead-letters/${retried.id}/retry`);
     assert.equal(again.body.already_closed, 1);
     assert.equal((yield* lookup(site.ig.url, retried.event_id)).length, 1);
   }),

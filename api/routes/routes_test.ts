@@ -1,20 +1,19 @@
 import assert from "node:assert/strict";
-import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, Layer, Logger, Schedule } from "effect";
-import { loadProfile, type Profile } from "../../core/profile.ts";
+import { Effect, Logger, Schedule } from "effect";
 import { publishReady } from "../../actions/publish_ready.ts";
-import { startIg } from "../../ig/server.ts";
 import { genWorld } from "../../scripts/gen_world.ts";
 import { DuckDb } from "../../stores/duckdb.ts";
-import { Postgres } from "../../stores/postgres.ts";
 import { ControlBus } from "../../actors/control_bus.ts";
-import { Health } from "../../actors/health.ts";
-import { runConfigOf } from "../../actors/run_config.ts";
-import { runtimeLayer } from "../../actors/runtime.ts";
-import { adminApp } from "../app.ts";
-import { ADMIN_MODULES } from "../modules.ts";
-import { RuntimeSlot } from "../services.ts";
+import {
+  adminClient,
+  adminSite,
+  bearer,
+  callAdmin,
+  OPERATOR,
+  VIEWER,
+} from "../../tests/_admin_site.ts";
+import { fileTempDir, pgliteTemplate, TRAFFIC } from "../../tests/_testing.ts";
 
 // Every route of the admin API through `app.request()`, on a real runtime (PGlite, the WAL, the
 // control bus, DuckDB) streaming a generated world into the reference gate: a READY submitted
@@ -22,92 +21,35 @@ import { RuntimeSlot } from "../services.ts";
 // refused with its status and reason and changes nothing; and, walking /openapi.json, no route
 // but /healthz and /readyz answers without a valid token, and a viewer mutates nothing.
 
-const TMP = await Deno.makeTempDir({ prefix: "admin_routes_test_" });
-globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
-const BARE = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE))));
+const TMP = await fileTempDir("admin_routes_test_");
+const TEMPLATE = await pgliteTemplate(join(TMP, "bare"));
 const WORLD = join(TMP, "world");
-const TRAFFIC = "s3_event_stream_with_fraud_6B";
 const generated = await Effect.runPromise(
   genWorld({ out: WORLD, events: 400 }).pipe(Effect.provide(DuckDb.layer())),
 );
 const ROWS = generated.outputs[TRAFFIC];
 
-const OPERATOR = "operator-token-0123456789";
-const VIEWER = "viewer-token-0123456789ab";
-const op = { Authorization: `Bearer ${OPERATOR}` };
-const viewer = { Authorization: `Bearer ${VIEWER}` };
+const op = bearer(OPERATOR);
+const viewer = bearer(VIEWER);
 const PUBLIC = ["/healthz", "/readyz", "/", "/dashboard.js", "/dashboard.css", "/login", "/logout"];
 const quiet = Logger.layer([Logger.make(() => undefined)]);
-
-function site() {
-  return Effect.gen(function* () {
-    const dir = join(TMP, "site");
-    cpSync(BARE, join(dir, "pg"), { recursive: true });
-    cpSync(BARE, join(dir, "ig"), { recursive: true });
-    const loaded = yield* loadProfile("local", {
-      WORLDSTREAM_RUNS_ROOT: dir,
-      WORLDSTREAM_PGLITE_DIR: join(dir, "pg"),
-      CONTROL_BUS_ROOT: join(dir, "bus"),
-      OBJECT_STORE_ROOT: join(dir, "objects"),
-    });
-    const profile: Profile = {
-      ...loaded,
-      outputIds: { ...loaded.outputIds, traffic: [TRAFFIC], context: [] },
-      wiring: { ...loaded.wiring, wsp_courier: { mode: "batch", batch_size: 20 } },
-    };
-    return { dir, profile };
-  });
-}
-
-async function call(
-  app: ReturnType<typeof adminApp>,
-  path: string,
-  init: RequestInit & { json?: unknown } = {},
-) {
-  const { json, ...rest } = init;
-  const res = await app.request(
-    path,
-    json === undefined ? rest : {
-      ...rest,
-      method: rest.method ?? "POST",
-      body: JSON.stringify(json),
-    },
-  );
-  const text = await res.text();
-  const isJson = res.headers.get("content-type")?.includes("json") ?? false;
-  // deno-lint-ignore no-explicit-any
-  const body: any = text ? (isJson ? JSON.parse(text) : text) : null;
-  return { status: res.status, body };
-}
 
 Deno.test("every route answers through app.request() on a running runtime, bad input changes nothing, and only the probes answer without a token", async () => {
   await Effect.runPromise(
     Effect.scoped(Effect.gen(function* () {
-      const { dir, profile } = yield* site();
-      const ig = yield* startIg({ db: join(dir, "ig") });
-      // Paced so the run lasts a few seconds: long enough to be seen in flight.
-      const config = runConfigOf(profile, { igUrl: ig.url, speedup: 150_000 });
-      const health = yield* Health.make;
-      yield* health.markStarted;
-      const slot = new RuntimeSlot(health);
-      const app = adminApp({
-        modules: ADMIN_MODULES,
-        tokens: { operator: OPERATOR, viewer: VIEWER },
-        slot,
+      const dir = join(TMP, "site");
+      const { app, context, profile } = yield* adminSite(dir, {
+        template: TEMPLATE,
+        // Paced so the run lasts a few seconds: long enough to be seen in flight.
+        speedup: 150_000,
+        beforeRuntime: (app) =>
+          Effect.gen(function* () {
+            const before = yield* adminClient(app).get("/v1/status");
+            assert.equal(before.status, 503);
+            assert.equal(before.body.reason, "ADMIN_STARTING");
+          }),
       });
-      const before = yield* Effect.promise(() => call(app, "/v1/status", { headers: op }));
-      assert.equal(before.status, 503);
-      assert.equal(before.body.reason, "ADMIN_STARTING");
-
-      const context = yield* Layer.build(
-        runtimeLayer(config, { pollIntervalMs: 100, health }).pipe(Layer.provide(quiet)),
-      );
-      slot.attachContext(context);
-      const get = (path: string, headers: Record<string, string> = op) =>
-        Effect.promise(() => call(app, path, { headers }));
-      const post = (path: string, json: unknown, headers: Record<string, string> = op) =>
-        Effect.promise(() => call(app, path, { headers, json }));
+      const { get, post } = adminClient(app);
 
       // Probes answer without a token.
       assert.equal((yield* get("/healthz", {})).status, 200);
@@ -144,7 +86,7 @@ Deno.test("every route answers through app.request() on a running runtime, bad i
 
       // Bad bodies: 400, nothing in the ledger.
       const malformed = yield* Effect.promise(() =>
-        call(app, "/v1/runs", { method: "POST", headers: op, body: "{" })
+        callAdmin(app, "/v1/runs", { method: "POST", headers: op, body: "{" })
       );
       assert.equal(malformed.status, 400);
       assert.equal(malformed.body.reason, "ADMIN_BODY_INVALID");
@@ -273,7 +215,7 @@ Deno.test("every route answers through app.request() on a running runtime, bad i
           const url = path.replace(/\{[^}]+\}/g, "x");
           const init = (headers: Record<string, string>) =>
             Effect.promise(() =>
-              call(app, url, {
+              callAdmin(app, url, {
                 method: method.toUpperCase(),
                 headers,
                 ...(method === "get" ? {} : { body: "{}" }),
