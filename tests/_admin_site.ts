@@ -38,6 +38,8 @@ export interface AdminSiteOptions {
   readonly deadLetterFirstBatch?: boolean;
   /** Modules mounted besides ADMIN_MODULES. */
   readonly extraModules?: ReadonlyArray<RouteModule>;
+  /** Changes the profile before the runtime starts (e.g. a test's policy). */
+  readonly profile?: (profile: Profile) => Profile;
 }
 
 /**
@@ -58,7 +60,7 @@ export function adminSite(dir: string, options: AdminSiteOptions) {
       CONTROL_BUS_ROOT: join(dir, "bus"),
       OBJECT_STORE_ROOT: join(dir, "objects"),
     });
-    const profile: Profile = {
+    const shaped: Profile = {
       ...loaded,
       outputIds: { ...loaded.outputIds, traffic: [TRAFFIC], context: [] },
       wiring: {
@@ -77,6 +79,7 @@ export function adminSite(dir: string, options: AdminSiteOptions) {
         },
       },
     };
+    const profile = options.profile ? options.profile(shaped) : shaped;
     const config = runConfigOf(profile, { igUrl: ig.url, speedup: options.speedup ?? 0 });
     const health = yield* Health.make;
     yield* health.markStarted;
