@@ -20,6 +20,7 @@ import {
   recordDecision,
   recordOutcome,
 } from "../actors/approvals.ts";
+import { ApprovalGrant } from "../actors/governance.ts";
 import { WalDrain } from "../actors/wal/drain.ts";
 import { JsonObject } from "../schemas/common.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
@@ -43,6 +44,8 @@ export const ApprovalLine = Schema.Struct({
   decided_at: Schema.NullOr(Schema.String),
   note: Schema.NullOr(Schema.String),
   outcome: Schema.NullOr(JsonObject),
+  /** The decision that parked it: principal, capability, rule, rule_text, risk, risk_source, reason. */
+  explanation: Schema.NullOr(JsonObject),
 }).annotate({ identifier: "Approval" });
 
 /** What deciding answers. */
@@ -81,6 +84,12 @@ export const decideApproval = (
     readonly decision: "approve" | "deny";
     readonly note?: string;
     readonly actor: string;
+    /**
+     * False where no runtime runs (the `approvals` command): approving an action that acts on
+     * the running runtime (a replay, pause/resume/cancel) fails APPROVAL_NEEDS_RUNTIME, left
+     * pending. Default true (the admin API runs inside the runtime).
+     */
+    readonly runtime?: boolean;
   },
 ) =>
   Effect.gen(function* () {
@@ -105,11 +114,26 @@ export const decideApproval = (
         `Approval ${id}: capability ${approval.capability} has no runner; nothing ran`,
       );
     }
+    if (runner.runtime && decision.runtime === false) {
+      return yield* fail(
+        "APPROVAL_NEEDS_RUNTIME",
+        `Approval ${id}: ${approval.capability} acts on the running runtime; it stays pending: ` +
+          `approve it through the admin API (POST /v1/approvals/${id})`,
+      );
+    }
     yield* runner.check(approval.request).pipe(
       Effect.mapError((e) => fail(e.reason, `Approval ${id}: ${e.message}`)),
     );
     const approved = yield* recordDecision(approval, "APPROVED", decision.actor, note);
-    const ran = yield* Effect.result(runner.run(approval.request, decision.actor));
+    // The approval is the grant: the action's door lets exactly this request through unasked.
+    const ran = yield* Effect.result(
+      runner.run(approval.request, decision.actor).pipe(Effect.provideService(ApprovalGrant, {
+        capability: approval.capability,
+        request: approval.request,
+        by: decision.actor,
+        approval_id: id,
+      })),
+    );
     const outcome: JsonObject = ran._tag === "Success"
       ? ran.success
       : { status: "FAILED", reason: ran.failure.reason, message: ran.failure.message };

@@ -26,7 +26,7 @@ import { RunConfig } from "../actors/run_config.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { WalDrain } from "../actors/wal/drain.ts";
 import { sha256Hex } from "../core/hash.ts";
-import { fail } from "../schemas/errors.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { pgQuery, Postgres } from "../stores/postgres.ts";
 import { viewDir } from "../stores/stream_view_build.ts";
@@ -34,8 +34,19 @@ import { checkView, streamViewId, type ViewPosition } from "../stores/stream_vie
 import { canonicalTs, type PositionTarget, seekPosition } from "../stores/view_seek.ts";
 import { walRecord } from "../stores/wal_records.ts";
 import { resolveWorld } from "../stores/world.ts";
+import { type Asker, governed } from "./governed.ts";
 
 const LOAD = pgQuery("checkpoint_load");
+
+/** Whether a checkpoint of `outputId` exists in scope `scope` (after draining the WAL). */
+export const checkpointExists = Effect.fn("checkpointExists")(function* (
+  scope: string,
+  outputId: string,
+) {
+  yield* (yield* WalDrain).drainNow;
+  const [row] = yield* (yield* Postgres).query(LOAD, [scope, outputId]);
+  return row !== undefined;
+});
 const SCOPE_START = pgQuery("checkpoint_scope_start");
 
 const NonEmpty = Schema.String.check(Schema.isMinLength(1));
@@ -111,6 +122,7 @@ export const checkpointReset = Effect.fn("checkpointReset")(function* (
     profile: config.profile,
     source: options.source,
     runKey: scope,
+    request: { ...request },
     detail: {
       output_id: outputId,
       ...(request.to_seq === undefined ? {} : { to_seq: request.to_seq }),
@@ -216,8 +228,27 @@ export const checkpointReset = Effect.fn("checkpointReset")(function* (
   } satisfies CheckpointResetAnswer;
 });
 
+/**
+ * The reset through the door that can park it (actions/governed.ts): a malformed request fails
+ * first (CHECKPOINT_RESET_INVALID), then the policy runs it, parks it (REQUIRE_APPROVAL: the
+ * shipped policy's answer to an operator, the action being HIGH risk) or refuses it.
+ */
+export const governedCheckpointReset = (request: CheckpointResetRequest, who: Asker) =>
+  Effect.gen(function* () {
+    yield* targetOf(request, `Checkpoint of ${request.output_id} in ${request.run_key}`);
+    return yield* governed(
+      "checkpoint.reset",
+      { ...request },
+      { ...who, runKey: request.run_key },
+      checkpointReset(request, { principal: who.principal, source: who.source }),
+    );
+  });
+
 /** The request's target, checked: a view row, a time, or the undo. */
-function targetOf(request: CheckpointResetRequest, label: string) {
+function targetOf(
+  request: CheckpointResetRequest,
+  label: string,
+): Effect.Effect<"undo" | PositionTarget, WorldstreamError> {
   const given = [request.to_seq, request.to_ts, request.undo].filter((v) => v !== undefined);
   if (given.length !== 1) {
     return Effect.fail(fail(

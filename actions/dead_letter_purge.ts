@@ -21,7 +21,9 @@ import { Journal } from "../actors/journal.ts";
 import { WalDrain } from "../actors/wal/drain.ts";
 import { runSteps, type Step } from "../core/compensation.ts";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
+import type { JsonObject } from "../schemas/common.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
+import { type Asker, governed } from "./governed.ts";
 import type { ReceiptDraft } from "../schemas/receipt.ts";
 import {
   type DeadLetter,
@@ -68,6 +70,18 @@ export interface PurgeOptions {
   /** Runs before page `index` (0-based) of a purge by ids; a failure fails that page. */
   readonly beforePage?: (index: number) => Effect.Effect<void, WorldstreamError>;
 }
+
+/**
+ * The purge through the door that can park it (actions/governed.ts): `deadletter.purge` is
+ * CRITICAL in the shipped registry, so the shipped policy parks an operator's purge.
+ */
+export const governedPurge = (selection: PurgeSelection, who: Asker) =>
+  governed(
+    "deadletter.purge",
+    { ...selection } as JsonObject,
+    who,
+    purgeDeadLetters(selection, who.principal),
+  );
 
 /** Purges the selected dead letters; DEAD_LETTER_NOT_FOUND names an unknown id (nothing purged). */
 export const purgeDeadLetters = Effect.fn("purgeDeadLetters")(function* (

@@ -28,7 +28,9 @@ import { WalDrain } from "../actors/wal/drain.ts";
 import type { RunConfigShape } from "../actors/run_config.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { deadLetterStores } from "./dead_letter_stores.ts";
-import { authorize, servicePrincipal } from "../actors/governance.ts";
+import { servicePrincipal } from "../actors/governance.ts";
+import type { JsonObject } from "../schemas/common.ts";
+import { type Asker, governed } from "./governed.ts";
 
 /** Which dead letters to retry: one by id, or every open one matching a filter. */
 export type RetrySelection =
@@ -91,7 +93,8 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 /**
  * The whole action, on a run configuration: checks that the profile's privacy tier lets envelopes go to the gate
  * (`local` keeps them on this host: PRIVACY_TIER_FORBIDS_NETWORK otherwise), authorizes `deadletter.retry`
- * (actors/governance.ts, recorded through the WAL it opens), then retries over the
+ * (actions/governed.ts, recorded through the WAL it opens; parked when the policy asks for an
+ * approval), then retries over the
  * profile's stores and a gate client of its own. `env` is where the receipt key is read.
  */
 export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
@@ -107,15 +110,33 @@ export const retryDeadLettersOf = Effect.fn("retryDeadLettersOf")(function* (
   yield* retryTargetAllowed(config);
   const principal = options.principal ??
     servicePrincipal(profile.wiring.wsp_producer.producer_id);
-  return yield* authorize(principal, "deadletter.retry", {
-    profile,
-    source: "operator",
-    detail: { selection: "id" in selection ? { id: selection.id } : { ...selection.all } },
+  return yield* governedRetry(selection, { profile, principal, source: "operator" }, {
+    ...options,
+    courier,
   }).pipe(
-    Effect.andThen(retryDeadLetters(selection, { ...options, courier })),
     Effect.provide(Layer.merge(deadLetterStores(config, env), IgClient.layer(courier))),
   );
 });
+
+/** A retry's selection as the JSON it is parked with. */
+export function retryRequestOf(selection: RetrySelection): JsonObject {
+  return "id" in selection ? { id: selection.id } : {
+    all: { ...selection.all },
+    ...(selection.limit === undefined ? {} : { limit: selection.limit }),
+  };
+}
+
+/**
+ * The retry through the door that can park it (actions/governed.ts), as `deadletter.retry`:
+ * the policy runs it, parks it (an approval runs it later as the approver) or refuses it.
+ */
+export const governedRetry = (selection: RetrySelection, who: Asker, options: RetryOptions) =>
+  governed(
+    "deadletter.retry",
+    retryRequestOf(selection),
+    who,
+    retryDeadLetters(selection, options),
+  );
 
 /**
  * Whether the profile's privacy tier lets envelopes go to the configured gate (`local` keeps them

@@ -16,6 +16,7 @@ import { randomId, Supervisor } from "../actors/supervisor.ts";
 import { platformRunIdAt } from "../core/platform_ids.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { RunState } from "../schemas/messages.ts";
+import { type Asker, governed } from "./governed.ts";
 
 const NonEmpty = Schema.String.check(Schema.isMinLength(1));
 const SeqBound = Schema.Number.check(
@@ -58,6 +59,15 @@ export const ReplayAnswer = Schema.Struct({
   events: Schema.Number,
 });
 export type ReplayAnswer = typeof ReplayAnswer.Type;
+
+/**
+ * The replay through the door that can park it (actions/governed.ts), as `wsp.replay`: a
+ * malformed window fails first, then the policy runs it, parks it or refuses it.
+ */
+export const governedReplay = (request: ReplayRequest, who: Asker) =>
+  replayBounds(request).pipe(
+    Effect.andThen(governed("wsp.replay", { ...request }, who, replay(request))),
+  );
 
 /** Starts a replay on the Supervisor; answers once its window is found, before it ends. */
 export const replay = Effect.fn("replay")(function* (

@@ -8,8 +8,9 @@
  */
 import { Effect, Schema } from "effect";
 import { Supervisor } from "../actors/supervisor.ts";
-import type { WorldstreamError } from "../schemas/errors.ts";
+import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { RunInfo } from "../schemas/messages.ts";
+import { type Asker, governed } from "./governed.ts";
 
 /** What to do to which run. */
 export const RunControlRequest = Schema.Struct({
@@ -21,6 +22,20 @@ export type RunControlRequest = typeof RunControlRequest.Type;
 /** The run after the change (a cancel answers while the run drains: state `cancelling`). */
 export const RunControlAnswer = RunInfo;
 export type RunControlAnswer = RunInfo;
+
+/**
+ * Pause, resume or cancel through the door that can park it (actions/governed.ts), as
+ * `run.pause`, `run.resume` or `run.cancel`.
+ */
+export const governedRunControl = (request: RunControlRequest, who: Asker) =>
+  Effect.gen(function* () {
+    // An unknown run is refused now, not after an operator approved steering nothing.
+    const runs = yield* (yield* Supervisor).runs;
+    if (!runs.some((r) => r.run_id === request.run_id)) {
+      return yield* fail("RUN_UNKNOWN", `No run in flight has id ${request.run_id}`);
+    }
+    return yield* governed(`run.${request.action}`, { ...request }, who, runControl(request));
+  });
 
 /** Pauses, resumes or cancels one run in flight. */
 export const runControl = Effect.fn("runControl")(function* (

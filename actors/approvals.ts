@@ -42,6 +42,8 @@ export const Approval = Schema.Struct({
   decided_at: Schema.NullOr(Schema.Date),
   note: Schema.NullOr(Schema.String),
   outcome: Schema.NullOr(JsonObject),
+  /** The decision that parked it (null for approvals parked before 0007). */
+  explanation: Schema.optionalKey(Schema.NullOr(JsonObject)),
 });
 export type Approval = typeof Approval.Type;
 
@@ -59,12 +61,14 @@ export interface ApprovalView {
   readonly decided_at: string | null;
   readonly note: string | null;
   readonly outcome: JsonObject | null;
+  readonly explanation: JsonObject | null;
 }
 
 /** The view of a stored approval. */
 export function approvalView(a: Approval): ApprovalView {
   return {
     ...a,
+    explanation: a.explanation ?? null,
     created_at: a.created_at.toISOString(),
     expires_at: a.expires_at?.toISOString() ?? null,
     decided_at: a.decided_at?.toISOString() ?? null,
@@ -104,6 +108,8 @@ export interface ParkRequest {
   readonly request: JsonObject;
   /** How long it may wait (default {@link DEFAULT_APPROVAL_TTL_SECONDS}). */
   readonly ttlSeconds?: number;
+  /** The decision's explanation (governance.ts `explanationOf`). */
+  readonly explanation?: JsonObject;
   readonly runKey?: string;
 }
 
@@ -130,6 +136,7 @@ export const parkApproval = Effect.fn("parkApproval")(function* (
     decided_by: null,
     note: null,
     outcome: null,
+    ...(park.explanation === undefined ? {} : { explanation: park.explanation }),
   };
   yield* journal.append([walRecord("approval", body, at)], [
     approvalReceipt(body, {
@@ -160,6 +167,7 @@ function bodyOf(a: Approval): ApprovalBody {
     decided_by: view.decided_by,
     note: view.note,
     outcome: view.outcome,
+    ...(view.explanation === null ? {} : { explanation: view.explanation }),
   };
 }
 
@@ -250,6 +258,9 @@ function approvalReceipt(
     actor: r.actor.slice(0, 256),
     ...(r.runKey === undefined ? {} : { run_key: r.runKey }),
     detail: JSON.parse(JSON.stringify({
+      // The explanation of the decision that parked it (rule, rule_text, risk, risk_source), then
+      // the approval's own facts over it.
+      ...(body.explanation ?? {}),
       approval_id: body.approval_id,
       capability: body.capability,
       principal: body.principal,

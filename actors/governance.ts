@@ -13,7 +13,8 @@
  * has no WAL open (the `publish-ready` command, which runs beside a runtime that holds the WAL's
  * lock) gets the decision as a `policy_decision` JSON log line instead.
  */
-import { Effect, Option, Random } from "effect";
+import { Context, Effect, Option, Random } from "effect";
+import { canonicalJson } from "../core/hash.ts";
 import {
   decisionDigest,
   evaluate,
@@ -38,6 +39,72 @@ export interface AuthorizeContext {
   readonly runKey?: string;
   /** Facts worth keeping with the decision (output ids, the dead letter selected, …). */
   readonly detail?: Record<string, unknown>;
+  /**
+   * The action's request, as it would be parked: an {@link ApprovalGrant} in context answers
+   * only for this exact request.
+   */
+  readonly request?: JsonObject;
+}
+
+/**
+ * A grant the door honours without asking the policy again: an approved approval (what its
+ * runner runs under) or the door's own ALLOW handed on to the action it let through, so the
+ * action's own `authorize` call neither decides nor records a second time. It covers exactly
+ * one capability and one request.
+ */
+export interface ApprovalGrantShape {
+  readonly capability: string;
+  readonly request: JsonObject;
+  /** Who granted it: the approver, or the principal the policy allowed. */
+  readonly by: string;
+  /** The approval it comes from (absent for the door's own ALLOW). */
+  readonly approval_id?: string;
+}
+
+/** The grant in context, if any (none by default). */
+export const ApprovalGrant = Context.Reference<ApprovalGrantShape | undefined>(
+  "worldstream/actors/ApprovalGrant",
+  { defaultValue: () => undefined },
+);
+
+/** The grant in context when it covers `capability` (and `request`, when given). */
+const grantFor = (capability: string, request: JsonObject | undefined) =>
+  Effect.gen(function* () {
+    const grant = yield* ApprovalGrant;
+    return grant !== undefined && grant.capability === capability &&
+        (request === undefined || canonicalJson(request) === canonicalJson(grant.request))
+      ? grant
+      : undefined;
+  });
+
+/** What a refusal's receipt carries: the explanation `deno task explain` prints. */
+export function explanationOf(decision: PolicyDecision): JsonObject {
+  return {
+    principal: decision.principal,
+    capability: decision.capability,
+    decision: decision.decision,
+    rule: decision.rule,
+    rule_text: decision.rule_text,
+    risk: decision.risk,
+    risk_source: decision.risk_source,
+    reason: decision.reason,
+  };
+}
+
+/** The decision a grant stands for: the policy's explanation, the outcome ALLOW. */
+function granted(
+  principal: string,
+  capability: string,
+  context: AuthorizeContext,
+  grant: ApprovalGrantShape,
+): PolicyDecision {
+  const decision = decide(principal, capability, context);
+  return grant.approval_id === undefined ? decision : {
+    ...decision,
+    decision: "ALLOW",
+    reason: `${capability} approved as ${grant.approval_id} by ${grant.by}; asked because: ` +
+      decision.reason,
+  };
 }
 
 /** The principal the runtime acts as: `svc:<producer>` (a producer id may already say `svc:`). */
@@ -105,12 +172,7 @@ const record = Effect.fn("Governance.record")(function* (
   const journal = yield* Effect.serviceOption(Journal);
   if (Option.isNone(journal)) {
     yield* Effect.logInfo("policy_decision").pipe(Effect.annotateLogs({
-      principal: decision.principal,
-      capability: decision.capability,
-      decision: decision.decision,
-      rule: decision.rule,
-      risk: decision.risk,
-      reason: decision.reason,
+      ...explanationOf(decision),
       policy_digest: decision.policy_digest,
     }));
     return;
@@ -136,13 +198,7 @@ const record = Effect.fn("Governance.record")(function* (
       actor: decision.principal.slice(0, 256),
       ...(context.runKey === undefined ? {} : { run_key: context.runKey }),
       detail: JSON.parse(JSON.stringify({
-        capability: decision.capability,
-        decision: decision.decision,
-        rule: decision.rule,
-        rule_text: decision.rule_text,
-        risk: decision.risk,
-        risk_source: decision.risk_source,
-        reason: decision.reason,
+        ...explanationOf(decision),
         policy_digest: decision.policy_digest,
         registry_digest: decision.registry_digest,
       })),
@@ -160,6 +216,8 @@ export const authorize = Effect.fn("authorize")(function* (
   capability: string,
   context: AuthorizeContext,
 ): Effect.fn.Return<PolicyDecision, WorldstreamError> {
+  const grant = yield* grantFor(capability, context.request);
+  if (grant !== undefined) return granted(principal, capability, context, grant);
   const decision = decide(principal, capability, context);
   yield* record(decision, context);
   if (decision.decision === "DENY") return yield* fail("POLICY_DENIED", decision.reason);
@@ -188,6 +246,10 @@ export const authorizeOrPark = Effect.fn("authorizeOrPark")(function* (
   capability: string,
   context: AuthorizeContext & { readonly request: JsonObject },
 ): Effect.fn.Return<Grant, WorldstreamError, Journal> {
+  const grant = yield* grantFor(capability, context.request);
+  if (grant !== undefined) {
+    return { status: "ALLOWED", decision: granted(principal, capability, context, grant) };
+  }
   const decision = decide(principal, capability, context);
   yield* record(decision, context);
   if (decision.decision === "DENY") return yield* fail("POLICY_DENIED", decision.reason);
@@ -195,6 +257,7 @@ export const authorizeOrPark = Effect.fn("authorizeOrPark")(function* (
   const ttl = context.profile.governance.approval_ttl_seconds;
   const approval = yield* parkApproval(decision, {
     request: context.request,
+    explanation: explanationOf(decision),
     ...(ttl === undefined ? {} : { ttlSeconds: ttl }),
     ...(context.runKey === undefined ? {} : { runKey: context.runKey }),
   });

@@ -10,16 +10,21 @@
  *     decides one as {@link CLI_PRINCIPAL}: approve runs the parked action once, deny receipts
  *     policy_denied; the last line is {approval_id, status: APPROVED|DENIED, outcome?}. An
  *     unknown, expired or already decided approval, or one whose action is gone, ends with
- *     APPROVAL_UNKNOWN / APPROVAL_EXPIRED / APPROVAL_ALREADY_DECIDED / APPROVAL_ACTION_GONE, exit 1
+ *     APPROVAL_UNKNOWN / APPROVAL_EXPIRED / APPROVAL_ALREADY_DECIDED / APPROVAL_ACTION_GONE, exit 1.
+ *     Approving runs checkpoint resets, dead letter retries and purges here; a replay or a
+ *     pause/resume/cancel acts on the running runtime, so approving one here fails
+ *     APPROVAL_NEEDS_RUNTIME (exit 1) and leaves it pending for the admin API; denying works.
  *
  * Opens the profile's stores as `dead-letters` does (actions/dead_letter_stores.ts): the WAL and
  * its lock, so it runs while the runtime of the same runs root is stopped (WAL_LOCKED otherwise),
  * and the WAL drained to Postgres before reading, so an approval parked a moment ago is listed.
  */
-import { Effect } from "effect";
+import { Effect, Layer } from "effect";
 import { decideApproval, listApprovals } from "../actions/approvals.ts";
 import { deadLetterStores } from "../actions/dead_letter_stores.ts";
 import { runConfigOf } from "../actors/run_config.ts";
+import { coreLayer } from "../actors/runtime.ts";
+import { DeadLetters } from "../stores/dead_letters.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
@@ -100,12 +105,19 @@ function decideCommand(
         `--note is at most ${NOTE_MAX} characters, got ${note.length}`,
       );
     }
-    const { profile, vars } = yield* profileOf(flags, options);
-    const result = yield* decideApproval(id, {
-      decision,
-      ...(note === undefined ? {} : { note }),
-      actor: CLI_PRINCIPAL,
-    }).pipe(Effect.provide(deadLetterStores(runConfigOf(profile), vars)));
+    const { profile } = yield* profileOf(flags, options);
+    // The streaming core without the bus listener (as `checkpoints reset` opens it): what a
+    // checkpoint reset or a dead letter retry needs to run once approved.
+    const result = yield* Effect.scoped(
+      decideApproval(id, {
+        decision,
+        ...(note === undefined ? {} : { note }),
+        actor: CLI_PRINCIPAL,
+        runtime: false,
+      }).pipe(
+        Effect.provide(DeadLetters.layer.pipe(Layer.provideMerge(coreLayer(runConfigOf(profile))))),
+      ),
+    );
     return { line: { ...result }, ok: true };
   });
 }

@@ -8,16 +8,22 @@
  * It opens the profile's WAL, so it runs while the runtime of the same runs root is stopped
  * (WAL_LOCKED otherwise: use the admin API then); nothing streams in this process. It is
  * authorized as `checkpoint.reset` for `user:cli` through the one door, like the API's operator:
- * the shipped policy answers APPROVAL_REQUIRED (the action is HIGH risk).
+ * the action is HIGH risk, so the shipped policy parks it as a pending approval (exit 4,
+ * `{status: "PENDING", reason: "APPROVAL_PENDING", approval_id, ...}`); `approvals approve ID`
+ * then runs it.
  */
 import { Effect } from "effect";
-import { checkpointReset, type CheckpointResetRequest } from "../actions/checkpoint_reset.ts";
+import {
+  type CheckpointResetRequest,
+  governedCheckpointReset,
+} from "../actions/checkpoint_reset.ts";
+import { isParked } from "../actions/governed.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { coreLayer } from "../actors/runtime.ts";
 import { loadProfile } from "../core/profile.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { intFlag, parseFlags, profileFlag, requireFlag } from "./args.ts";
-import type { Outcome } from "./commands.ts";
+import { type Outcome, parkedOutcome } from "./commands.ts";
 
 /** The principal the command acts as. */
 export const CLI_PRINCIPAL = "user:cli";
@@ -53,10 +59,13 @@ export function checkpointsCommand(
     };
     const config = runConfigOf(yield* loadProfile(profileFlag(flags)));
     const answer = yield* Effect.scoped(
-      checkpointReset(request, { principal: CLI_PRINCIPAL, source: "cli" }).pipe(
-        Effect.provide(coreLayer(config)),
-      ),
+      governedCheckpointReset(request, {
+        profile: config.profile,
+        principal: CLI_PRINCIPAL,
+        source: "cli",
+      }).pipe(Effect.provide(coreLayer(config))),
     );
+    if (isParked(answer)) return parkedOutcome(answer);
     return { line: { status: "OK", ...answer }, ok: true };
   });
 }

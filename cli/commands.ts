@@ -20,9 +20,41 @@ export const EXIT_CODES = {
   usage: 2,
   /** A run handled every event, but some only as dead letters (STREAMED_WITH_DEAD_LETTERS). */
   deadLetters: 3,
+  /** The policy parked the action as a pending approval (APPROVAL_PENDING): nothing done yet. */
+  pending: 4,
   /** `stream` stopped by SIGINT/SIGTERM before the end (STOPPED_BY_OPERATOR): 128 + SIGINT. */
   stopped: 130,
 } as const;
+
+/** What an action parked for approval answers (actions/governed.ts `Parked`). */
+interface ParkedAnswer {
+  readonly approval_id: string;
+  readonly capability: string;
+  readonly expires_at: string;
+  readonly reason: string;
+}
+
+/**
+ * The outcome of a command whose action the policy parked: a clear line on stderr, the result
+ * line `{status: "PENDING", reason: "APPROVAL_PENDING", approval_id, ...}` and exit code 4.
+ */
+export function parkedOutcome(parked: ParkedAnswer): Outcome {
+  const message = `${parked.capability} waits for an approval until ${parked.expires_at}: ` +
+    `deno task approvals approve ${parked.approval_id} (or deny it); ${parked.reason}`;
+  console.error(`worldstream: APPROVAL_PENDING: ${message}`);
+  return {
+    line: {
+      status: "PENDING",
+      reason: "APPROVAL_PENDING",
+      approval_id: parked.approval_id,
+      capability: parked.capability,
+      expires_at: parked.expires_at,
+      message,
+    },
+    ok: false,
+    code: EXIT_CODES.pending,
+  };
+}
 
 export type Command = (
   argv: ReadonlyArray<string>,

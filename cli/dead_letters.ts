@@ -11,7 +11,9 @@
  *                      [--limit N])
  *     one JSON line per retried dead letter, then {status, retried, closed, still_open,
  *     already_closed, unsent, reasons, reason?, message?}; exit 0 only when every selected dead
- *     letter is closed (actions/dead_letter_retry.ts says how a retry goes)
+ *     letter is closed (actions/dead_letter_retry.ts says how a retry goes); a policy that asks
+ *     for an approval of `deadletter.retry` parks it instead: exit 4, `{status: "PENDING",
+ *     reason: "APPROVAL_PENDING", approval_id, ...}`, nothing sent
  *
  * Both open the profile's WAL and drain it to Postgres to completion before reading, so a dead
  * letter a run wrote a moment ago is listed. Opening the WAL takes its lock: these commands run
@@ -28,7 +30,8 @@ import type { Env } from "../core/profile_interpolate.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { DeadLetterStatus } from "../stores/dead_letters.ts";
 import { type Flags, httpUrlFlag, intFlag, parseFlags, profileFlag } from "./args.ts";
-import type { Outcome } from "./commands.ts";
+import { type Outcome, parkedOutcome } from "./commands.ts";
+import { isParked } from "../actions/governed.ts";
 
 /** What tests replace: the environment, the loaded profile, where lines go. */
 export interface DeadLettersOptions {
@@ -109,6 +112,7 @@ function retryCommand(argv: ReadonlyArray<string>, options: DeadLettersOptions) 
       actor: typeof flags.actor === "string" && flags.actor !== "" ? flags.actor : "operator:cli",
       onRetried: (line) => Effect.sync(() => print(JSON.stringify(line))),
     });
+    if (isParked(summary)) return parkedOutcome(summary);
     return { line: { ...summary }, ok: summary.status === "OK" };
   });
 }

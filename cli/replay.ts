@@ -3,10 +3,14 @@
  * runtime of its own, with the live progress display on a terminal, and waits for it to end. The
  * last stdout line is the StreamResult JSON with the replay's id and window; exit codes as
  * `stream` (0 STREAMED, 3 dead letters, 130 stopped by a signal, 1 any other failure, a bad
- * window included).
+ * window included). It is authorized as `wsp.replay` for the runtime (`svc:<producer>`); a policy
+ * that asks for an approval parks it (exit 4, APPROVAL_PENDING), and since a replay runs on a
+ * runtime, it is then approved through the admin API of a running one.
  */
 import { Effect } from "effect";
-import { replay, type ReplayRequest } from "../actions/replay.ts";
+import { isParked } from "../actions/governed.ts";
+import { governedReplay, type ReplayRequest } from "../actions/replay.ts";
+import { servicePrincipal } from "../actors/governance.ts";
 import { bootstrap } from "../actors/bootstrap.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { coreLayer } from "../actors/runtime.ts";
@@ -21,6 +25,7 @@ import {
   profileFlag,
   requireFlag,
 } from "./args.ts";
+import { parkedOutcome } from "./commands.ts";
 import { streamOutcome, withProgressDisplay } from "./stream.ts";
 
 /** Parses `replay` flags, starts the replay and waits for its result. */
@@ -44,16 +49,24 @@ export function replayCommand(argv: ReadonlyArray<string>) {
     const igUrl = yield* httpUrlFlag(flags, "ig-url");
     const profile = yield* loadProfile(profileFlag(flags));
     const config = runConfigOf(profile, igUrl ? { igUrl } : {});
-    const { started, result } = yield* Effect.scoped(
+    const who = {
+      profile,
+      principal: servicePrincipal(profile.wiring.wsp_producer.producer_id),
+      source: "cli",
+    };
+    const done = yield* Effect.scoped(
       bootstrap(config.profile, config.courier.endpoint, config.bootstrap).pipe(
         Effect.andThen(withProgressDisplay(Effect.gen(function* () {
-          const started = yield* replay(request);
+          const started = yield* governedReplay(request, who);
+          if (isParked(started)) return started;
           const result = yield* (yield* Supervisor).result(started.replay_id);
           return { started, result };
         }))),
         Effect.provide(coreLayer(config, { signals: true })),
       ),
     );
+    if (isParked(done)) return parkedOutcome(done);
+    const { started, result } = done;
     return {
       line: {
         ...result,

@@ -147,6 +147,10 @@ export const REASONS = {
   APPROVAL_EXPIRED: "The approval's expiry passed before it was decided (denied); nothing ran",
   APPROVAL_ACTION_GONE:
     "What the approval would act on no longer exists (e.g. the dead letter was closed); nothing ran",
+  APPROVAL_PENDING:
+    "The action was parked as a pending approval (CLI exit 4, API 202); nothing was done yet",
+  APPROVAL_NEEDS_RUNTIME:
+    "The approved action acts on the running runtime: approve it through the admin API; still pending",
   // Delivery to the gate
   IG_UNREACHABLE: "The gate did not answer (refused, reset or timed out)",
   IG_PUSH_REJECTED: "The gate refused a request with a 4xx that is not retried",

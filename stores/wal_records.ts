@@ -236,6 +236,8 @@ export const ApprovalBody = Schema.Struct({
   decided_by: Schema.NullOr(Schema.String),
   note: Schema.NullOr(Schema.String),
   outcome: Schema.NullOr(JsonObject),
+  /** The decision that parked it, as `explain` prints it (what its policy_denied receipt carries). */
+  explanation: Schema.optionalKey(JsonObject),
 });
 export type ApprovalBody = typeof ApprovalBody.Type;
 

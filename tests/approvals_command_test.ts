@@ -5,15 +5,19 @@ import { publishReady } from "../actions/publish_ready.ts";
 import { ControlBus } from "../actors/control_bus.ts";
 import { DeadLetters } from "../stores/dead_letters.ts";
 import { pgQuery, Postgres } from "../stores/postgres.ts";
+import { loadPolicies } from "../core/policy.ts";
+import type { Profile } from "../core/profile.ts";
 import { adminSite, OPERATOR } from "./_admin_site.ts";
 import {
   effectTest,
   fileTempDir,
   makeWorld,
   pgliteTemplate,
+  REPO,
   runCommand,
   scopedTempDir,
   tail,
+  TRAFFIC,
 } from "./_testing.ts";
 
 // `approvals` as an operator runs it: a subprocess of main.ts on the runs root of a runtime
@@ -47,10 +51,21 @@ function call(base: string, path: string, method = "GET", body?: unknown) {
 /** Parks a purge of one real dead letter through the admin API, then stops the runtime. */
 function parkedPurge(dir: string) {
   return Effect.scoped(Effect.gen(function* () {
+    // The shipped policy, but a replay by an operator waits for an approval.
+    const policyFile = join(dir, "policies.yaml");
+    Deno.writeTextFileSync(
+      policyFile,
+      Deno.readTextFileSync(join(REPO, "profiles", "policies.yaml")).replace(
+        "rules:\n",
+        'rules:\n  - principal: "user:*"\n    capabilities: ["wsp.replay"]\n    action: REQUIRE_APPROVAL\n',
+      ),
+    );
+    const policy = yield* loadPolicies(policyFile);
     const site = yield* adminSite(dir, {
       template: TEMPLATE,
       batchSize: BATCH,
       deadLetterFirstBatch: true,
+      profile: (p) => Effect.succeed<Profile>({ ...p, governance: { ...p.governance, policy } }),
     });
     const published = yield* publishReady({
       engineRunRoot: WORLD,
@@ -69,7 +84,21 @@ function parkedPurge(dir: string) {
       ids: [letters[0].id],
     });
     assert.equal(parked.status, 202, JSON.stringify(parked.body));
-    return { approvalId: parked.body.approval_id as string, letterId: letters[0].id };
+    const replay = yield* call(site.admin.url, "/v1/replay", "POST", {
+      engine_run_root: WORLD,
+      output_id: TRAFFIC,
+      from_seq: 0,
+      to_seq: 5,
+    });
+    assert.equal(replay.status, 202, JSON.stringify(replay.body));
+    const scope = (yield* call(site.admin.url, "/v1/checkpoints")).body.checkpoints
+      .find((c: { output_id: string }) => c.output_id === TRAFFIC).run_key as string;
+    return {
+      approvalId: parked.body.approval_id as string,
+      letterId: letters[0].id,
+      replayId: replay.body.approval_id as string,
+      scope,
+    };
   }));
 }
 
@@ -82,7 +111,7 @@ effectTest(
   "approvals list shows a parked purge, approve runs it once as user:cli, and deciding twice or an unknown id fails with its code",
   Effect.gen(function* () {
     const dir = yield* scopedTempDir(TMP, "site");
-    const { approvalId, letterId } = yield* parkedPurge(dir);
+    const { approvalId, letterId, replayId, scope } = yield* parkedPurge(dir);
     const site = {
       dir,
       vars: {
@@ -93,6 +122,33 @@ effectTest(
       },
     };
     const explain = (r: { stdout: string; stderr: string }) => `${r.stdout}\n${tail(r.stderr)}`;
+
+    // A replay acts on a running runtime's runs: approving it here fails, and it stays pending.
+    const replay = yield* runCommand(["approvals", "approve", replayId], site);
+    assert.equal(replay.code, 1, explain(replay));
+    assert.equal(replay.result?.reason, "APPROVAL_NEEDS_RUNTIME", explain(replay));
+    assert.match(String(replay.result?.message), /POST \/v1\/approvals\//);
+    const denied = yield* runCommand(["approvals", "deny", replayId], site);
+    assert.equal(denied.code, 0, explain(denied));
+    assert.equal(denied.result?.status, "DENIED");
+
+    // A checkpoint reset from the CLI is parked (exit 4), and `approvals approve` runs it here.
+    const reset = yield* runCommand(
+      ["checkpoints", "reset", "--scope", scope, "--output-id", TRAFFIC, "--to-seq", "10"],
+      site,
+    );
+    assert.equal(reset.code, 4, explain(reset));
+    assert.equal(reset.result?.status, "PENDING");
+    assert.equal(reset.result?.reason, "APPROVAL_PENDING");
+    assert.match(reset.stderr, /APPROVAL_PENDING.*approvals approve [0-9a-f]{32}/);
+    const resetId = reset.result?.approval_id as string;
+    const resetApproved = yield* runCommand(["approvals", "approve", resetId], site);
+    assert.equal(resetApproved.code, 0, explain(resetApproved));
+    const outcome = resetApproved.result?.outcome as {
+      previous: { seq: number };
+      current: { seq: number };
+    };
+    assert.deepEqual([outcome.previous.seq, outcome.current.seq], [199, 10]);
 
     // list: one line per pending approval, then the summary.
     const listed = yield* runCommand(["approvals", "list"], site);
@@ -130,10 +186,13 @@ effectTest(
       (yield* runCommand(["approvals", "list", "--status", "all"], site))
         .stdout,
     );
-    assert.deepEqual(after.at(-1), { status: "OK", listed: 1 });
-    assert.equal(after[0].status, "APPROVED");
-    assert.equal(after[0].decided_by, "user:cli");
-    assert.equal(after[0].note, "cleared by hand");
+    assert.deepEqual(after.at(-1), { status: "OK", listed: 3 });
+    assert.equal(after.find((a) => a.approval_id === approvalId)?.status, "APPROVED");
+    assert.equal(after.find((a) => a.approval_id === resetId)?.status, "APPROVED");
+    assert.equal(after.find((a) => a.approval_id === replayId)?.status, "DENIED");
+    const purgeLine = after.find((a) => a.approval_id === approvalId)!;
+    assert.equal(purgeLine.decided_by, "user:cli");
+    assert.equal(purgeLine.note, "cleared by hand");
 
     // The dead letter is closed and the purge receipted once, under the CLI's principal.
     const stored = yield* Effect.scoped(

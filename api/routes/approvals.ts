@@ -2,7 +2,9 @@
  * Approvals, operator only: `GET /v1/approvals` lists parked actions (oldest first; pending ones
  * past their expiry are expired first) and `POST /v1/approvals/{id}` `{decision: "approve"|"deny",
  * note?}` decides one (actions/approvals.ts): approve runs the parked action once as the operator,
- * deny receipts `policy_denied`. Both run on the runtime's Journal and WAL.
+ * deny receipts `policy_denied`. Both run on the runtime's Journal and WAL. Every parkable action's
+ * route (checkpoint reset/undo, dead letter retry/purge, replay, pause/resume/cancel) answers 202
+ * {@link ApprovalPending} when the policy parks it ({@link asking}, {@link parkedStatus}).
  */
 import { Effect, Layer, Schema } from "effect";
 import {
@@ -11,7 +13,10 @@ import {
   DecisionResult,
   listApprovals,
 } from "../../actions/approvals.ts";
+import { type Asker, isParked, Parked } from "../../actions/governed.ts";
+import { RunConfig } from "../../actors/run_config.ts";
 import { APPROVAL_STATUSES } from "../../stores/wal_records.ts";
+import type { Principal } from "../auth.ts";
 import { DeadLetters } from "../../stores/dead_letters.ts";
 import { jsonRoute, type RouteModule } from "../route.ts";
 import { Id, Limit } from "./params.ts";
@@ -23,12 +28,24 @@ export const DecisionRequest = Schema.Struct({
 }).annotate({ identifier: "DecisionRequest" });
 
 /** The answer of an action parked for approval (HTTP 202). */
-export const ApprovalPending = Schema.Struct({
-  approval_id: Schema.String,
-  status: Schema.Literal("PENDING"),
-  expires_at: Schema.String,
-  reason: Schema.String,
-}).annotate({ identifier: "ApprovalPending" });
+export const ApprovalPending = Parked;
+
+/** 202 for an action parked for approval, 200 for one done. */
+export const parkedStatus = (answer: unknown): number => isParked(answer) ? 202 : 200;
+
+/** Runs a governed action (actions/governed.ts) as the token's principal, under the runtime's profile. */
+export const asking = <A, E, R>(
+  principal: Principal | undefined,
+  action: (who: Asker) => Effect.Effect<A, E, R>,
+) =>
+  Effect.gen(function* () {
+    const { profile } = yield* RunConfig;
+    return yield* action({
+      profile,
+      principal: principal?.name ?? "user:anonymous",
+      source: "api",
+    });
+  });
 
 const withStore = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(Effect.provide(Layer.orDie(DeadLetters.layer)));

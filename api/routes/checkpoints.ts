@@ -5,18 +5,20 @@
  *
  * `POST /v1/checkpoints/{scope}/{output}/reset` `{to_seq | to_ts}` moves one (the cursor it
  * replaces is kept) and `POST .../undo` moves it back to that cursor: actions/checkpoint_reset.ts,
- * authorized there through the one door as `checkpoint.reset` for the token's principal.
+ * authorized through the one door as `checkpoint.reset` for the token's principal; HIGH risk, so
+ * the shipped policy parks it: 202 `{approval_id, status: "PENDING", ...}` (api/routes/approvals.ts).
  */
 import { Effect, Schema } from "effect";
 import { WalDrain } from "../../actors/wal/drain.ts";
 import {
-  checkpointReset,
   CheckpointResetAnswer,
   Cursor as ResetCursor,
+  governedCheckpointReset,
 } from "../../actions/checkpoint_reset.ts";
+import { Parked } from "../../actions/governed.ts";
 import { pgQuery, Postgres } from "../../stores/postgres.ts";
 import { jsonRoute, type RouteModule } from "../route.ts";
-import type { Principal } from "../auth.ts";
+import { asking, parkedStatus } from "./approvals.ts";
 import { Id, Limit } from "./params.ts";
 
 const CHECKPOINTS = pgQuery("admin_checkpoints");
@@ -82,7 +84,6 @@ export function checkpointRows(filter: { runKey?: string; outputId?: string; lim
   });
 }
 
-const whoAsks = (principal: Principal | undefined) => principal?.name ?? "user:anonymous";
 const Scope = Schema.Struct({ scope: Id, output: Id });
 const SeqBound = Schema.Number.check(
   Schema.makeFilter((n: number) => Number.isSafeInteger(n) && n >= 0, {
@@ -123,24 +124,28 @@ export const checkpointsRoutes: RouteModule = {
         /** The last event before this UTC time becomes the last delivered. */
         to_ts: Schema.optionalKey(Schema.String),
       }),
-      response: CheckpointResetAnswer,
+      response: Schema.Union([CheckpointResetAnswer, Parked]),
+      status: parkedStatus,
       handle: ({ params, body, principal }) =>
-        checkpointReset({ run_key: params.scope, output_id: params.output, ...body }, {
-          principal: whoAsks(principal),
-          source: "api",
-        }),
+        asking(principal, (who) =>
+          governedCheckpointReset(
+            { run_key: params.scope, output_id: params.output, ...body },
+            who,
+          )),
     }),
     jsonRoute({
       method: "post",
       path: "/v1/checkpoints/{scope}/{output}/undo",
       summary: "Move a checkpoint back to the cursor its last reset replaced (undo that reset)",
       params: Scope,
-      response: CheckpointResetAnswer,
+      response: Schema.Union([CheckpointResetAnswer, Parked]),
+      status: parkedStatus,
       handle: ({ params, principal }) =>
-        checkpointReset({ run_key: params.scope, output_id: params.output, undo: true }, {
-          principal: whoAsks(principal),
-          source: "api",
-        }),
+        asking(principal, (who) =>
+          governedCheckpointReset(
+            { run_key: params.scope, output_id: params.output, undo: true },
+            who,
+          )),
     }),
   ],
 };

@@ -31,7 +31,7 @@ import {
 //
 // Governance: `checkpoint.reset` is HIGH risk in the shipped registry, and core/policy.ts turns
 // every ALLOW on HIGH into REQUIRE_APPROVAL, so with the shipped profile an operator's reset is
-// refused APPROVAL_REQUIRED (the first test). Approvals are not built yet; to test the reset
+// parked as a pending approval (the first test; api/routes/approvals_any_test.ts approves). To test the reset
 // itself the second test runs the same door with a test registry where checkpoint.reset is
 // MEDIUM and a test policies.yaml that ALLOWs it for `user:operator` explicitly: the decision is
 // still made and recorded by actors/governance.ts, only its inputs are the test's.
@@ -147,12 +147,13 @@ Deno.test("with the shipped policy an operator's checkpoint reset needs an appro
     Effect.scoped(Effect.gen(function* () {
       const { supervisor, get, post } = yield* runtimeAt(join(TMP, "shipped"));
       const { runKey } = yield* streamAll(supervisor);
-      const refused = yield* post(`/v1/checkpoints/${runKey}/${TRAFFIC}/reset`, { to_seq: 10 });
-      assert.equal(refused.status, 422, JSON.stringify(refused.body));
-      assert.equal(refused.body.reason, "APPROVAL_REQUIRED");
-      assert.match(refused.body.detail, /checkpoint\.reset/);
+      const parked = yield* post(`/v1/checkpoints/${runKey}/${TRAFFIC}/reset`, { to_seq: 10 });
+      assert.equal(parked.status, 202, JSON.stringify(parked.body));
+      assert.equal(parked.body.status, "PENDING");
+      assert.equal(parked.body.capability, "checkpoint.reset");
+      assert.match(parked.body.reason, /checkpoint\.reset/);
       const undo = yield* post(`/v1/checkpoints/${runKey}/${TRAFFIC}/undo`);
-      assert.equal(undo.body.reason, "APPROVAL_REQUIRED");
+      assert.equal(undo.status, 202, JSON.stringify(undo.body));
       const listed = checkpointOf((yield* get(`/v1/checkpoints?run=${runKey}`)).body, runKey);
       assert.equal(listed.last_seq, ROWS - 1);
       assert.equal(listed.previous, null);
@@ -330,8 +331,10 @@ Deno.test("a checkpoint reset moves the cursor back (kept for undo), undo restor
           ...extra,
         ], { dir, vars });
       const shipped = yield* cli([]);
-      assert.equal(shipped.code, 1, tail(shipped.stderr));
-      assert.equal(shipped.result?.reason, "APPROVAL_REQUIRED", shipped.stdout);
+      assert.equal(shipped.code, 4, tail(shipped.stderr));
+      assert.equal(shipped.result?.status, "PENDING", shipped.stdout);
+      assert.equal(shipped.result?.reason, "APPROVAL_PENDING", shipped.stdout);
+      assert.match(tail(shipped.stderr), /approvals approve [0-9a-f]{32}/);
       const caps = parse(Deno.readTextFileSync(join(REPO, "profiles", "capabilities.yaml"))) as {
         capabilities: Array<{ id: string; risk: Record<string, unknown> }>;
       };

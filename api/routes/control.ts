@@ -4,25 +4,23 @@
  * a replay's being its replay id, or by the run key of a run in flight), plus `GET /v1/runs/live` (every run in flight and the last
  * finished ones, replays included, with their progress). Each mutating route is authorized first
  * through the one door (actors/governance.ts) as the token's principal (`user:operator`):
- * `wsp.replay`, `run.pause`, `run.resume`, `run.cancel`; a refusal is POLICY_DENIED or
- * APPROVAL_REQUIRED and nothing happens.
+ * `wsp.replay`, `run.pause`, `run.resume`, `run.cancel` (actions/governed.ts): a DENY is
+ * POLICY_DENIED and nothing happens; a REQUIRE_APPROVAL parks the request and answers 202
+ * `{approval_id, status: "PENDING", ...}` (approving it through `POST /v1/approvals/{id}` runs it).
  */
 import { Effect, Schema } from "effect";
-import { authorize } from "../../actors/governance.ts";
-import { RunConfig } from "../../actors/run_config.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
-import { replay, ReplayAnswer, ReplayRequest } from "../../actions/replay.ts";
-import { runControl } from "../../actions/run_control.ts";
+import { Parked } from "../../actions/governed.ts";
+import { governedReplay, ReplayAnswer, ReplayRequest } from "../../actions/replay.ts";
+import { governedRunControl } from "../../actions/run_control.ts";
 import { runList, RunListAnswer } from "../../actions/run_list.ts";
 import { RunInfo } from "../../schemas/messages.ts";
 import { jsonRoute, type RouteModule } from "../route.ts";
-import type { Principal } from "../auth.ts";
+import { asking, parkedStatus } from "./approvals.ts";
 
 const RunId = Schema.String.check(
   Schema.isPattern(/^[A-Za-z0-9_.:-]{1,128}$/, { expected: "a run id" }),
 );
-
-const whoAsks = (principal: Principal | undefined) => principal?.name ?? "user:anonymous";
 
 /**
  * The Supervisor's run id for `run`: a run id (a replay's is its replay id) as given, or the run
@@ -42,16 +40,15 @@ function controlRoute(action: "pause" | "resume" | "cancel") {
     path: `/v1/runs/{run}/${action}`,
     summary: `${action[0].toUpperCase()}${action.slice(1)} a run in flight (or a replay) by its id`,
     params: Schema.Struct({ run: RunId }),
-    response: RunInfo,
+    response: Schema.Union([RunInfo, Parked]),
+    status: parkedStatus,
     handle: ({ params, principal }) =>
       Effect.gen(function* () {
-        const { profile } = yield* RunConfig;
-        yield* authorize(whoAsks(principal), `run.${action}`, {
-          profile,
-          source: "api",
-          detail: { run_id: params.run },
-        });
-        return yield* runControl({ run_id: yield* runIdOf(params.run), action });
+        const runId = yield* runIdOf(params.run);
+        return yield* asking(
+          principal,
+          (who) => governedRunControl({ run_id: runId, action }, who),
+        );
       }),
   });
 }
@@ -66,18 +63,9 @@ export const controlRoutes: RouteModule = {
       summary:
         "Replay one window of one output ([from_ts, to_ts) or [from_seq, to_seq)) with the stream's own event ids; 202 once its window is found",
       body: ReplayRequest,
-      response: ReplayAnswer,
+      response: Schema.Union([ReplayAnswer, Parked]),
       status: 202,
-      handle: ({ body, principal }) =>
-        Effect.gen(function* () {
-          const { profile } = yield* RunConfig;
-          yield* authorize(whoAsks(principal), "wsp.replay", {
-            profile,
-            source: "api",
-            detail: { ...body },
-          });
-          return yield* replay(body);
-        }),
+      handle: ({ body, principal }) => asking(principal, (who) => governedReplay(body, who)),
     }),
     jsonRoute({
       method: "get",

@@ -4,24 +4,25 @@
  * (actions/dead_letter_retry.ts) and `POST /v1/dead-letters/purge` closes the selected open ones
  * without sending (actions/dead_letter_purge.ts). Both mutations go through the running runtime's
  * Journal, WAL and gate client — the one writer of the receipt chain — so nothing needs the
- * runtime stopped, and each is receipted under the caller's principal name. A purge is authorized
- * as `deadletter.purge` first; the shipped policy escalates it (CRITICAL) to an approval, so it
- * is parked and answered 202 `{approval_id, status: "PENDING"}` (api/routes/approvals.ts decides).
+ * runtime stopped, and each is receipted under the caller's principal name. Each is authorized
+ * first (actions/governed.ts) as `deadletter.retry` / `deadletter.purge`; the shipped policy
+ * escalates a purge (CRITICAL) to an approval, so it is parked and answered 202
+ * `{approval_id, status: "PENDING", ...}` (api/routes/approvals.ts decides); so is a retry when a
+ * policy escalates it.
  */
 import { Effect, Layer, Schema } from "effect";
-import { authorizeOrPark } from "../../actors/governance.ts";
 import { RunConfig } from "../../actors/run_config.ts";
 import { listDeadLetters } from "../../actions/dead_letter_list.ts";
-import { purgeDeadLetters, PurgeSummary } from "../../actions/dead_letter_purge.ts";
+import { governedPurge, PurgeSummary } from "../../actions/dead_letter_purge.ts";
 import {
-  retryDeadLetters,
+  governedRetry,
   RetrySummary,
   retryTargetAllowed,
 } from "../../actions/dead_letter_retry.ts";
 import { fail } from "../../schemas/errors.ts";
 import { DeadLetters } from "../../stores/dead_letters.ts";
 import { jsonRoute, type RouteModule } from "../route.ts";
-import { ApprovalPending } from "./approvals.ts";
+import { ApprovalPending, asking, parkedStatus } from "./approvals.ts";
 import { Cursor, Id, Limit } from "./params.ts";
 
 const withStore = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -105,15 +106,21 @@ export const deadLettersRoutes: RouteModule = {
       path: "/v1/dead-letters/{id}/retry",
       summary: "Re-posts one dead letter to the gate; ADMIT or DUPLICATE closes it (receipted)",
       params: Schema.Struct({ id: Id }),
-      response: RetrySummary,
+      response: Schema.Union([RetrySummary, ApprovalPending]),
+      status: parkedStatus,
       handle: ({ params, principal }) =>
         Effect.gen(function* () {
           const config = yield* RunConfig;
           yield* retryTargetAllowed(config);
-          return yield* withStore(retryDeadLetters({ id: params.id }, {
-            courier: config.courier,
-            actor: principal?.name ?? "user:operator",
-          }));
+          // An unknown id is refused now, not after an operator approved a retry of nothing.
+          if ((yield* withStore(DeadLetters.use((d) => d.find(params.id)))) === undefined) {
+            return yield* fail("DEAD_LETTER_NOT_FOUND", `No dead letter has id ${params.id}`);
+          }
+          return yield* withStore(asking(principal, (who) =>
+            governedRetry({ id: params.id }, who, {
+              courier: config.courier,
+              actor: who.principal,
+            })));
         }),
     }),
     jsonRoute({
@@ -123,7 +130,7 @@ export const deadLettersRoutes: RouteModule = {
         "Closes the selected open dead letters without sending them (receipted); 202 when parked for approval",
       body: PurgeRequest,
       response: Schema.Union([PurgeSummary, ApprovalPending]),
-      status: (answer: { status: string }) => answer.status === "PENDING" ? 202 : 200,
+      status: parkedStatus,
       handle: ({ body, principal }) =>
         Effect.gen(function* () {
           const filtered = body.run_key !== undefined || body.platform_run_id !== undefined ||
@@ -134,7 +141,6 @@ export const deadLettersRoutes: RouteModule = {
               'body: give either "ids" or "all": true (with run_key, platform_run_id, output_id, limit)',
             );
           }
-          const actor = principal?.name ?? "user:operator";
           const selection = body.ids !== undefined ? { ids: body.ids } : {
             all: {
               ...(body.run_key === undefined ? {} : { runKey: body.run_key }),
@@ -151,22 +157,7 @@ export const deadLettersRoutes: RouteModule = {
               return yield* fail("DEAD_LETTER_NOT_FOUND", `No dead letter has id ${id}`);
             }
           }
-          const config = yield* RunConfig;
-          const grant = yield* authorizeOrPark(actor, "deadletter.purge", {
-            profile: config.profile,
-            source: "api",
-            request: selection,
-            detail: { request: selection },
-          });
-          if (grant.status === "PENDING") {
-            return {
-              approval_id: grant.approval.approval_id,
-              status: "PENDING" as const,
-              expires_at: grant.approval.expires_at,
-              reason: grant.approval.reason,
-            };
-          }
-          return yield* withStore(purgeDeadLetters(selection, actor));
+          return yield* withStore(asking(principal, (who) => governedPurge(selection, who)));
         }),
     }),
   ],

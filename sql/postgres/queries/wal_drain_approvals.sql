@@ -6,12 +6,12 @@
 -- $1 rows (text holding a JSON array of record_id, at and the body's keys)
 insert into ws_approvals
   (approval_id, capability, principal, status, request, reason, expires_at, decided_by,
-   decided_at, note, outcome, created_at)
+   decided_at, note, outcome, created_at, explanation)
 select
   r->>'approval_id', r->>'capability', r->>'principal', r->>'status', r->'request',
   r->>'reason', (r->>'expires_at')::timestamptz, r->>'decided_by',
   case when r->>'status' = 'PENDING' then null else (r->>'at')::timestamptz end,
-  r->>'note', r->'outcome', (r->>'created_at')::timestamptz
+  r->>'note', r->'outcome', (r->>'created_at')::timestamptz, r->'explanation'
 from jsonb_array_elements($1::text::jsonb) with ordinality as rows(r, n)
 order by n
 on conflict (approval_id) do update set
