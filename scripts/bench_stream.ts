@@ -17,6 +17,10 @@
  *               admission at the IG < 2 s after the restart's spawn (deno start-up shown apart)
  *   budgets     unpaced with governance.budgets rates set far above the stream's rate ≥ 90% of
  *               the same stream with no budgets, best of 2 each
+ *   governance  unpaced flow anchors (the output with fields in profiles/minimized_fields.yaml)
+ *               with privacy tier minimized (license signed here, pseudonym key), policy and
+ *               budgets far above the stream's rate ≥ 90% of the same stream under tier local
+ *               with no budgets (the policy check runs in both), best of 2 each
  *   replay      POST /v1/replay of 1,000 events at 90% of a 5M-event view: the gate's first
  *               admission < 1 s after the request (the reader seeks), best of 2
  *   admin       `main.ts run --once --admin-port P` unpaced, with a client polling the admin API
@@ -25,7 +29,7 @@
  * Every part runs worldstream and the IG as separate processes (`main.ts stream`, `main.ts ig`),
  * as an operator would. Flags: --events N (default 1,000,000), --memory-events N (default
  * 5,000,000; 0 skips), --dir D (default /tmp/worldstream-bench), --only a,b (throughput, push,
- * pacing, memory, durability, restart, budgets, admin, replay), --ig-db pglite (default: a private Postgres server via
+ * pacing, memory, durability, restart, budgets, governance, admin, replay), --ig-db pglite (default: a private Postgres server via
  * scripts/pg_cluster.sh when it starts, as a real gate has one).
  */
 import { Effect, Layer } from "effect";
@@ -40,10 +44,16 @@ import { DuckDb, duckSql } from "../stores/duckdb.ts";
 import { Postgres } from "../stores/postgres.ts";
 import { openEnvelopeReader } from "../stores/envelope_reader.ts";
 import { buildStreamView, viewDir } from "../stores/stream_view_build.ts";
-import { streamViewId } from "../stores/stream_view_read.ts";
+import { openViewReader, streamViewId } from "../stores/stream_view_read.ts";
 import { genWorld } from "./gen_world.ts";
+import { createHmac } from "node:crypto";
+import { canonicalJson } from "../core/hash.ts";
+import { LICENSE_ENV } from "../core/license.ts";
+import { PSEUDONYM_KEY_ENV } from "../core/pseudonymize.ts";
 
 const OUTPUT = "s3_event_stream_with_fraud_6B";
+/** The bench world's output with fields in the shipped minimized fields file. */
+const ANCHOR = "s3_flow_anchor_with_fraud_6B";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const results: Array<{ target: string; value: string; goal: string; ok: boolean }> = [];
 let runCounter = 0;
@@ -68,6 +78,7 @@ const only = new Set(
       "durability",
       "restart",
       "budgets",
+      "governance",
       "admin",
       "replay",
     ],
@@ -789,13 +800,13 @@ if (only.has("memory") && memoryEvents > 0) {
   );
 }
 
-/** The common arguments of an unpaced stream of the bench world's s3 output. */
-function unpacedArgs(pr: string, igUrl: string): string[] {
+/** The common arguments of an unpaced stream of one output (the s3 one) of the bench world. */
+function unpacedArgs(pr: string, igUrl: string, outputId = OUTPUT): string[] {
   return [
     "--engine-run-root",
     w.root,
     "--output-ids",
-    OUTPUT,
+    outputId,
     "--speedup",
     "0",
     "--ig-url",
@@ -847,12 +858,21 @@ if (only.has("durability")) {
   );
 }
 
-if (only.has("budgets")) {
-  // The same unpaced stream under the local profile, and under a copy of it whose budgets set
-  // rates far above any stream's (every event still asks its output's and its run's token
-  // buckets), in the order on off off on; best of two. Fresh IG each run.
+/** Budgets whose rates are far above any stream's: every event still asks its token buckets. */
+const FAR_BUDGETS = [
+  { scope: "output", match: "*", events_per_second: 1e9, bytes_per_second: 1e12 },
+  { scope: "run", match: "*", events_per_second: 1e9 },
+];
+
+/**
+ * Writes a copy of profiles/local.yaml to `name` in the bench folder, its `*_ref` paths made
+ * absolute, with `policy` and `governance` fields overridden; returns its path.
+ */
+function localProfileCopy(
+  name: string,
+  edit: { policy?: Record<string, unknown>; governance?: Record<string, unknown> },
+): string {
   const local = new URL("../profiles/local.yaml", import.meta.url).pathname;
-  const doc = parse(Deno.readTextFileSync(local)) as Record<string, unknown>;
   const absolute = (node: unknown): unknown =>
     node === null || typeof node !== "object" || Array.isArray(node) ? node : Object.fromEntries(
       Object.entries(node).map(([k, v]) => [
@@ -860,20 +880,29 @@ if (only.has("budgets")) {
         k.endsWith("_ref") && typeof v === "string" ? join(dirname(local), v) : absolute(v),
       ]),
     );
-  const budgeted = join(dir, "budgets_profile.yaml");
+  const doc = absolute(parse(Deno.readTextFileSync(local))) as Record<
+    string,
+    Record<string, unknown>
+  >;
+  const path = join(dir, name);
   Deno.writeTextFileSync(
-    budgeted,
+    path,
     stringify({
-      ...(absolute(doc) as Record<string, unknown>),
-      governance: {
-        ...((absolute(doc) as { governance?: Record<string, unknown> }).governance),
-        budgets: [
-          { scope: "output", match: "*", events_per_second: 1e9, bytes_per_second: 1e12 },
-          { scope: "run", match: "*", events_per_second: 1e9 },
-        ],
-      },
+      ...doc,
+      policy: { ...doc.policy, ...edit.policy },
+      governance: { ...doc.governance, ...edit.governance },
     }),
   );
+  return path;
+}
+
+if (only.has("budgets")) {
+  // The same unpaced stream under the local profile, and under a copy of it whose budgets set
+  // rates far above any stream's (every event still asks its output's and its run's token
+  // buckets), in the order on off off on; best of two. Fresh IG each run.
+  const budgeted = localProfileCopy("budgets_profile.yaml", {
+    governance: { budgets: FAR_BUDGETS },
+  });
   const rates: Record<"on" | "off", number[]> = { on: [], off: [] };
   let ok = true;
   for (const mode of ["on", "off", "off", "on"] as const) {
@@ -893,6 +922,138 @@ if (only.has("budgets")) {
     `budgets: rates far above the stream ${Math.round(on)}/s vs no budgets ${
       Math.round(off)
     }/s (best of 2; on ${each(rates.on)}; off ${each(rates.off)})`,
+    `${(on / off).toFixed(2)}x`,
+    ">= 0.90x",
+    ok && on / off >= 0.9,
+  );
+}
+
+/** A license key set and a pack signed here with a fresh Ed25519 key; the variables naming them. */
+async function benchLicense(): Promise<Record<string, string>> {
+  const b64 = (bytes: ArrayBuffer) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const license = {
+    schema: "ccp.license.v1",
+    kid: "bench-key",
+    plan: "bench",
+    features: ["telemetry_minimized"],
+    exp: Math.floor(Date.now() / 1000) + 86_400,
+  };
+  const signature = await crypto.subtle.sign(
+    { name: "Ed25519" },
+    pair.privateKey,
+    new TextEncoder().encode(canonicalJson(license)),
+  );
+  const raw = await crypto.subtle.exportKey("raw", pair.publicKey);
+  const pack = join(runDir, "license_pack.json");
+  const pubkeys = join(runDir, "license_pubkeys.json");
+  Deno.writeTextFileSync(pack, JSON.stringify({ license, signature: b64(signature) }));
+  Deno.writeTextFileSync(
+    pubkeys,
+    JSON.stringify({
+      version: "bench",
+      keys: [{ id: "bench-key", type: "ed25519", base64: b64(raw) }],
+    }),
+  );
+  return { [LICENSE_ENV.pack]: pack, [LICENSE_ENV.pubkeys]: pubkeys };
+}
+
+/** The first admitted envelope of a platform run (the admitted log, read to its first line). */
+async function firstAdmitted(url: string, pr: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}/v1/ops/admitted?platform_run_id=${pr}`);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  await reader.cancel();
+  return JSON.parse(text.split("\n")[0]);
+}
+
+if (only.has("governance")) {
+  // Governance on: the local profile with privacy tier minimized (the shipped minimized fields,
+  // a license pack signed here, a pseudonym key) and budgets far above the stream's rate. Off:
+  // the local profile as shipped, tier local (a loopback check, no license, nothing
+  // pseudonymized) and no budgets. The policy check runs in both: it is the one door of every
+  // run. The stream is the bench world's flow anchors (s3_flow_anchor_with_fraud_6B, about a
+  // third as many rows as events): the shipped file lists five of their fields, and none of the
+  // traffic output's. Order on off off on, best of two, a fresh IG each run.
+  const anchor = await Effect.runPromise(
+    Effect.gen(function* () {
+      const output = yield* resolveOutput(w.world, ANCHOR);
+      return yield* buildStreamView({
+        engineRunRoot: w.world.engineRunRoot,
+        engineRunId: w.world.runReceipt.run_id,
+        worldKey: w.world.worldKey,
+        outputId: ANCHOR,
+        parts: output.parts,
+        streamViewRoot: join(w.world.engineRunRoot, "stream_view", "ts_utc"),
+        rowShape: w.world.pack.rows.get(ANCHOR)!,
+      });
+    }).pipe(Effect.provide(DuckDb.layer())),
+  );
+  const minimized = localProfileCopy("governance_profile.yaml", {
+    policy: { privacy_tier: "minimized" },
+    governance: { budgets: FAR_BUDGETS },
+  });
+  const pseudonymKey = `bench pseudonym key ${crypto.randomUUID()}`;
+  const onEnv = { ...(await benchLicense()), [PSEUDONYM_KEY_ENV]: pseudonymKey };
+  const rates: Record<"on" | "off", number[]> = { on: [], off: [] };
+  let ok = true;
+  let checked = "";
+  for (const mode of ["on", "off", "off", "on"] as const) {
+    const ig = await startIgProcess();
+    const pr = platformRunId();
+    const args = unpacedArgs(pr, ig.url, ANCHOR);
+    const run = mode === "on"
+      ? await stream([...args, "--profile", minimized], onEnv)
+      : await stream(args);
+    if (mode === "on" && checked === "") {
+      // Once: the gate holds the first row's flow id as the view has it and its party id as
+      // the keyed HMAC of the raw one (core/pseudonymize.ts), so the run really pseudonymized.
+      const first = (await firstAdmitted(ig.url, pr)).payload as Record<string, number>;
+      const raw = await Effect.runPromise(
+        Effect.scoped(Effect.gen(function* () {
+          const cursor = yield* openViewReader(anchor.view_dir, {
+            streamViewId: anchor.stream_view_id,
+            outputId: ANCHOR,
+          });
+          return (yield* cursor.next)![0].row as { flow_id: bigint; party_id: bigint };
+        })).pipe(Effect.provide(DuckDb.layer())),
+      );
+      const hmac = createHmac("sha256", pseudonymKey).update(`party_id|${raw.party_id}`)
+        .digest("hex");
+      const expected = parseInt(hmac.slice(0, 13), 16) + 1;
+      const same = first.flow_id === Number(raw.flow_id) && first.party_id === expected &&
+        first.party_id !== Number(raw.party_id);
+      ok &&= same;
+      checked = same
+        ? `party_id ${raw.party_id} → ${first.party_id} at the gate`
+        : `NOT pseudonymized: gate ${JSON.stringify(first)}, view ${raw.flow_id}/${raw.party_id}`;
+      console.log(`governance check: ${checked}`);
+    }
+    await ig.stop();
+    const rate = run.result.emitted / (run.result.elapsed_ms / 1000);
+    ok &&= run.result.status === "STREAMED" && run.result.emitted === anchor.row_count;
+    rates[mode].push(rate);
+    console.log(
+      `governance ${mode}: ${run.result.status}, ${run.result.emitted} events, ` +
+        `${Math.round(rate)}/s, worldstream CPU ${run.cpu.toFixed(1)} s`,
+    );
+  }
+  const on = Math.max(...rates.on);
+  const off = Math.max(...rates.off);
+  const each = (r: number[]) => r.map(Math.round).join(", ");
+  record(
+    `governance: ${anchor.row_count} flow anchors, minimized (5 fields pseudonymized) + policy + ` +
+      `budgets far above the stream ${Math.round(on)}/s vs tier local, policy only, no budgets ${
+        Math.round(off)
+      }/s (best of 2; on ${each(rates.on)}; off ${each(rates.off)}; ${checked})`,
     `${(on / off).toFixed(2)}x`,
     ">= 0.90x",
     ok && on / off >= 0.9,
