@@ -348,6 +348,7 @@ function openOutput(
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
         ...(limit === undefined ? {} : { limit }),
+        ...(window === undefined ? {} : { until: window.last }),
         ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
         ...(run.pseudonymize === undefined ? {} : { pseudonymize: run.pseudonymize }),
       },

@@ -20,11 +20,16 @@ export type WindowBounds =
   | { readonly from_ts: string; readonly to_ts: string }
   | { readonly from_seq: number; readonly to_seq: number };
 
-/** A window found in a view: rows `[fromSeq, toSeq)`, read after `after` (none: from row 0). */
+/**
+ * A window found in a view: rows `[fromSeq, toSeq)`, read after `after` (none: from row 0) up to
+ * and including `last`, its last row. The reader bounds its query with both, so DuckDB prunes the
+ * row groups after the window too and builds envelopes for the window's rows only.
+ */
 export interface ViewWindow {
   readonly fromSeq: number;
   readonly toSeq: number;
   readonly after: ViewPosition | undefined;
+  readonly last: ViewPosition;
 }
 
 interface RowGroup {
@@ -100,7 +105,10 @@ export const seekWindow = Effect.fn("seekWindow")(function* (
     );
   }
   const after = fromSeq === 0 ? undefined : yield* positionAt(session, parts, groups, fromSeq - 1);
-  return { fromSeq, toSeq, after };
+  const last = after === undefined
+    ? yield* positionAt(session, parts, groups, toSeq - 1)
+    : yield* positionAfter(session, parts, after, toSeq - 1);
+  return { fromSeq, toSeq, after, last };
 });
 
 /** A checkpoint target: a row of the view, or the last row before an event time. */
@@ -207,16 +215,38 @@ function positionAt(
   return session.rows<{ ts_utc: string; filename: string; file_row_number: number }>(
     duckSql("view_position_at"),
     { files: parts, anchor_ts: anchor.ts, offset: seq - anchor.seq },
-  ).pipe(
-    Effect.flatMap(([r]) =>
-      r === undefined
-        ? Effect.fail(fail("STREAM_VIEW_EMPTY", `The view has no row ${seq}`))
-        : Effect.succeed({
-          seq,
-          ts_utc: r.ts_utc,
-          filename: r.filename,
-          file_row_number: Number(r.file_row_number),
-        })
-    ),
-  );
+  ).pipe(Effect.flatMap(([r]) => found(r, seq)));
+}
+
+/** The sort key of the row at `seq`, counted on from `from`, a row at or before it. */
+function positionAfter(
+  session: DuckSession,
+  parts: ReadonlyArray<string>,
+  from: ViewPosition,
+  seq: number,
+): Effect.Effect<ViewPosition, WorldstreamError> {
+  return session.rows<{ ts_utc: string; filename: string; file_row_number: number }>(
+    duckSql("view_position_after"),
+    {
+      files: parts,
+      after_ts: from.ts_utc,
+      after_file: from.filename,
+      after_row: from.file_row_number,
+      offset: seq - from.seq - 1,
+    },
+  ).pipe(Effect.flatMap(([r]) => found(r, seq)));
+}
+
+function found(
+  r: { ts_utc: string; filename: string; file_row_number: number } | undefined,
+  seq: number,
+): Effect.Effect<ViewPosition, WorldstreamError> {
+  return r === undefined
+    ? Effect.fail(fail("STREAM_VIEW_EMPTY", `The view has no row ${seq}`))
+    : Effect.succeed({
+      seq,
+      ts_utc: r.ts_utc,
+      filename: r.filename,
+      file_row_number: Number(r.file_row_number),
+    });
 }
