@@ -14,6 +14,7 @@ import { Effect } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type DuckSession, duckSql } from "./duckdb.ts";
 import type { ViewPosition } from "./stream_view_read.ts";
+import { WorldCache } from "./world_cache.ts";
 
 /** A window as asked for: by event time or by view sequence, both half-open. */
 export type WindowBounds =
@@ -154,7 +155,17 @@ function describe(bounds: WindowBounds): string {
     : `[${bounds.from_ts}, ${bounds.to_ts})`;
 }
 
+/**
+ * The view's row-group map, read from its parts' footers once per runtime while the parts are
+ * unchanged (stores/world_cache.ts): every replay and checkpoint reset of the view starts here.
+ */
 function rowGroups(session: DuckSession, parts: ReadonlyArray<string>) {
+  return Effect.gen(function* () {
+    return yield* (yield* WorldCache).footers(parts, readRowGroups(session, parts));
+  });
+}
+
+function readRowGroups(session: DuckSession, parts: ReadonlyArray<string>) {
   return session.rows<{ num_rows: number; min_ts: string | null; max_ts: string | null }>(
     duckSql("view_row_groups"),
     { files: parts },

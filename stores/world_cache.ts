@@ -65,6 +65,14 @@ export interface WorldCacheShape {
     view: { readonly root: string; readonly dir: string },
     build: Effect.Effect<BuildResult, E, R>,
   ) => Effect.Effect<BuildResult, E | WorldstreamError, R>;
+  /**
+   * What `read` finds in the footers of a stream view's `parts` (the row-group map a window's
+   * seek starts from), reused while every part is unchanged.
+   */
+  readonly footers: <A, E, R>(
+    parts: ReadonlyArray<string>,
+    read: Effect.Effect<A, E, R>,
+  ) => Effect.Effect<A, E | WorldstreamError, R>;
   readonly stats: Effect.Effect<WorldCacheStats>;
 }
 
@@ -73,6 +81,7 @@ const uncached: WorldCacheShape = {
   world: resolveWorld,
   output: resolveOutput,
   view: (_output, _view, build) => build,
+  footers: (_parts, read) => read,
   stats: Effect.succeed({ hits: 0, misses: 0, changed: 0 }),
 };
 
@@ -88,6 +97,7 @@ export function makeWorldCache(options: { readonly racyMs?: number } = {}): Worl
   const worlds = new Map<string, Entry<World>>();
   const outputs = new WeakMap<World, Map<string, Entry<WorldOutput>>>();
   const views = new WeakMap<WorldOutput, Map<string, Entry<BuildResult>>>();
+  const footers = new Map<string, Entry<unknown>>();
 
   /** The kept value of `key` if every witness holds, else `compute`'s (kept when it may be). */
   const memo = <A, E, R>(
@@ -166,6 +176,12 @@ export function makeWorldCache(options: { readonly racyMs?: number } = {}): Worl
           return yield* build;
         }));
     },
+    footers: <A, E, R>(parts: ReadonlyArray<string>, read: Effect.Effect<A, E, R>) =>
+      memo(footers, JSON.stringify(parts), (witness) =>
+        Effect.gen(function* () {
+          for (const part of parts) yield* witness.file(part, Effect.succeed(part));
+          return yield* read;
+        })) as Effect.Effect<A, E | WorldstreamError, R>,
     stats: Effect.sync(() => ({ ...counts })),
   };
 }

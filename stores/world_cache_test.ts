@@ -153,6 +153,28 @@ Deno.test("a file written moments before it was read is not trusted to the cache
   assert.deepEqual(await Effect.runPromise(cache.stats), { hits: 0, misses: 4, changed: 0 });
 });
 
+Deno.test("a view's footers are read once while its parts are unchanged, and again after a part is rewritten", async () => {
+  const root = await agedWorld({ view: true });
+  const viewDir = join(root, "stream_view", "ts_utc", `output_id=${TRAFFIC}`);
+  const parts = [...Deno.readDirSync(viewDir)]
+    .filter((e) => e.name.endsWith(".parquet"))
+    .map((e) => join(viewDir, e.name))
+    .sort();
+  assert.ok(parts.length > 0);
+  const cache = makeWorldCache();
+  let reads = 0;
+  const read = Effect.sync(() => ++reads);
+  assert.equal(await Effect.runPromise(cache.footers(parts, read)), 1);
+  assert.equal(await Effect.runPromise(cache.footers(parts, read)), 1, "reused, not read again");
+  await tamper(parts[0]);
+  assert.equal(
+    await Effect.runPromise(cache.footers(parts, read)),
+    2,
+    "read again after a rewrite",
+  );
+  assert.deepEqual(await Effect.runPromise(cache.stats), { hits: 1, misses: 2, changed: 1 });
+});
+
 const OPERATOR = "operator-token-0123456789";
 const quiet = Logger.layer([Logger.make(() => undefined)]);
 
@@ -230,8 +252,8 @@ Deno.test("POST /v1/replay on a running runtime reuses the world it checked; aft
     assert.equal(second.status, 202, JSON.stringify(second.body));
     yield* heard(100);
     const afterSecond = yield* cache.stats;
-    // World, output and view: all three reused, nothing checked again.
-    assert.equal(afterSecond.hits, 3, JSON.stringify(afterSecond));
+    // World, output, view and the view's row-group map: all four reused, nothing read again.
+    assert.equal(afterSecond.hits, 4, JSON.stringify(afterSecond));
     assert.equal(afterSecond.misses, afterFirst.misses);
 
     const world = yield* cache.world(root, {
