@@ -14,13 +14,14 @@ import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { selectOutputIds } from "../core/profile.ts";
 import { authorizePrivacy, type PrivacyGrant } from "../core/privacy.ts";
 import type { Pseudonymizer } from "../core/pseudonymize.ts";
-import { resolveOutput, resolveWorld, type World, type WorldOutput } from "../stores/world.ts";
+import type { World, WorldOutput } from "../stores/world.ts";
+import { WorldCache } from "../stores/world_cache.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { ReplayWindow, RunPinned, RunRequested } from "../schemas/messages.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
-import { buildStreamViewAt } from "../stores/stream_view_build.ts";
+import { buildStreamViewAt, viewDir } from "../stores/stream_view_build.ts";
 import { checkView, streamViewId } from "../stores/stream_view_read.ts";
 import {
   canonicalTs,
@@ -194,7 +195,9 @@ export function planRun(
     const scenarioRunId = request.scenario_run_id ??
       sha256Hex(`${platformRunId}|${root}`).slice(0, 32);
 
-    const world = yield* resolveWorld(root, {
+    // Checked once per runtime while nothing on disk changes (stores/world_cache.ts).
+    const cache = yield* WorldCache;
+    const world = yield* cache.world(root, {
       strict: profile.policy.strict_world,
       requireGatePass: profile.policy.require_gate_pass,
       interfacePackDir: profile.paths.interfacePack,
@@ -213,7 +216,7 @@ export function planRun(
     }
     notes.output_ids = [...outputIds];
     const outputs = [];
-    for (const id of outputIds) outputs.push(yield* resolveOutput(world, id));
+    for (const id of outputIds) outputs.push(yield* cache.output(world, id));
 
     const producer = profile.wiring.wsp_producer.producer_id;
     if (request.replay !== undefined && outputIds.length !== 1) {
@@ -290,16 +293,21 @@ function openOutput(
         `The interface pack has no row schema for ${outputId}`,
       );
     }
-    const built = yield* duck.apart(buildStreamViewAt({
-      engineRunRoot: world.engineRunRoot,
-      localRunRoot: world.store.localRoot,
-      engineRunId: world.runReceipt.run_id,
-      worldKey: world.worldKey,
-      outputId,
-      parts: output.parts,
-      streamViewRoot: run.viewRoot,
-      rowShape: shape,
-    }));
+    const view = { root: run.viewRoot, dir: viewDir(run.viewRoot, outputId) };
+    const built = yield* (yield* WorldCache).view(
+      output,
+      view,
+      duck.apart(buildStreamViewAt({
+        engineRunRoot: world.engineRunRoot,
+        localRunRoot: world.store.localRoot,
+        engineRunId: world.runReceipt.run_id,
+        worldKey: world.worldKey,
+        outputId,
+        parts: output.parts,
+        streamViewRoot: run.viewRoot,
+        rowShape: shape,
+      })),
+    );
     const expected = {
       streamViewId: streamViewId({
         engineRunId: world.runReceipt.run_id,
@@ -340,6 +348,7 @@ function openOutput(
         undeclaredColumns: shape.additionalProperties,
         ...(after ? { after } : {}),
         ...(limit === undefined ? {} : { limit }),
+        ...(window === undefined ? {} : { until: window.last }),
         ...(run.maxEnvelopeBytes === undefined ? {} : { maxEnvelopeBytes: run.maxEnvelopeBytes }),
         ...(run.pseudonymize === undefined ? {} : { pseudonymize: run.pseudonymize }),
       },

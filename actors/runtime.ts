@@ -40,6 +40,7 @@ import { KinesisBus } from "../stores/control_bus_kinesis.ts";
 import { igClientLayer, RunConfig, type RunConfigShape } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
+import { makeWorldCache, WorldCache } from "../stores/world_cache.ts";
 
 /** Runtime options beyond the run configuration. */
 export interface RuntimeOptions {
@@ -186,6 +187,8 @@ export function coreLayer(config: RunConfigShape, options: RuntimeOptions = {}) 
     durable,
     OracleStore.layerFor(profile),
     Layer.succeed(RunConfig, config),
+    // What this runtime checked of a world, reused while its files are unchanged.
+    Layer.sync(WorldCache, () => makeWorldCache()),
     options.signals ? Shutdown.onSignals.pipe(Layer.provideMerge(Shutdown.layer)) : Shutdown.layer,
   );
   const stores = Layer.mergeAll(

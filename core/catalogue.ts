@@ -3,6 +3,7 @@
  * and the gates map, with their digests, plus safe rendering of their path templates.
  */
 import { Effect, Schema } from "effect";
+import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 import { describe } from "../schemas/decode.ts";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
@@ -113,6 +114,13 @@ export interface WorldKey {
 }
 
 const DEFAULT_DIR = new URL("../profiles/interface_pack/", import.meta.url);
+const PACK_FILES = ["engine_outputs.catalogue.yaml", "engine_gates.map.yaml", "row_schemas.yaml"];
+
+/** The files {@link loadInterfacePack} reads from `dir` (default: the bundled subset). */
+export function interfacePackPaths(dir?: string): ReadonlyArray<string> {
+  const base = dir === undefined ? DEFAULT_DIR : new URL(`file://${dir.replace(/\/?$/, "/")}`);
+  return PACK_FILES.map((name) => fileURLToPath(new URL(name, base)));
+}
 
 /** Loads and checks the catalogue and gates map from `dir` (default: the bundled subset). */
 export const loadInterfacePack = Effect.fn("loadInterfacePack")(function* (dir?: string) {

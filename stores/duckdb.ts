@@ -130,7 +130,15 @@ export class DuckDb extends Context.Service<DuckDb, {
             await conn.run("SET enable_progress_bar = true; SET enable_progress_bar_print = false");
             return conn;
           }),
-          (conn) => Effect.sync(() => conn.closeSync()),
+          // A streaming result left unfinished (a replay reads 1,000 rows of a 5M-row view)
+          // keeps its buffers until V8 collects its wrapper, which a few replays in a row
+          // outran (DUCKDB_OUT_OF_MEMORY at 192 MB). A statement on the same connection ends
+          // that result and frees them now.
+          (conn) =>
+            Effect.promise(async () => {
+              await conn.run("SELECT 1").catch(() => undefined);
+              conn.closeSync();
+            }),
         ).pipe(Effect.map(makeSession));
         return DuckDb.of({
           session,

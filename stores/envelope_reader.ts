@@ -69,6 +69,11 @@ export interface EnvelopeReadOptions {
   /** Yield at most this many envelopes. */
   readonly limit?: number;
   /**
+   * Read no row after this position (a replay window's last row): the query itself ends there,
+   * so DuckDB skips the row groups after it and builds no envelope past it.
+   */
+  readonly until?: ViewPosition;
+  /**
    * The largest envelope the gate takes, in bytes (default {@link MAX_BODY_BYTES_DEFAULT}): a
    * larger one fails the read with ENVELOPE_TOO_LARGE before it is handed out.
    */
@@ -177,6 +182,11 @@ export const openEnvelopeReader = Effect.fn("openEnvelopeReader")(function* (
     after_ts: after?.ts_utc ?? "",
     after_file: after?.filename ?? "",
     after_row: after?.file_row_number ?? -1,
+    ...(options.until === undefined ? {} : {
+      until_ts: options.until.ts_utc,
+      until_file: options.until.filename,
+      until_row: options.until.file_row_number,
+    }),
     max_envelope_bytes: options.maxEnvelopeBytes ?? MAX_BODY_BYTES_DEFAULT,
     ...(options.pseudonymize === undefined ? {} : {
       pseudonym_ipad: options.pseudonymize.ipadHex,
@@ -337,9 +347,13 @@ function envelopeSql(
       } else pairs.push(`'${col}', "${col}"`);
     }
     return fillOnce(
-      fillOnce(duckSql("envelope_rows"), "/*PK*/", keyExprs.join(", ")),
-      "/*PAYLOAD*/",
-      pairs.join(", "),
+      fillOnce(
+        fillOnce(duckSql("envelope_rows"), "/*PK*/", keyExprs.join(", ")),
+        "/*PAYLOAD*/",
+        pairs.join(", "),
+      ),
+      "/*UNTIL*/",
+      options.until === undefined ? "" : duckSql("envelope_until").replace(/^--.*\n/gm, ""),
     );
   });
 }

@@ -14,17 +14,23 @@ import { Effect } from "effect";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import { type DuckSession, duckSql } from "./duckdb.ts";
 import type { ViewPosition } from "./stream_view_read.ts";
+import { WorldCache } from "./world_cache.ts";
 
 /** A window as asked for: by event time or by view sequence, both half-open. */
 export type WindowBounds =
   | { readonly from_ts: string; readonly to_ts: string }
   | { readonly from_seq: number; readonly to_seq: number };
 
-/** A window found in a view: rows `[fromSeq, toSeq)`, read after `after` (none: from row 0). */
+/**
+ * A window found in a view: rows `[fromSeq, toSeq)`, read after `after` (none: from row 0) up to
+ * and including `last`, its last row. The reader bounds its query with both, so DuckDB prunes the
+ * row groups after the window too and builds envelopes for the window's rows only.
+ */
 export interface ViewWindow {
   readonly fromSeq: number;
   readonly toSeq: number;
   readonly after: ViewPosition | undefined;
+  readonly last: ViewPosition;
 }
 
 interface RowGroup {
@@ -100,7 +106,10 @@ export const seekWindow = Effect.fn("seekWindow")(function* (
     );
   }
   const after = fromSeq === 0 ? undefined : yield* positionAt(session, parts, groups, fromSeq - 1);
-  return { fromSeq, toSeq, after };
+  const last = after === undefined
+    ? yield* positionAt(session, parts, groups, toSeq - 1)
+    : yield* positionAfter(session, parts, after, toSeq - 1);
+  return { fromSeq, toSeq, after, last };
 });
 
 /** A checkpoint target: a row of the view, or the last row before an event time. */
@@ -146,7 +155,17 @@ function describe(bounds: WindowBounds): string {
     : `[${bounds.from_ts}, ${bounds.to_ts})`;
 }
 
+/**
+ * The view's row-group map, read from its parts' footers once per runtime while the parts are
+ * unchanged (stores/world_cache.ts): every replay and checkpoint reset of the view starts here.
+ */
 function rowGroups(session: DuckSession, parts: ReadonlyArray<string>) {
+  return Effect.gen(function* () {
+    return yield* (yield* WorldCache).footers(parts, readRowGroups(session, parts));
+  });
+}
+
+function readRowGroups(session: DuckSession, parts: ReadonlyArray<string>) {
   return session.rows<{ num_rows: number; min_ts: string | null; max_ts: string | null }>(
     duckSql("view_row_groups"),
     { files: parts },
@@ -207,16 +226,38 @@ function positionAt(
   return session.rows<{ ts_utc: string; filename: string; file_row_number: number }>(
     duckSql("view_position_at"),
     { files: parts, anchor_ts: anchor.ts, offset: seq - anchor.seq },
-  ).pipe(
-    Effect.flatMap(([r]) =>
-      r === undefined
-        ? Effect.fail(fail("STREAM_VIEW_EMPTY", `The view has no row ${seq}`))
-        : Effect.succeed({
-          seq,
-          ts_utc: r.ts_utc,
-          filename: r.filename,
-          file_row_number: Number(r.file_row_number),
-        })
-    ),
-  );
+  ).pipe(Effect.flatMap(([r]) => found(r, seq)));
+}
+
+/** The sort key of the row at `seq`, counted on from `from`, a row at or before it. */
+function positionAfter(
+  session: DuckSession,
+  parts: ReadonlyArray<string>,
+  from: ViewPosition,
+  seq: number,
+): Effect.Effect<ViewPosition, WorldstreamError> {
+  return session.rows<{ ts_utc: string; filename: string; file_row_number: number }>(
+    duckSql("view_position_after"),
+    {
+      files: parts,
+      after_ts: from.ts_utc,
+      after_file: from.filename,
+      after_row: from.file_row_number,
+      offset: seq - from.seq - 1,
+    },
+  ).pipe(Effect.flatMap(([r]) => found(r, seq)));
+}
+
+function found(
+  r: { ts_utc: string; filename: string; file_row_number: number } | undefined,
+  seq: number,
+): Effect.Effect<ViewPosition, WorldstreamError> {
+  return r === undefined
+    ? Effect.fail(fail("STREAM_VIEW_EMPTY", `The view has no row ${seq}`))
+    : Effect.succeed({
+      seq,
+      ts_utc: r.ts_utc,
+      filename: r.filename,
+      file_row_number: Number(r.file_row_number),
+    });
 }

@@ -11,6 +11,11 @@
 -- Rows come in view order strictly after the position ($after_ts, $after_file, $after_row), with
 -- the same seek as stream_view_read.sql: `ts_utc >= $after_ts` skips earlier row groups from their
 -- statistics, and a scan of the parts in list order keeps the view's order without an ORDER BY.
+-- A bounded read (a replay's window) also ends at a position ($until_ts, $until_file, $until_row),
+-- inclusive: the UNTIL placeholder below then holds the clause of sql/duckdb/envelope_until.sql,
+-- whose `ts_utc <= $until_ts` skips every later row group the same way, so DuckDB builds the
+-- envelopes of the window's rows only instead of a streaming buffer of rows past it before the
+-- first chunk is handed out. An unbounded read leaves UNTIL empty.
 --
 -- event_id = sha256_hex(join("|", [output_id] + [str(row[k]) for k in primary_key] +
 -- [manifest_fingerprint, parameter_hash, str(seed), scenario_id])), the platform's rule. `str()`
@@ -21,12 +26,13 @@
 -- here and are refused before this query is built. A NULL key fails the query with
 -- PRIMARY_KEY_MISSING (the platform refuses a None key; concat_ws would silently skip it).
 --
--- Two placeholder comments, PK and PAYLOAD, are filled only with identifiers checked against the
--- catalogue, the row schema and the view's own DESCRIBE (/^[a-z_][a-z0-9_]*$/, double-quoted);
--- every value is a $parameter:
+-- Three placeholder comments, PK, PAYLOAD and UNTIL, are filled only with identifiers checked
+-- against the catalogue, the row schema and the view's own DESCRIBE (/^[a-z_][a-z0-9_]*$/,
+-- double-quoted) or a fixed clause; every value is a $parameter:
 --   PK       one text expression per primary key column, in catalogue order
 --   PAYLOAD  `'name', "name"` pairs, one per source column in view order (not filename or
 --            file_row_number), so the payload is the source row with its JSON types
+--   UNTIL    empty, or envelope_until.sql for a bounded read (see above)
 -- $header_before_ts and $header_after_ts are the run's constant fields from envelope_header.sql.
 --
 -- An envelope longer than $max_envelope_bytes (the largest body the gate takes) fails the query
@@ -61,4 +67,5 @@ WHERE ts_utc >= $after_ts
   AND (ts_utc > $after_ts
     OR filename > $after_file
     OR (filename = $after_file AND file_row_number > $after_row))
+  /*UNTIL*/
 )
