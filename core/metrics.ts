@@ -148,33 +148,63 @@ export class Registry {
     return family;
   }
 
+  /**
+   * Each family's HELP/TYPE lines and each child's sample names with their labels (`name{...} `),
+   * spelled once: they never change, so a scrape only formats the numbers. Scraped 10 times a
+   * second beside a stream, re-escaping and joining every label of every bucket line was most of
+   * the render.
+   */
+  private readonly spelled = new WeakMap<object, ReadonlyArray<string>>();
+
   /** The Prometheus text exposition (0.0.4) of every family, in registration order. */
   render(): string {
-    const out: Array<string> = [];
+    let out = "";
     for (const f of this.families.values()) {
-      out.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.kind}`);
+      out += this.spell(f, () => [
+        `# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.kind}\n`,
+      ])[0];
       // An unlabelled family always has its one sample, even before anything touched it.
       if (f.labelNames.length === 0) f.labels();
       for (const { values, child } of f.entries()) {
-        const pairs = f.labelNames.map((l, i) => `${l}="${escapeLabelValue(values[i])}"`);
+        const names = this.spell(child, () => sampleNames(f, values));
         if (child instanceof Histogram) {
           let cumulative = 0;
           for (let i = 0; i <= f.buckets.length; i++) {
             cumulative += child.counts[i];
-            const le = i < f.buckets.length ? formatNumber(f.buckets[i]) : "+Inf";
-            out.push(`${f.name}_bucket{${[...pairs, `le="${le}"`].join(",")}} ${cumulative}`);
+            out += `${names[i]}${cumulative}\n`;
           }
-          const labels = pairs.length ? `{${pairs.join(",")}}` : "";
-          out.push(`${f.name}_sum${labels} ${formatNumber(child.sum)}`);
-          out.push(`${f.name}_count${labels} ${child.count}`);
+          out += `${names[f.buckets.length + 1]}${formatNumber(child.sum)}\n`;
+          out += `${names[f.buckets.length + 2]}${child.count}\n`;
         } else {
-          const labels = pairs.length ? `{${pairs.join(",")}}` : "";
-          out.push(`${f.name}${labels} ${formatNumber(child.value)}`);
+          out += `${names[0]}${formatNumber(child.value)}\n`;
         }
       }
     }
-    return out.join("\n") + "\n";
+    return out;
   }
+
+  private spell(key: object, make: () => ReadonlyArray<string>): ReadonlyArray<string> {
+    let found = this.spelled.get(key);
+    if (found === undefined) this.spelled.set(key, found = make());
+    return found;
+  }
+}
+
+/**
+ * A child's sample names with their labels, each followed by the space before its value: one
+ * (counter, gauge), or a histogram's bucket lines (`le` last), then `_sum` and `_count`.
+ */
+function sampleNames(f: Family<Kind>, values: ReadonlyArray<string>): ReadonlyArray<string> {
+  const pairs = f.labelNames.map((l, i) => `${l}="${escapeLabelValue(values[i])}"`);
+  const labels = pairs.length ? `{${pairs.join(",")}}` : "";
+  if (f.kind !== "histogram") return [`${f.name}${labels} `];
+  return [
+    ...[...f.buckets.map(formatNumber), "+Inf"].map((le) =>
+      `${f.name}_bucket{${[...pairs, `le="${le}"`].join(",")}} `
+    ),
+    `${f.name}_sum${labels} `,
+    `${f.name}_count${labels} `,
+  ];
 }
 
 /** A sample value as the format spells it (`+Inf`, `-Inf`, `NaN`, else the JS decimal form). */

@@ -36,6 +36,31 @@ Deno.test("counters, gauges and histograms render as Prometheus text a strict pa
   assert.match(text, /^# HELP demo_sent_total Envelopes sent\n# TYPE demo_sent_total counter\n/);
 });
 
+Deno.test("each scrape shows the values of now and the children made since the last one", () => {
+  const r = new Registry();
+  const sent = r.counter("demo_sent_total", "Envelopes sent", ["output_id"]);
+  const latency = r.histogram("demo_latency_seconds", "Latency", ["output_id"], [0.1, 1]);
+  sent.labels("a").inc(2);
+  latency.labels("a").observe(0.05);
+  const first = parsePrometheus(r.render());
+  assert.equal(sampleValue(first, "demo_sent_total", { output_id: "a" }), 2);
+  assert.equal(sampleValue(first, "demo_sent_total", { output_id: "b" }), undefined);
+
+  sent.labels("a").inc(5);
+  sent.labels("b").inc();
+  latency.labels("a").observe(0.5);
+  latency.labels("b").observe(3);
+  const second = parsePrometheus(r.render());
+  assert.equal(sampleValue(second, "demo_sent_total", { output_id: "a" }), 7);
+  assert.equal(sampleValue(second, "demo_sent_total", { output_id: "b" }), 1);
+  const bucket = (output_id: string, le: string) =>
+    sampleValue(second, "demo_latency_seconds_bucket", { output_id, le });
+  assert.deepEqual([bucket("a", "0.1"), bucket("a", "1"), bucket("a", "+Inf")], [1, 2, 2]);
+  assert.deepEqual([bucket("b", "0.1"), bucket("b", "1"), bucket("b", "+Inf")], [0, 0, 1]);
+  assert.equal(sampleValue(second, "demo_latency_seconds_count", { output_id: "b" }), 1);
+  assert.equal(sampleValue(second, "demo_latency_seconds_sum", { output_id: "a" }), 0.55);
+});
+
 Deno.test("label values and HELP text are escaped so that any string survives the round trip", () => {
   const r = new Registry();
   const nasty = 'a\\b"c\nd}e,f="g"';

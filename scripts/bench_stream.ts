@@ -34,6 +34,7 @@
  */
 import { Effect, Layer } from "effect";
 import { cpSync } from "node:fs";
+import process from "node:process";
 import { dirname, join } from "node:path";
 import { parse, stringify } from "yaml";
 import { listFlag, parseFlags } from "../cli/args.ts";
@@ -1241,6 +1242,10 @@ if (only.has("admin")) {
     const ig = await startIgProcess();
     const port = 20000 + Math.floor(Math.random() * 20000);
     const t0 = performance.now();
+    // CPU of worldstream (the only child that exits during the run) and of this process (the
+    // poller): where a poll's cost lands on the 2 cores the stream shares.
+    const cpu0 = childCpuSeconds();
+    const own0 = process.cpuUsage();
     const spawned = spawnStream(
       [
         "--once",
@@ -1264,6 +1269,8 @@ if (only.has("admin")) {
       : Promise.resolve(undefined);
     const [{ out, err, status }, poll] = await Promise.all([spawned.done, poller]);
     const wall = (performance.now() - t0) / 1000;
+    const cpu = childCpuSeconds() - cpu0;
+    const own = process.cpuUsage(own0);
     await ig.stop();
     const result = JSON.parse(out.trim().split("\n").pop() ?? "{}");
     if (!status.success) console.log(err.split("\n").slice(-5).join("\n"));
@@ -1272,7 +1279,13 @@ if (only.has("admin")) {
     rates[mode].push(rate);
     const polls = poll ? `, ${poll.ticks} polls (${(poll.ticks / wall).toFixed(1)}/s)` : "";
     if (poll) polled = `${poll.ticks} polls of ${ADMIN_ROUTES.join(" + ")} in ${wall.toFixed(0)} s`;
-    console.log(`admin ${mode}: ${result.emitted} events, ${Math.round(rate)}/s${polls}`);
+    console.log(
+      `admin ${mode}: ${result.emitted} events, ${Math.round(rate)}/s${polls}; CPU worldstream ${
+        cpu.toFixed(1)
+      } s (${(cpu / result.emitted * 1e6).toFixed(0)} µs/event), bench process ${
+        ((own.user + own.system) / 1e6).toFixed(1)
+      } s, wall ${wall.toFixed(0)} s`,
+    );
   }
   const on = Math.max(...rates.on);
   const off = Math.max(...rates.off);
