@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, Layer } from "effect";
+import { Effect } from "effect";
 import { bootstrap } from "../actors/bootstrap.ts";
 import { runConfigOf } from "../actors/run_config.ts";
 import { coreLayer } from "../actors/runtime.ts";
@@ -16,6 +16,7 @@ import { loadCheckpoint } from "../stores/checkpoints.ts";
 import type { StreamResult } from "../schemas/messages.ts";
 import { runControl } from "./run_control.ts";
 import { runList } from "./run_list.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 // Run control on the real runtime (DuckDB, PGlite, WAL, Supervisor) into the reference gate
 // over loopback: a paused run sends nothing and its schedule moves by the pause (no burst of
@@ -25,7 +26,8 @@ import { runList } from "./run_list.ts";
 const TMP = await Deno.makeTempDir({ prefix: "run_control_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 const WORLD = join(TMP, "world");
 const TRAFFIC = "s3_event_stream_with_fraud_6B";
 const ROWS = (await Effect.runPromise(

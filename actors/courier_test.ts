@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Cause, Deferred, Effect, Exit, Layer, Logger, type Scope } from "effect";
+import { Cause, Deferred, Effect, Exit, Logger, type Scope } from "effect";
 import { envelope, RUN } from "../ig/_testing.ts";
 import { type RunningIg, type ServeOptions, startIg } from "../ig/server.ts";
 import { WorldstreamError } from "../schemas/errors.ts";
 import { IgClient } from "../stores/ig_client.ts";
-import { Postgres } from "../stores/postgres.ts";
 import { onRetryClock } from "../tests/retry_clock.ts";
 import {
   COURIER_DEFAULTS,
@@ -15,13 +14,15 @@ import {
   type LaneStats,
   openLane,
 } from "./courier.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 // Every gate of this file starts from a copy of one initialised PGlite folder (initdb costs
 // seconds, a copy a fraction of one).
 const TMP = await Deno.makeTempDir({ prefix: "courier_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 
 const OUTPUT = "s3_event_stream_with_fraud_6B";
 const API_KEY = "courier-test-key";

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, Layer, Logger, type Scope } from "effect";
+import { Effect, Logger, type Scope } from "effect";
 import { stringify } from "yaml";
 import { loadCapabilities } from "../core/capabilities.ts";
 import { loadPolicies } from "../core/policy.ts";
@@ -22,11 +22,13 @@ import { coreLayer } from "./runtime.ts";
 import { runConfigOf } from "./run_config.ts";
 import { Supervisor } from "./supervisor.ts";
 import { WalDrain } from "./wal/drain.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 const TMP = await Deno.makeTempDir({ prefix: "governance_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 const WORLD = join(TMP, "world");
 const TRAFFIC = "s3_event_stream_with_fraud_6B";
 const generated = await Effect.runPromise(

@@ -101,7 +101,7 @@ pgTest(
         }));
       yield* assertChainVerifies;
     }),
-  { only: "pglite" },
+  { only: "pglite", migrated: true },
 );
 
 pgTest(
@@ -117,7 +117,7 @@ pgTest(
       assert.equal(offline.seq, before.seq + 1);
       assert.equal(offline.prev_hash, before.hash);
     }),
-  { only: "pglite" },
+  { only: "pglite", migrated: true },
 );
 
 Deno.test("a fresh runs root with Postgres unreachable cannot know the chain head: backend mode gives up naming postgres", async () => {
@@ -170,5 +170,5 @@ pgTest(
         }));
       yield* assertChainVerifies;
     }),
-  { only: "pglite" },
+  { only: "pglite", migrated: true },
 );

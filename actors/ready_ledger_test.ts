@@ -77,6 +77,7 @@ pgTest(
       assert.equal(yield* ledger.seeded, true);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -121,6 +122,7 @@ pgTest(
       assert.deepEqual(row, { detail: { emitted: 200 }, attempt: 1, status: "STREAMED" });
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -147,6 +149,7 @@ pgTest(
       assert.equal(yield* ledger.isStreamed(MESSAGE), true);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -170,6 +173,7 @@ pgTest(
       assert.equal(again.attempt, 2);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -184,6 +188,7 @@ pgTest(
       assert.equal(yield* ledger.isStreamed(MESSAGE), true);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -208,6 +213,7 @@ pgTest(
       assert.equal(yield* rowCount(OTHER), 1);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -224,6 +230,7 @@ pgTest(
       assert.deepEqual(latest?.recorded_at, T0);
     }).pipe(Effect.provide(TestClock.layer()))
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -242,6 +249,7 @@ pgTest(
       assert.equal(yield* ledger.latest(MESSAGE), undefined);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -258,6 +266,7 @@ pgTest(
       assert.equal(yield* ledger.isStreamed(MESSAGE), true);
     })
   ),
+  { migrated: true },
 );
 
 pgTest(
@@ -286,6 +295,7 @@ pgTest(
           assert.equal(next.attempt, 2);
         }));
     }),
+  { migrated: true },
 );
 
 pgTest(
@@ -316,6 +326,7 @@ pgTest(
           assert.equal(latest?.reason, "DEAD_LETTERED");
         }));
     }),
+  { migrated: true },
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -346,7 +357,7 @@ pgTest(
           assert.equal((yield* ledger.latest(MESSAGE))?.status, "SKIPPED_DUPLICATE");
         }).pipe(Effect.provide(unreachablePostgres())));
     }),
-  { only: "pglite" },
+  { only: "pglite", migrated: true },
 );
 
 pgTest(
@@ -371,7 +382,7 @@ pgTest(
           assert.equal((yield* ledger.latest(MESSAGE))?.attempts, 2);
         }));
     }),
-  { only: "pglite" },
+  { only: "pglite", migrated: true },
 );
 
 Deno.test("a ledger never seeded and cut off from Postgres defers judgement on a message it does not know, but still records", async () => {

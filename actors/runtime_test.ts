@@ -24,6 +24,7 @@ import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
 import { platformEnvelopeValidator } from "../tests/platform_envelope.ts";
 import { runConfigOf } from "./run_config.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 // End to end: the runtime (DuckDB, PGlite, supervisor, streamers, courier lanes, checkpoints,
 // control bus) streaming one generated world into the reference gate over loopback HTTP. Each
@@ -33,7 +34,8 @@ import { runConfigOf } from "./run_config.ts";
 const TMP = await Deno.makeTempDir({ prefix: "runtime_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 const WORLD = join(TMP, "world");
 const generated = await Effect.runPromise(
   genWorld({ out: WORLD, events: 1500 }).pipe(Effect.provide(DuckDb.layer())),

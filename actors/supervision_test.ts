@@ -17,6 +17,7 @@ import { ControlBus, type ReadySettlement } from "./control_bus.ts";
 import { runtimeLayer } from "./runtime.ts";
 import { RunFaultHook } from "./supervisor.ts";
 import { runConfigOf } from "./run_config.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 // Supervision end to end: the real runtime (DuckDB, PGlite, WAL, supervisor, control bus) and
 // the reference gate over loopback. A READY whose run breaks in an unexpected way must end in
@@ -25,7 +26,8 @@ import { runConfigOf } from "./run_config.ts";
 const TMP = await Deno.makeTempDir({ prefix: "supervision_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 const GOOD = join(TMP, "good");
 const generated = await Effect.runPromise(
   genWorld({ out: GOOD, events: 300 }).pipe(Effect.provide(DuckDb.layer())),

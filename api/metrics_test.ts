@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, Layer, Logger } from "effect";
+import { Effect, Logger } from "effect";
 import { loadProfile, type Profile } from "../core/profile.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "../core/metrics.ts";
 import { Metrics } from "../actors/metrics.ts";
@@ -14,9 +14,9 @@ import { Supervisor } from "../actors/supervisor.ts";
 import { startIg } from "../ig/server.ts";
 import { genWorld } from "../scripts/gen_world.ts";
 import { DuckDb } from "../stores/duckdb.ts";
-import { Postgres } from "../stores/postgres.ts";
 import type { RunRequested } from "../schemas/messages.ts";
 import { parsePrometheus, sampleValue } from "../tests/prometheus.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 // `/metrics` over a real stream: the runtime streams a generated world into the reference gate
 // twice under one platform run id, from two runs roots (so the second run starts from the first
@@ -25,7 +25,8 @@ import { parsePrometheus, sampleValue } from "../tests/prometheus.ts";
 const TMP = await Deno.makeTempDir({ prefix: "metrics_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE);
 const WORLD = join(TMP, "world");
 const generated = await Effect.runPromise(
   genWorld({ out: WORLD, events: 1500 }).pipe(Effect.provide(DuckDb.layer())),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Effect, Layer, Logger, type Scope } from "effect";
+import { Effect, Logger, type Scope } from "effect";
 import { coreLayer, postgresLayer } from "../actors/runtime.ts";
 import { Supervisor } from "../actors/supervisor.ts";
 import { loadProfile, type Profile } from "../core/profile.ts";
@@ -18,6 +18,7 @@ import { walRecord } from "../stores/wal_records.ts";
 import { auditVerifyCommand } from "./audit_verify.ts";
 import { deadLettersCommand } from "./dead_letters.ts";
 import { runConfigOf } from "../actors/run_config.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 // End to end: a real run of a generated world into the reference gate over loopback HTTP, where
 // the gate refuses the runtime's requests, so the courier dead-letters the first batch. Then
@@ -27,7 +28,8 @@ import { runConfigOf } from "../actors/run_config.ts";
 const TMP = await Deno.makeTempDir({ prefix: "dead_letters_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 const WORLD = join(TMP, "world");
 await Effect.runPromise(genWorld({ out: WORLD, events: 200 }).pipe(Effect.provide(DuckDb.layer())));
 

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { cpSync } from "node:fs";
 import { join } from "node:path";
-import { Cause, Effect, Exit, Layer, type Scope } from "effect";
+import { Cause, Effect, Exit, type Scope } from "effect";
 import { RETRY_DEFAULTS } from "../core/ig_retry.ts";
 import { envelope, RUN } from "../ig/_testing.ts";
 import { type RunningIg, type ServeOptions, startIg } from "../ig/server.ts";
 import { onRetryClock } from "../tests/retry_clock.ts";
 import { type IgClientOptions, igHealthy, IgSendFailed, makeIgClient } from "./ig_client.ts";
-import { Postgres } from "./postgres.ts";
+import { pgliteTemplate } from "../tests/_testing.ts";
 
 /** A real HTTP server on a free loopback port answering `/v1/ops/health` with `status`. */
 function healthServer(status: number | "hang") {
@@ -57,7 +57,8 @@ Deno.test("igHealthy: 200 is up, 503 and no answer in time are down", async () =
 const TMP = await Deno.makeTempDir({ prefix: "ig_client_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(TMP, { recursive: true }));
 const BARE_DB = join(TMP, "bare");
-await Effect.runPromise(Effect.scoped(Layer.build(Postgres.layerPglite(BARE_DB))));
+// Migrated once here (worldstream's and the gate's tables), so each copy opens current.
+await pgliteTemplate(BARE_DB);
 let gates = 0;
 
 function test(name: string, body: Effect.Effect<void, unknown, Scope.Scope>) {

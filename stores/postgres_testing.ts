@@ -9,7 +9,7 @@ import { cpSync } from "node:fs";
 import { Effect, Layer, type Scope } from "effect";
 import { fail, WorldstreamError } from "../schemas/errors.ts";
 import { type PgBackend, Postgres } from "./postgres.ts";
-import { migratingOnFirstUse } from "./postgres_migrate.ts";
+import { migrate, migratingOnFirstUse } from "./postgres_migrate.ts";
 
 /** The admin DSN for server tests, if any. */
 export const SERVER_URL: string | undefined = Deno.env.get("DATABASE_URL") || undefined;
@@ -23,15 +23,32 @@ export interface PgTestContext {
 
 type Body = (ctx: PgTestContext) => Effect.Effect<void, unknown, Postgres | Scope.Scope>;
 
+/** What `pgTest` takes besides the body. */
+export interface PgTestOptions {
+  /** Only on this backend. */
+  readonly only?: PgBackend;
+  /**
+   * A PGlite copy that already holds worldstream's migrations, for a body that migrates first
+   * thing (its `migrate` then finds the database current): PGlite's migration costs ~1 s of CPU
+   * per test. Server databases start empty either way.
+   */
+  readonly migrated?: boolean;
+}
+
 /** Registers `name` once per backend; `only` restricts it to one. */
-export function pgTest(name: string, body: Body, options: { readonly only?: PgBackend } = {}) {
+export function pgTest(name: string, body: Body, options: PgTestOptions = {}) {
   for (const backend of ["pglite", "server"] as const) {
     if (options.only !== undefined && options.only !== backend) continue;
     const skipped = backend === "server" && SERVER_URL === undefined;
     Deno.test({
       name: `${backend}: ${name}${skipped ? " (skipped: DATABASE_URL is not set)" : ""}`,
       ignore: skipped,
-      fn: () => Effect.runPromise(inFreshDatabase(backend, body).pipe(Effect.mapError(readable))),
+      fn: () =>
+        Effect.runPromise(
+          inFreshDatabase(backend, body, options.migrated ?? false).pipe(
+            Effect.mapError(readable),
+          ),
+        ),
     });
   }
 }
@@ -56,11 +73,11 @@ export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquire
   (dir) => Effect.promise(() => Deno.remove(dir, { recursive: true }).catch(() => undefined)),
 );
 
-function inFreshDatabase(backend: PgBackend, body: Body) {
+function inFreshDatabase(backend: PgBackend, body: Body, migrated: boolean) {
   return Effect.scoped(Effect.gen(function* () {
     if (backend === "pglite") {
       const dir = yield* tempDir;
-      const template = yield* pgliteTemplate;
+      const template = yield* (migrated ? migratedTemplate : pgliteTemplate);
       cpSync(template, `${dir}/data`, { recursive: true });
       return yield* body({ backend }).pipe(Effect.provide(Postgres.layerPglite(`${dir}/data`)));
     }
@@ -70,23 +87,33 @@ function inFreshDatabase(backend: PgBackend, body: Body) {
   }));
 }
 
-let template: Promise<string> | undefined;
-
-// A closed PGlite data directory, shared by every test of this process and removed at exit.
-const pgliteTemplate: Effect.Effect<string, WorldstreamError> = Effect.suspend(() => {
-  template ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "ws-pglite-template-" });
-    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    await Effect.runPromise(
-      Effect.scoped(Layer.build(Postgres.layerPglite(`${dir}/data`))),
-    );
-    return `${dir}/data`;
-  })();
-  return Effect.tryPromise({
-    try: () => template!,
-    catch: (e) => fail("PG_UNAVAILABLE", `PGlite template did not initialise: ${e}`),
+/**
+ * A closed PGlite data directory made once by `make` over the Postgres of a new folder, shared
+ * by every test of this process and removed at exit.
+ */
+function templateOnce(make: Effect.Effect<unknown, WorldstreamError, Postgres>) {
+  let template: Promise<string> | undefined;
+  return Effect.suspend(() => {
+    template ??= (async () => {
+      const dir = await Deno.makeTempDir({ prefix: "ws-pglite-template-" });
+      globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+      await Effect.runPromise(
+        Effect.scoped(Layer.build(
+          Layer.effectDiscard(make).pipe(Layer.provide(Postgres.layerPglite(`${dir}/data`))),
+        )),
+      );
+      return `${dir}/data`;
+    })();
+    return Effect.tryPromise({
+      try: () => template!,
+      catch: (e) => fail("PG_UNAVAILABLE", `PGlite template did not initialise: ${e}`),
+    });
   });
-});
+}
+
+// An empty database, and one holding worldstream's migrations.
+const pgliteTemplate: Effect.Effect<string, WorldstreamError> = templateOnce(Effect.void);
+const migratedTemplate: Effect.Effect<string, WorldstreamError> = templateOnce(migrate);
 
 /**
  * A fresh database on the DATABASE_URL server: `create database` on the admin connection,
