@@ -6,13 +6,19 @@
  * so the door lets it through without asking the policy again (the approval is the grant).
  *
  * Parkable: `checkpoint.reset`, `deadletter.retry`, `deadletter.purge`, `wsp.replay`,
- * `run.pause`, `run.resume`, `run.cancel`. A runner that acts on the running runtime (a replay is
+ * `run.pause`, `run.resume`, `run.cancel`, and `wsp.stream` for a READY (its plan step parks it,
+ * actors/plan.ts; its runner submits the READY again to the READY path, actors/control_bus.ts,
+ * with the approval, so it gets the bus's checks and ledger and streams). A runner that acts on the running runtime (a replay is
  * a run of its Supervisor, pause/resume/cancel steer a run in flight) says `runtime: true`: only
  * the admin API, which runs inside the runtime, can run it; the `approvals` command (runtime
  * stopped) answers APPROVAL_NEEDS_RUNTIME and leaves it pending. Add one entry to
  * {@link APPROVAL_RUNNERS} to make another action approvable.
  */
-import { Effect, Schema } from "effect";
+import { Effect, Option, Schema } from "effect";
+import { ControlBus } from "../actors/control_bus.ts";
+import { ApprovalGrant } from "../actors/governance.ts";
+import { ReadyLedger } from "../actors/ready_ledger.ts";
+import { ControlBusEnvelope } from "../schemas/control_bus.ts";
 import type { Checkpointer } from "../actors/checkpointer.ts";
 import type { Journal } from "../actors/journal.ts";
 import { RunConfig } from "../actors/run_config.ts";
@@ -264,6 +270,68 @@ const controlRunner: ApprovalRunner = {
     }),
 };
 
+/** The request a parked READY carries (actors/plan.ts): its envelope and the run it would be. */
+export const ReadyApprovalRequest = Schema.Struct({
+  ready: ControlBusEnvelope,
+  run_key: Schema.String,
+});
+const decodeReady = decodeWith(
+  ReadyApprovalRequest,
+  "APPROVAL_ACTION_GONE",
+  "parked READY",
+);
+
+/** The READY path of the running runtime, or APPROVAL_NEEDS_RUNTIME. */
+const readyPath = Effect.gen(function* () {
+  const bus = yield* Effect.serviceOption(ControlBus);
+  if (Option.isNone(bus)) {
+    return yield* Effect.fail(fail(
+      "APPROVAL_NEEDS_RUNTIME",
+      "A parked READY streams through the running runtime's READY path; nothing ran",
+    ));
+  }
+  return bus.value;
+});
+
+const streamRunner: ApprovalRunner = {
+  runtime: true,
+  check: (request) =>
+    Effect.gen(function* () {
+      const { ready } = yield* decodeReady(request);
+      const ledger = yield* Effect.serviceOption(ReadyLedger);
+      if (Option.isNone(ledger)) return;
+      const streamed = yield* ledger.value.isStreamed(ready.message_id).pipe(
+        Effect.catchIf((e) => e.reason === "READY_LEDGER_UNAVAILABLE", () => Effect.succeed(false)),
+      );
+      if (streamed) {
+        return yield* gone(
+          `The READY ${ready.message_id} was streamed already; nothing was streamed again`,
+        );
+      }
+    }),
+  run: (request, actor) =>
+    Effect.gen(function* () {
+      const { ready } = yield* decodeReady(request);
+      const bus = yield* readyPath;
+      const grant = yield* ApprovalGrant;
+      if (grant?.approval_id === undefined) {
+        return yield* Effect.fail(
+          fail("INTERNAL_ERROR", "A parked READY ran without its approval"),
+        );
+      }
+      const answer = yield* bus.submit(ready.message_id, JSON.stringify(ready), {
+        approval_id: grant.approval_id,
+        by: actor,
+      });
+      if (answer._tag === "Accepted") {
+        return { message_id: answer.message_id, status: "ACCEPTED" } satisfies JsonObject;
+      }
+      // Settled without a run (refused, deferred, or parked again for another world).
+      const s = answer.settlement;
+      return { message_id: s.message_id, status: s.status, reason: s.reason } satisfies JsonObject;
+    }),
+};
+
 /** Capability id → runner. */
 export const APPROVAL_RUNNERS: Readonly<Record<string, ApprovalRunner>> = {
   "checkpoint.reset": resetRunner,
@@ -273,4 +341,5 @@ export const APPROVAL_RUNNERS: Readonly<Record<string, ApprovalRunner>> = {
   "run.pause": controlRunner,
   "run.resume": controlRunner,
   "run.cancel": controlRunner,
+  "wsp.stream": streamRunner,
 };

@@ -24,6 +24,7 @@ import {
   walRecord,
 } from "../stores/wal_records.ts";
 import { Journal } from "./journal.ts";
+import { Wal } from "./wal/writer.ts";
 
 /** How long a parked action waits when the profile does not say (`governance.approval_ttl_seconds`). */
 export const DEFAULT_APPROVAL_TTL_SECONDS = 3600;
@@ -170,6 +171,32 @@ function bodyOf(a: Approval): ApprovalBody {
     ...(view.explanation === null ? {} : { explanation: view.explanation }),
   };
 }
+
+/**
+ * The approval still waiting (PENDING, unexpired) for `capability` whose request matches, if any:
+ * what Postgres holds, overlaid with the WAL's undrained approval records (a decision not drained
+ * yet wins over the row it moves on), so a park made a moment ago is seen without a drain.
+ */
+export const waitingApproval = Effect.fn("waitingApproval")(function* (
+  capability: string,
+  matches: (request: JsonObject) => boolean,
+) {
+  const byId = new Map<string, ApprovalBody>();
+  for (const a of yield* listStoredApprovals("PENDING", 10_000)) byId.set(a.approval_id, bodyOf(a));
+  for (const r of yield* (yield* Wal).pending) {
+    if (r.kind !== "approval") continue;
+    const body = r.body as ApprovalBody;
+    byId.set(body.approval_id, body);
+  }
+  const now = (yield* nowDate).toISOString();
+  for (const body of byId.values()) {
+    if (
+      body.status === "PENDING" && body.capability === capability && body.expires_at > now &&
+      matches(body.request)
+    ) return body;
+  }
+  return undefined;
+});
 
 /**
  * Records a decision on a PENDING approval: APPROVED (`approval_granted`), DENIED or EXPIRED

@@ -5,7 +5,10 @@
  * with its reason; another topic or platform run → SKIPPED_OUT_OF_SCOPE; already STREAMED →
  * SKIPPED_DUPLICATE; IG not reachable → DEFERRED_DOWNSTREAM_NOT_READY (not done: it is tried
  * again after a pause); otherwise the supervisor streams it and the ledger records STREAMED or
- * FAILED. A failed message is tried again after a restart.
+ * FAILED. A failed message is tried again after a restart. When the policy asks for an approval
+ * of its `wsp.stream`, the plan step parks the READY (actors/plan.ts) and the ledger records
+ * AWAITING_APPROVAL (not done, not failed): approving it submits the READY again through
+ * {@link ReadyHandler.submit} with the approval, and it streams like any other.
  *
  * The ledger and audit log journal to the WAL, so none of this waits on Postgres. The one case
  * Postgres is needed for: the ledger has never been seeded from it and knows nothing of the
@@ -17,6 +20,7 @@ import { interpretReady, type ReadyContext, ReadyRejection } from "../core/ready
 import { describeCause, supervised } from "../core/supervise.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { StreamResult } from "../schemas/messages.ts";
+import type { JsonObject } from "../schemas/common.ts";
 import { AuditLog, READY_AUDIT_KINDS } from "./audit_log.ts";
 import { poll } from "../stores/control_bus_fs.ts";
 import { igHealthy } from "../stores/ig_client.ts";
@@ -70,7 +74,14 @@ export interface ReadyHandler {
   readonly submit: (
     messageId: string,
     text: string,
+    approval?: ReadyApproval,
   ) => Effect.Effect<SubmitAnswer, WorldstreamError>;
+}
+
+/** The approval a parked READY is submitted again under (actions/approval_runners.ts). */
+export interface ReadyApproval {
+  readonly approval_id: string;
+  readonly by: string;
 }
 
 /** What {@link ReadyHandler.submit} answers. */
@@ -113,6 +124,10 @@ export const makeReadyHandler = (context: ReadyContext) =>
                 emitted: s.result.emitted,
                 output_ids: s.result.output_ids,
                 ...(s.result.dead_lettered ? { dead_lettered: s.result.dead_lettered } : {}),
+                // Which approval it waits for, and until when.
+                ...(s.status === "AWAITING_APPROVAL" && s.result.message
+                  ? { message: s.result.message }
+                  : {}),
               },
             }
             : {}),
@@ -127,6 +142,7 @@ export const makeReadyHandler = (context: ReadyContext) =>
       hooks: {
         readonly exclusive?: boolean;
         readonly onAccepted?: (messageId: string) => Effect.Effect<void>;
+        readonly approval?: ReadyApproval;
       } = {},
     ) =>
       Effect.gen(function* () {
@@ -216,6 +232,8 @@ export const makeReadyHandler = (context: ReadyContext) =>
           message_id: p.message_id,
           pins: p.pins,
           principal: `agent:${p.sender}`,
+          ready: JSON.parse(text) as JsonObject,
+          ...(hooks.approval === undefined ? {} : { approval: hooks.approval }),
         });
         yield* audit.record("RUN_ENDED", {
           message_id: p.message_id,
@@ -225,8 +243,13 @@ export const makeReadyHandler = (context: ReadyContext) =>
         });
         return yield* settle({
           message_id: p.message_id,
-          // A cancelled run is a failed attempt for the ledger: the READY may be tried again.
-          status: result.status === "CANCELLED" ? "FAILED" : result.status,
+          // A cancelled run is a failed attempt for the ledger: the READY may be tried again. A
+          // READY parked for an approval waits for it (nothing was sent).
+          status: result.status === "CANCELLED"
+            ? "FAILED"
+            : result.status === "FAILED" && result.reason === "APPROVAL_PENDING"
+            ? "AWAITING_APPROVAL"
+            : result.status,
           reason: result.reason,
           result,
         });
@@ -260,17 +283,23 @@ export const makeReadyHandler = (context: ReadyContext) =>
         ),
       );
 
+    // A READY awaiting approval is announced (nobody waits forever); a later settlement of it
+    // (its approved run) replaces that one, so `settled` answers the latest.
+    const awaiting = new Set<string>();
     const announce = (s: ReadySettlement) =>
-      s.status === "DEFERRED_DOWNSTREAM_NOT_READY"
-        ? Effect.void
-        : Deferred.succeed(waiter(s.message_id), s).pipe(Effect.asVoid);
+      s.status === "DEFERRED_DOWNSTREAM_NOT_READY" ? Effect.void : Effect.suspend(() => {
+        if (awaiting.delete(s.message_id)) waiters.delete(s.message_id);
+        if (s.status === "AWAITING_APPROVAL") awaiting.add(s.message_id);
+        return Deferred.succeed(waiter(s.message_id), s).pipe(Effect.asVoid);
+      });
 
-    const submit = (messageId: string, text: string) =>
+    const submit = (messageId: string, text: string, approval?: ReadyApproval) =>
       Effect.gen(function* () {
         const accepted = yield* Deferred.make<SubmitAnswer>();
         const done = yield* Deferred.make<SubmitAnswer, WorldstreamError>();
         yield* handle(messageId, text, undefined, {
           exclusive: true,
+          ...(approval === undefined ? {} : { approval }),
           onAccepted: (id) =>
             Deferred.succeed(accepted, { _tag: "Accepted", message_id: id }).pipe(Effect.asVoid),
         }).pipe(

@@ -244,7 +244,14 @@ export type Grant =
 export const authorizeOrPark = Effect.fn("authorizeOrPark")(function* (
   principal: string,
   capability: string,
-  context: AuthorizeContext & { readonly request: JsonObject },
+  context: AuthorizeContext & {
+    readonly request: JsonObject;
+    /**
+     * The approval already waiting for this same action, if any: answered instead of parking
+     * a second one (a READY of a run that is parked already).
+     */
+    readonly waiting?: Effect.Effect<ApprovalBody | undefined, WorldstreamError>;
+  },
 ): Effect.fn.Return<Grant, WorldstreamError, Journal> {
   const grant = yield* grantFor(capability, context.request);
   if (grant !== undefined) {
@@ -254,6 +261,8 @@ export const authorizeOrPark = Effect.fn("authorizeOrPark")(function* (
   yield* record(decision, context);
   if (decision.decision === "DENY") return yield* fail("POLICY_DENIED", decision.reason);
   if (decision.decision === "ALLOW") return { status: "ALLOWED", decision };
+  const waiting = context.waiting === undefined ? undefined : yield* context.waiting;
+  if (waiting !== undefined) return { status: "PENDING", decision, approval: waiting };
   const ttl = context.profile.governance.approval_ttl_seconds;
   const approval = yield* parkApproval(decision, {
     request: context.request,

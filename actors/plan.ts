@@ -9,7 +9,7 @@
  * the run's scope. Policy, budgets and governance go in `authorize`, the one place every run
  * passes before anything is built or sent.
  */
-import { Effect, type Scope } from "effect";
+import { Effect, Option, type Scope } from "effect";
 import { canonicalJson, sha256Hex } from "../core/hash.ts";
 import { selectOutputIds } from "../core/profile.ts";
 import { authorizePrivacy, type PrivacyGrant } from "../core/privacy.ts";
@@ -32,10 +32,18 @@ import {
 import type { ViewPosition } from "../stores/stream_view_read.ts";
 import type { OwedReceipt } from "../stores/wal_records.ts";
 import type { OracleStore } from "../stores/oracle.ts";
-import type { Wal } from "./wal/writer.ts";
-import type { Postgres } from "../stores/postgres.ts";
+import { Wal } from "./wal/writer.ts";
+import { Postgres } from "../stores/postgres.ts";
+import type { JsonObject } from "../schemas/common.ts";
+import { waitingApproval } from "./approvals.ts";
+import { Journal } from "./journal.ts";
 import { RunConfig } from "./run_config.ts";
-import { authorize as authorizeCapability, servicePrincipal } from "./governance.ts";
+import {
+  ApprovalGrant,
+  authorize as authorizeCapability,
+  authorizeOrPark,
+  servicePrincipal,
+} from "./governance.ts";
 import type { EnvelopeChunk, EnvelopeSource } from "./streamer.ts";
 
 /** One output of a plan: its reader, opened after the output's checkpoint. */
@@ -81,6 +89,10 @@ export interface PlanDraft {
   readonly source: string;
   /** The run's checkpoint scope. */
   readonly runKey: string;
+  /** The READY envelope as submitted: parked as a pending approval when the policy asks for one. */
+  readonly ready?: JsonObject;
+  /** The approval the READY goes ahead under (its approved re-submission). */
+  readonly approval?: { readonly approval_id: string; readonly by: string };
 }
 
 /**
@@ -115,15 +127,21 @@ export function packKey(world: World, platformRunId: string, scenarioRunId: stri
 
 /**
  * The policy checks of a run: the capability policy (`wsp.stream` for whoever asked, decided and
- * recorded by actors/governance.ts: POLICY_DENIED or APPROVAL_REQUIRED with the explanation),
- * producer allowlist, privacy tier and its license. Answers what the privacy tier grants the run
- * (its pseudonymizers). Budgets are enforced per hand-over (actors/budgets.ts).
+ * recorded by actors/governance.ts: POLICY_DENIED with the explanation, or REQUIRE_APPROVAL, see
+ * below), producer allowlist, privacy tier and its license. Answers what the privacy tier grants
+ * the run (its pseudonymizers). Budgets are enforced per hand-over (actors/budgets.ts).
+ *
+ * REQUIRE_APPROVAL: a READY (its envelope in the draft, and a Journal to park through) is parked
+ * as a pending `wsp.stream` approval whose request is `{ready: <envelope>, run_key}` and the plan
+ * fails APPROVAL_PENDING naming it; a READY of the same run while one waits gets that one, not a
+ * second. Approving it submits the READY again with the approval (actions/approval_runners.ts),
+ * which this door honours for exactly that request. Any other run fails APPROVAL_REQUIRED.
  */
 export const authorize = Effect.fn("authorize")(function* (
   draft: PlanDraft,
-): Effect.fn.Return<PrivacyGrant, WorldstreamError, RunConfig> {
+): Effect.fn.Return<PrivacyGrant, WorldstreamError, RunConfig | Postgres | Wal> {
   const { profile } = yield* RunConfig;
-  yield* authorizeCapability(draft.principal, "wsp.stream", {
+  const context = {
     profile,
     source: draft.source,
     runKey: draft.runKey,
@@ -132,7 +150,39 @@ export const authorize = Effect.fn("authorize")(function* (
       output_ids: draft.outputs.map((o) => o.entry.output_id),
       ig: draft.igBaseUrl,
     },
-  });
+  };
+  const journal = yield* Effect.serviceOption(Journal);
+  if (draft.ready === undefined || Option.isNone(journal)) {
+    yield* authorizeCapability(draft.principal, "wsp.stream", context);
+  } else {
+    const request: JsonObject = { ready: draft.ready, run_key: draft.runKey };
+    const sameRun = (parked: JsonObject) => parked.run_key === draft.runKey;
+    const pg = yield* Postgres;
+    const wal = yield* Wal;
+    const door = authorizeOrPark(draft.principal, "wsp.stream", {
+      ...context,
+      request,
+      waiting: waitingApproval("wsp.stream", sameRun).pipe(
+        Effect.provideService(Postgres, pg),
+        Effect.provideService(Wal, wal),
+      ),
+    }).pipe(Effect.provideService(Journal, journal.value));
+    const grant = yield* (draft.approval === undefined ? door : door.pipe(
+      Effect.provideService(ApprovalGrant, {
+        capability: "wsp.stream",
+        request,
+        by: draft.approval.by,
+        approval_id: draft.approval.approval_id,
+      }),
+    ));
+    if (grant.status === "PENDING") {
+      return yield* fail(
+        "APPROVAL_PENDING",
+        `The READY's wsp.stream waits for approval ${grant.approval.approval_id} until ` +
+          `${grant.approval.expires_at}: ${grant.approval.reason}; nothing was sent`,
+      );
+    }
+  }
   if (!profile.producerAllowlist.includes(draft.producer)) {
     return yield* fail(
       "PRODUCER_NOT_ALLOWED",
@@ -233,6 +283,8 @@ export function planRun(
       principal: request.principal ?? servicePrincipal(producer),
       source: request.source,
       runKey,
+      ...(request.ready === undefined ? {} : { ready: request.ready }),
+      ...(request.approval === undefined ? {} : { approval: request.approval }),
     });
 
     notes.keyed = { runKey, actor: producer, platformRunId };

@@ -3,6 +3,7 @@
  * bus (READY) or an operator (CLI, API); a stream result is what a run ends as.
  */
 import { Schema } from "effect";
+import { JsonObject } from "./common.ts";
 
 /**
  * The world a request vouches for (a READY's and its run facts' pins): the world on disk must be
@@ -51,6 +52,16 @@ export const RunRequested = Schema.TaggedStruct("RunRequested", {
   principal: Schema.optionalKey(Schema.String),
   /** Only this window of the (single) output in `output_ids`: a replay. */
   replay: Schema.optionalKey(ReplayWindow),
+  /**
+   * The READY envelope as submitted (what `POST /v1/runs` takes), set by the READY path: when the
+   * policy asks for an approval of the run's `wsp.stream`, the plan step parks it with this.
+   */
+  ready: Schema.optionalKey(JsonObject),
+  /**
+   * The approval this READY is streamed under (set by the READY path only when an approved,
+   * parked READY is submitted again by its runner, actions/approval_runners.ts).
+   */
+  approval: Schema.optionalKey(Schema.Struct({ approval_id: Schema.String, by: Schema.String })),
 });
 export type RunRequested = typeof RunRequested.Type;
 

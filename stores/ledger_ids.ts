@@ -7,7 +7,10 @@ import { canonicalJson, sha256Hex } from "../core/hash.ts";
 
 /**
  * Every status a READY consumer records (CONTRACTS.md), plus STREAMED_WITH_DEAD_LETTERS: done,
- * but some events of the run are dead letters (`dead-letters list` shows them).
+ * but some events of the run are dead letters (`dead-letters list` shows them); and
+ * AWAITING_APPROVAL: the policy asked for an approval of its `wsp.stream`, so the READY is parked
+ * as a pending approval (reason APPROVAL_PENDING), nothing sent. Not done and not failed: approving
+ * it submits the READY again, which then streams like any other.
  */
 export const READY_STATUSES = [
   "STREAMED",
@@ -16,6 +19,7 @@ export const READY_STATUSES = [
   "SKIPPED_DUPLICATE",
   "SKIPPED_OUT_OF_SCOPE",
   "DEFERRED_DOWNSTREAM_NOT_READY",
+  "AWAITING_APPROVAL",
 ] as const;
 export type ReadyStatus = typeof READY_STATUSES[number];
 
