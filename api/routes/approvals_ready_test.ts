@@ -55,7 +55,7 @@ effectTest(
     const policy = yield* loadPolicies(policyFile);
     const site = yield* adminSite(dir, {
       template: TEMPLATE,
-      profile: (p): Profile => ({ ...p, governance: { ...p.governance, policy } }),
+      profile: (p) => Effect.succeed<Profile>({ ...p, governance: { ...p.governance, policy } }),
     });
     const call = (path: string, method = "GET", body?: unknown) =>
       Effect.promise(async () => {
