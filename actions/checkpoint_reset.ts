@@ -18,12 +18,12 @@
  *
  * Shared by the admin API (`POST /v1/checkpoints/{scope}/{output}/reset` and `.../undo`).
  */
-import { Effect, Schema } from "effect";
+import { Effect, Option, Schema } from "effect";
 import { Checkpointer } from "../actors/checkpointer.ts";
 import { authorize } from "../actors/governance.ts";
 import { Journal } from "../actors/journal.ts";
+import { OutputLocks } from "../actors/output_locks.ts";
 import { RunConfig } from "../actors/run_config.ts";
-import { Supervisor } from "../actors/supervisor.ts";
 import { WalDrain } from "../actors/wal/drain.ts";
 import { sha256Hex } from "../core/hash.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
@@ -131,101 +131,114 @@ export const checkpointReset = Effect.fn("checkpointReset")(function* (
     },
   });
   const target = yield* targetOf(request, label);
-  if (yield* (yield* Supervisor).streaming(scope, outputId)) {
-    return yield* fail(
-      "CHECKPOINT_OUTPUT_STREAMING",
-      `${label}: ${outputId} is streaming in that scope now; pause is not enough, let it end or cancel it`,
-    );
-  }
-  // Everything journaled so far into Postgres: the row read is the output's position now.
-  yield* (yield* WalDrain).drainNow;
-  const pg = yield* Postgres;
-  const [row] = yield* pg.query<LoadedRow>(LOAD, [scope, outputId]);
-  if (row === undefined) {
-    return yield* fail("CHECKPOINT_UNKNOWN", `${label}: no such checkpoint`);
-  }
-  if (row.receipt_owed !== null && row.receipt_owed !== undefined) {
-    return yield* fail(
-      "CHECKPOINT_RECEIPT_OWED",
-      `${label}: it still owes a delivery receipt; stream the scope once to pay it, then reset`,
-    );
-  }
-  const current: ViewPosition = {
-    seq: Number(row.last_seq),
-    filename: row.last_file,
-    file_row_number: Number(row.last_row_index),
-    ts_utc: row.last_ts_utc,
-  };
-  let next: ViewPosition;
-  if (target === "undo") {
-    if (row.previous_seq === null || row.previous_seq === undefined) {
-      return yield* fail("CHECKPOINT_NO_PREVIOUS", `${label}: it was never reset, nothing to undo`);
-    }
-    next = {
-      seq: Number(row.previous_seq),
-      filename: row.previous_file ?? "",
-      file_row_number: Number(row.previous_row_index ?? 0),
-      ts_utc: row.previous_ts_utc ?? "",
-    };
-  } else {
-    next = yield* positionInView(scope, outputId, target, label);
-  }
-
-  const journal = yield* Journal;
-  const now = yield* journal.now;
-  const body = {
-    pack_key: scope,
-    output_id: outputId,
-    last_seq: next.seq,
-    last_file: next.filename,
-    last_row_index: next.file_row_number,
-    last_ts_utc: next.ts_utc,
-    previous: {
-      last_seq: current.seq,
-      last_file: current.filename,
-      last_row_index: current.file_row_number,
-      last_ts_utc: current.ts_utc,
-    },
-    actor: options.principal,
-  };
-  const [receipt] = yield* journal.append([walRecord("checkpoint_reset", body, now)], [{
-    kind: "checkpoint_reset",
-    status: "pass",
-    rationale: `${outputId}: checkpoint moved from event ${current.seq} to ${next.seq}${
-      target === "undo" ? " (undo of the last reset)" : ""
-    }`,
-    badges: target === "undo" ? ["checkpoint_reset", "undo"] : ["checkpoint_reset"],
-    inputs_digest: sha256Hex(`${scope}|${outputId}|${current.seq}|${next.seq}|${now.getTime()}`),
-    actor: options.principal,
-    run_key: scope,
-    output_id: outputId,
-    detail: {
-      from: cursorOf(current),
-      to: cursorOf(next),
-      undo: target === "undo",
-      ...(request.to_seq === undefined ? {} : { to_seq: request.to_seq }),
-      ...(request.to_ts === undefined ? {} : { to_ts: request.to_ts }),
-    },
-  }]);
-  yield* (yield* Checkpointer).forget(scope, outputId);
-  yield* Effect.logInfo("checkpoint_reset").pipe(Effect.annotateLogs({
-    run_key: scope,
-    output_id: outputId,
-    from_seq: current.seq,
-    to_seq: next.seq,
-    actor: options.principal,
-  }));
-  // Into Postgres at once, so the listing shows it; the WAL holds it if Postgres is down.
-  yield* (yield* WalDrain).drainNow.pipe(
-    Effect.catch((e) => Effect.logWarning("checkpoint reset not drained yet", e.message)),
+  const busy = fail(
+    "CHECKPOINT_OUTPUT_STREAMING",
+    `${label}: ${outputId} is streaming in that scope now; pause is not enough, let it end or cancel it`,
   );
-  return {
-    run_key: scope,
-    output_id: outputId,
-    previous: cursorOf(current),
-    current: cursorOf(next),
-    receipt_id: receipt.receipt_id,
-  } satisfies CheckpointResetAnswer;
+  // Read and moved under the output's lock: a run that holds it (from before it reads the
+  // checkpoint until it ends) refuses the reset; a run starting now waits until it is written.
+  const moved = yield* (yield* OutputLocks).ifFree(
+    scope,
+    outputId,
+    Effect.gen(function* () {
+      // Everything journaled so far into Postgres: the row read is the output's position now.
+      yield* (yield* WalDrain).drainNow;
+      const pg = yield* Postgres;
+      const [row] = yield* pg.query<LoadedRow>(LOAD, [scope, outputId]);
+      if (row === undefined) {
+        return yield* fail("CHECKPOINT_UNKNOWN", `${label}: no such checkpoint`);
+      }
+      if (row.receipt_owed !== null && row.receipt_owed !== undefined) {
+        return yield* fail(
+          "CHECKPOINT_RECEIPT_OWED",
+          `${label}: it still owes a delivery receipt; stream the scope once to pay it, then reset`,
+        );
+      }
+      const current: ViewPosition = {
+        seq: Number(row.last_seq),
+        filename: row.last_file,
+        file_row_number: Number(row.last_row_index),
+        ts_utc: row.last_ts_utc,
+      };
+      let next: ViewPosition;
+      if (target === "undo") {
+        if (row.previous_seq === null || row.previous_seq === undefined) {
+          return yield* fail(
+            "CHECKPOINT_NO_PREVIOUS",
+            `${label}: it was never reset, nothing to undo`,
+          );
+        }
+        next = {
+          seq: Number(row.previous_seq),
+          filename: row.previous_file ?? "",
+          file_row_number: Number(row.previous_row_index ?? 0),
+          ts_utc: row.previous_ts_utc ?? "",
+        };
+      } else {
+        next = yield* positionInView(scope, outputId, target, label);
+      }
+
+      const journal = yield* Journal;
+      const now = yield* journal.now;
+      const body = {
+        pack_key: scope,
+        output_id: outputId,
+        last_seq: next.seq,
+        last_file: next.filename,
+        last_row_index: next.file_row_number,
+        last_ts_utc: next.ts_utc,
+        previous: {
+          last_seq: current.seq,
+          last_file: current.filename,
+          last_row_index: current.file_row_number,
+          last_ts_utc: current.ts_utc,
+        },
+        actor: options.principal,
+      };
+      const [receipt] = yield* journal.append([walRecord("checkpoint_reset", body, now)], [{
+        kind: "checkpoint_reset",
+        status: "pass",
+        rationale: `${outputId}: checkpoint moved from event ${current.seq} to ${next.seq}${
+          target === "undo" ? " (undo of the last reset)" : ""
+        }`,
+        badges: target === "undo" ? ["checkpoint_reset", "undo"] : ["checkpoint_reset"],
+        inputs_digest: sha256Hex(
+          `${scope}|${outputId}|${current.seq}|${next.seq}|${now.getTime()}`,
+        ),
+        actor: options.principal,
+        run_key: scope,
+        output_id: outputId,
+        detail: {
+          from: cursorOf(current),
+          to: cursorOf(next),
+          undo: target === "undo",
+          ...(request.to_seq === undefined ? {} : { to_seq: request.to_seq }),
+          ...(request.to_ts === undefined ? {} : { to_ts: request.to_ts }),
+        },
+      }]);
+      yield* (yield* Checkpointer).forget(scope, outputId);
+      yield* Effect.logInfo("checkpoint_reset").pipe(Effect.annotateLogs({
+        run_key: scope,
+        output_id: outputId,
+        from_seq: current.seq,
+        to_seq: next.seq,
+        actor: options.principal,
+      }));
+      // Into Postgres at once, so the listing shows it; the WAL holds it if Postgres is down.
+      yield* (yield* WalDrain).drainNow.pipe(
+        Effect.catch((e) => Effect.logWarning("checkpoint reset not drained yet", e.message)),
+      );
+      return {
+        run_key: scope,
+        output_id: outputId,
+        previous: cursorOf(current),
+        current: cursorOf(next),
+        receipt_id: receipt.receipt_id,
+      } satisfies CheckpointResetAnswer;
+    }),
+  );
+  if (Option.isNone(moved)) return yield* busy;
+  return moved.value;
 });
 
 /**

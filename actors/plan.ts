@@ -18,6 +18,7 @@ import type { World, WorldOutput } from "../stores/world.ts";
 import { WorldCache } from "../stores/world_cache.ts";
 import { fail, type WorldstreamError } from "../schemas/errors.ts";
 import type { ReplayWindow, RunPinned, RunRequested } from "../schemas/messages.ts";
+import { OutputLocks } from "./output_locks.ts";
 import { resumePoint } from "./wal/drain.ts";
 import { DuckDb } from "../stores/duckdb.ts";
 import { type EnvelopePins, openEnvelopeReader } from "../stores/envelope_reader.ts";
@@ -372,6 +373,9 @@ function openOutput(
     const window = run.replay === undefined
       ? undefined
       : yield* findWindow(built.view_dir, expected, run.replay, outputId);
+    // Held until the run ends (its scope), taken before its checkpoint is read: a checkpoint
+    // reset of this output cannot land in between (actors/output_locks.ts).
+    yield* (yield* OutputLocks).hold(run.runKey, outputId);
     const resume = yield* resumePoint(run.runKey, outputId);
     // A replay starts at its window, or after its own checkpoint if it got that far already.
     const after = resume?.position ?? window?.after;

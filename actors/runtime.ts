@@ -41,6 +41,7 @@ import { igClientLayer, RunConfig, type RunConfigShape } from "./run_config.ts";
 import { Shutdown } from "./shutdown.ts";
 import { Supervisor } from "./supervisor.ts";
 import { makeWorldCache, WorldCache } from "../stores/world_cache.ts";
+import { makeOutputLocks, OutputLocks } from "./output_locks.ts";
 
 /** Runtime options beyond the run configuration. */
 export interface RuntimeOptions {
@@ -189,6 +190,8 @@ export function coreLayer(config: RunConfigShape, options: RuntimeOptions = {}) 
     Layer.succeed(RunConfig, config),
     // What this runtime checked of a world, reused while its files are unchanged.
     Layer.sync(WorldCache, () => makeWorldCache()),
+    // A run holds its outputs' checkpoint locks; a reset takes one only while it is free.
+    Layer.sync(OutputLocks, () => makeOutputLocks()),
     options.signals ? Shutdown.onSignals.pipe(Layer.provideMerge(Shutdown.layer)) : Shutdown.layer,
   );
   const stores = Layer.mergeAll(
