@@ -7,7 +7,7 @@ import { DeadLetters } from "../stores/dead_letters.ts";
 import { pgQuery, Postgres } from "../stores/postgres.ts";
 import { loadPolicies } from "../core/policy.ts";
 import type { Profile } from "../core/profile.ts";
-import { adminSite, OPERATOR } from "./_admin_site.ts";
+import { adminClient, adminSite } from "./_admin_site.ts";
 import {
   effectTest,
   fileTempDir,
@@ -33,21 +33,6 @@ const WORLD = join(TMP, "world");
 const [TEMPLATE] = await Promise.all([pgliteTemplate(join(TMP, "bare")), makeWorld(WORLD, 200)]);
 const BATCH = 20;
 
-function call(base: string, path: string, method = "GET", body?: unknown) {
-  return Effect.promise(async () => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${OPERATOR}`,
-        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    // deno-lint-ignore no-explicit-any
-    return { status: res.status, body: (await res.json()) as any };
-  });
-}
-
 /** Parks a purge of one real dead letter through the admin API, then stops the runtime. */
 function parkedPurge(dir: string) {
   return Effect.scoped(Effect.gen(function* () {
@@ -67,6 +52,7 @@ function parkedPurge(dir: string) {
       deadLetterFirstBatch: true,
       profile: (p) => Effect.succeed<Profile>({ ...p, governance: { ...p.governance, policy } }),
     });
+    const { get, post } = adminClient(site.admin.url);
     const published = yield* publishReady({
       engineRunRoot: WORLD,
       profile: site.profile,
@@ -77,21 +63,21 @@ function parkedPurge(dir: string) {
       Effect.timeout("120 seconds"),
     );
     assert.equal(settled.status, "STREAMED_WITH_DEAD_LETTERS", JSON.stringify(settled));
-    const letters = (yield* call(site.admin.url, "/v1/dead-letters?status=open&limit=1000")).body
+    const letters = (yield* get("/v1/dead-letters?status=open&limit=1000")).body
       .dead_letters as Array<{ id: string }>;
     assert.equal(letters.length, BATCH);
-    const parked = yield* call(site.admin.url, "/v1/dead-letters/purge", "POST", {
+    const parked = yield* post("/v1/dead-letters/purge", {
       ids: [letters[0].id],
     });
     assert.equal(parked.status, 202, JSON.stringify(parked.body));
-    const replay = yield* call(site.admin.url, "/v1/replay", "POST", {
+    const replay = yield* post("/v1/replay", {
       engine_run_root: WORLD,
       output_id: TRAFFIC,
       from_seq: 0,
       to_seq: 5,
     });
     assert.equal(replay.status, 202, JSON.stringify(replay.body));
-    const scope = (yield* call(site.admin.url, "/v1/checkpoints")).body.checkpoints
+    const scope = (yield* get("/v1/checkpoints")).body.checkpoints
       .find((c: { output_id: string }) => c.output_id === TRAFFIC).run_key as string;
     return {
       approvalId: parked.body.approval_id as string,

@@ -6,7 +6,7 @@ import { ControlBus } from "../../actors/control_bus.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
 import { loadPolicies } from "../../core/policy.ts";
 import type { Profile } from "../../core/profile.ts";
-import { adminSite, OPERATOR } from "../../tests/_admin_site.ts";
+import { adminClient, adminSite } from "../../tests/_admin_site.ts";
 import {
   effectTest,
   fileTempDir,
@@ -63,20 +63,6 @@ const EXPLANATION = [
 // deno-lint-ignore no-explicit-any
 type Body = any;
 
-function call(base: string, path: string, method = "GET", body?: unknown) {
-  return Effect.promise(async () => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${OPERATOR}`,
-        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: (await res.json()) as Body };
-  });
-}
-
 /** Polls `probe` every 20 ms until `done` holds (deadline 60 s). */
 function until<A>(probe: Effect.Effect<A>, done: (a: A) => boolean, what: string) {
   return Effect.gen(function* () {
@@ -103,9 +89,7 @@ effectTest(
       deadLetterFirstBatch: true,
       profile: (p) => Effect.succeed<Profile>({ ...p, governance: { ...p.governance, policy } }),
     });
-    const base = site.admin.url;
-    const get = (path: string) => call(base, path);
-    const post = (path: string, body: unknown = {}) => call(base, path, "POST", body);
+    const { get, post } = adminClient(site.admin.url);
     const decide = (id: string, decision: "approve" | "deny", note?: string) =>
       post(`/v1/approvals/${id}`, { decision, ...(note ? { note } : {}) });
     /** Posts `path` and answers the approval id of the 202 it must answer. */

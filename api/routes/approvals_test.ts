@@ -7,7 +7,7 @@ import { publishReady } from "../../actions/publish_ready.ts";
 import { ControlBus } from "../../actors/control_bus.ts";
 import { fail } from "../../schemas/errors.ts";
 import { DeadLetters } from "../../stores/dead_letters.ts";
-import { adminSite, OPERATOR, VIEWER } from "../../tests/_admin_site.ts";
+import { adminClient, adminSite, bearer, VIEWER } from "../../tests/_admin_site.ts";
 import {
   effectTest,
   fileTempDir,
@@ -28,21 +28,6 @@ const TMP = await fileTempDir("approvals_api_test_");
 const WORLD = join(TMP, "world");
 const [TEMPLATE] = await Promise.all([pgliteTemplate(join(TMP, "bare")), makeWorld(WORLD, 200)]);
 const BATCH = 20;
-
-function call(base: string, path: string, method = "GET", body?: unknown, token = OPERATOR) {
-  return Effect.promise(async () => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: {
-        Authorization: `Bearer ${token}`,
-        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    // deno-lint-ignore no-explicit-any
-    return { status: res.status, body: (await res.json()) as any };
-  });
-}
 
 function lookup(igUrl: string, eventId: string) {
   return Effect.promise(async () => {
@@ -76,7 +61,7 @@ effectTest(
       batchSize: BATCH,
       deadLetterFirstBatch: true,
     });
-    const base = site.admin.url;
+    const { get, post } = adminClient(site.admin.url);
     const published = yield* publishReady({
       engineRunRoot: WORLD,
       profile: site.profile,
@@ -87,17 +72,17 @@ effectTest(
       Effect.timeout("120 seconds"),
     );
     assert.equal(settled.status, "STREAMED_WITH_DEAD_LETTERS", JSON.stringify(settled));
-    const letters = (yield* call(base, "/v1/dead-letters?status=open&limit=1000")).body
+    const letters = (yield* get("/v1/dead-letters?status=open&limit=1000")).body
       .dead_letters as Array<{ id: string; event_id: string }>;
     assert.equal(letters.length, BATCH);
     const openIds = () =>
       Effect.map(
-        call(base, "/v1/dead-letters?status=open&limit=1000"),
+        get("/v1/dead-letters?status=open&limit=1000"),
         (r) => new Set((r.body.dead_letters as Array<{ id: string }>).map((l) => l.id)),
       );
 
     // Park: 202 with the approval id, nothing purged.
-    const parked = yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [letters[0].id] });
+    const parked = yield* post("/v1/dead-letters/purge", { ids: [letters[0].id] });
     assert.equal(parked.status, 202, JSON.stringify(parked.body));
     assert.equal(parked.body.status, "PENDING");
     const id = parked.body.approval_id as string;
@@ -105,8 +90,8 @@ effectTest(
     assert.ok((yield* openIds()).has(letters[0].id), "parked, not purged");
 
     // Listed with who, what, why and until when; operator only.
-    assert.equal((yield* call(base, "/v1/approvals", "GET", undefined, VIEWER)).status, 403);
-    const listed = yield* call(base, "/v1/approvals?status=PENDING");
+    assert.equal((yield* get("/v1/approvals", bearer(VIEWER))).status, 403);
+    const listed = yield* get("/v1/approvals?status=PENDING");
     assert.equal(listed.status, 200, JSON.stringify(listed.body));
     const [pending] = listed.body.approvals;
     assert.equal(pending.approval_id, id);
@@ -118,7 +103,7 @@ effectTest(
     assert.equal(ttl, 3600 * 1000, "default approval_ttl_seconds");
 
     // Approve: the purge runs once, as the approver; nothing is sent to the gate.
-    const approved = yield* call(base, `/v1/approvals/${id}`, "POST", { decision: "approve" });
+    const approved = yield* post(`/v1/approvals/${id}`, { decision: "approve" });
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
     assert.equal(approved.body.status, "APPROVED");
     assert.equal(approved.body.outcome.purged, 1);
@@ -126,33 +111,33 @@ effectTest(
     assert.equal(yield* lookup(site.ig.url, letters[0].event_id), 404, "a purge sends nothing");
 
     // Decide twice: 409 APPROVAL_ALREADY_DECIDED, nothing runs again.
-    const twice = yield* call(base, `/v1/approvals/${id}`, "POST", { decision: "deny" });
+    const twice = yield* post(`/v1/approvals/${id}`, { decision: "deny" });
     assert.equal(twice.status, 409);
     assert.equal(twice.body.reason, "APPROVAL_ALREADY_DECIDED");
-    const purgedReceipts = (yield* call(base, "/v1/receipts?kind=dead_letter_purged")).body
+    const purgedReceipts = (yield* get("/v1/receipts?kind=dead_letter_purged")).body
       .receipts as Array<unknown>;
     assert.equal(purgedReceipts.length, 1, "purged once");
 
     // Unknown id.
-    const unknown = yield* call(base, `/v1/approvals/${"0".repeat(32)}`, "POST", {
+    const unknown = yield* post(`/v1/approvals/${"0".repeat(32)}`, {
       decision: "approve",
     });
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.reason, "APPROVAL_UNKNOWN");
-    const badBody = yield* call(base, `/v1/approvals/${id}`, "POST", { decision: "maybe" });
+    const badBody = yield* post(`/v1/approvals/${id}`, { decision: "maybe" });
     assert.equal(badBody.status, 400);
 
     // Deny: a policy_denied receipt, the dead letter stays open.
-    const second = (yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [letters[1].id] }))
+    const second = (yield* post("/v1/dead-letters/purge", { ids: [letters[1].id] }))
       .body.approval_id as string;
-    const denied = yield* call(base, `/v1/approvals/${second}`, "POST", {
+    const denied = yield* post(`/v1/approvals/${second}`, {
       decision: "deny",
       note: "keep it",
     });
     assert.equal(denied.status, 200, JSON.stringify(denied.body));
     assert.equal(denied.body.status, "DENIED");
     assert.ok((yield* openIds()).has(letters[1].id));
-    const deniedReceipts = (yield* call(base, "/v1/receipts?kind=policy_denied")).body
+    const deniedReceipts = (yield* get("/v1/receipts?kind=policy_denied")).body
       .receipts as Array<{ receipt: { detail: { approval_id: string; note: string } } }>;
     assert.deepEqual(
       deniedReceipts.map((r) => [r.receipt.detail.approval_id, r.receipt.detail.note]),
@@ -161,18 +146,18 @@ effectTest(
 
     // The action no longer exists: the dead letter was closed meanwhile (purged directly by
     // another approval); approving fails APPROVAL_ACTION_GONE and leaves it pending.
-    const gone = (yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [letters[2].id] }))
+    const gone = (yield* post("/v1/dead-letters/purge", { ids: [letters[2].id] }))
       .body.approval_id as string;
-    const other = (yield* call(base, "/v1/dead-letters/purge", "POST", { ids: [letters[2].id] }))
+    const other = (yield* post("/v1/dead-letters/purge", { ids: [letters[2].id] }))
       .body.approval_id as string;
     assert.equal(
-      (yield* call(base, `/v1/approvals/${other}`, "POST", { decision: "approve" })).status,
+      (yield* post(`/v1/approvals/${other}`, { decision: "approve" })).status,
       200,
     );
-    const goneAnswer = yield* call(base, `/v1/approvals/${gone}`, "POST", { decision: "approve" });
+    const goneAnswer = yield* post(`/v1/approvals/${gone}`, { decision: "approve" });
     assert.equal(goneAnswer.status, 409, JSON.stringify(goneAnswer.body));
     assert.equal(goneAnswer.body.reason, "APPROVAL_ACTION_GONE");
-    const stillPending = (yield* call(base, "/v1/approvals?status=PENDING")).body
+    const stillPending = (yield* get("/v1/approvals?status=PENDING")).body
       .approvals as Array<
         { approval_id: string }
       >;
@@ -180,7 +165,7 @@ effectTest(
 
     // Expiry, on a clock two hours ahead: deciding fails APPROVAL_EXPIRED, the expiry is
     // receipted policy_denied, and nothing ran.
-    const expiring = (yield* call(base, "/v1/dead-letters/purge", "POST", {
+    const expiring = (yield* post("/v1/dead-letters/purge", {
       ids: [letters[3].id],
     })).body.approval_id as string;
     const expired = yield* later(
@@ -193,7 +178,7 @@ effectTest(
     );
     assert.equal(expired.reason, "APPROVAL_EXPIRED");
     assert.ok((yield* openIds()).has(letters[3].id), "nothing ran");
-    const all = (yield* call(base, "/v1/approvals")).body.approvals as Array<
+    const all = (yield* get("/v1/approvals")).body.approvals as Array<
       { approval_id: string; status: string }
     >;
     const statuses = Object.fromEntries(all.map((a) => [a.approval_id, a.status]));
@@ -204,11 +189,11 @@ effectTest(
       [other]: "APPROVED",
       [expiring]: "EXPIRED",
     });
-    const afterExpiry = yield* call(base, `/v1/approvals/${expiring}`, "POST", {
+    const afterExpiry = yield* post(`/v1/approvals/${expiring}`, {
       decision: "approve",
     });
     assert.equal(afterExpiry.body.reason, "APPROVAL_EXPIRED");
-    const deniedNow = (yield* call(base, "/v1/receipts?kind=policy_denied")).body
+    const deniedNow = (yield* get("/v1/receipts?kind=policy_denied")).body
       .receipts as Array<{ receipt: { detail: { approval_id: string; status: string } } }>;
     assert.deepEqual(
       deniedNow.map((r) => r.receipt.detail.approval_id).sort(),
@@ -228,16 +213,16 @@ effectTest(
     assert.deepEqual(rolled.restored, three.slice(0, 2));
     const open = yield* openIds();
     for (const l of three) assert.ok(open.has(l), `${l} open again`);
-    const restored = (yield* call(base, "/v1/receipts?kind=dead_letter_restored")).body
+    const restored = (yield* get("/v1/receipts?kind=dead_letter_restored")).body
       .receipts as Array<{ receipt: { detail: { dead_letter_id: string } } }>;
     assert.deepEqual(
       restored.map((r) => r.receipt.detail.dead_letter_id),
       [three[1], three[0]],
       "compensated in reverse order",
     );
-    const rollback = (yield* call(base, "/v1/receipts?kind=dead_letter_purge_rolled_back")).body
+    const rollback = (yield* get("/v1/receipts?kind=dead_letter_purge_rolled_back")).body
       .receipts as Array<{ receipt: { detail: { failed_step: string } } }>;
     assert.deepEqual(rollback.map((r) => r.receipt.detail.failed_step), ["page 2"]);
-    assert.equal((yield* call(base, "/v1/receipts/verify")).body.status, "OK");
+    assert.equal((yield* get("/v1/receipts/verify")).body.status, "OK");
   }),
 );
