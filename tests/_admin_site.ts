@@ -8,6 +8,7 @@
  * `continue`). Used by the admin route tests (api/routes/*_test.ts) and the dashboard's browser
  * test.
  */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Effect, Layer, Logger, type Scope } from "effect";
 import type { Hono } from "hono";
@@ -164,4 +165,17 @@ export function adminClient(to: Hono | string) {
         callAdmin(to, path, json === undefined ? { method: "POST", headers } : { headers, json })
       ),
   };
+}
+
+/** Polls `probe` every 20 ms until `done` holds (deadline 60 s). */
+export function until<A>(probe: Effect.Effect<A>, done: (a: A) => boolean, what: string) {
+  return Effect.gen(function* () {
+    const deadline = performance.now() + 60_000;
+    while (true) {
+      const a = yield* probe;
+      if (done(a)) return a;
+      assert.ok(performance.now() < deadline, `${what}: not within 60 s`);
+      yield* Effect.sleep(20);
+    }
+  });
 }

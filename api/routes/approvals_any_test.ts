@@ -6,7 +6,7 @@ import { ControlBus } from "../../actors/control_bus.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
 import { loadPolicies } from "../../core/policy.ts";
 import type { Profile } from "../../core/profile.ts";
-import { adminClient, adminSite } from "../../tests/_admin_site.ts";
+import { adminClient, adminSite, until } from "../../tests/_admin_site.ts";
 import {
   effectTest,
   fileTempDir,
@@ -62,19 +62,6 @@ const EXPLANATION = [
 
 // deno-lint-ignore no-explicit-any
 type Body = any;
-
-/** Polls `probe` every 20 ms until `done` holds (deadline 60 s). */
-function until<A>(probe: Effect.Effect<A>, done: (a: A) => boolean, what: string) {
-  return Effect.gen(function* () {
-    const deadline = performance.now() + 60_000;
-    while (true) {
-      const a = yield* probe;
-      if (done(a)) return a;
-      assert.ok(performance.now() < deadline, `${what}: not within 60 s`);
-      yield* Effect.sleep(20);
-    }
-  });
-}
 
 effectTest(
   "every parkable action is parked by the policy, runs once approved, changes nothing when denied, and fails with its code when decided twice or when its target is gone",

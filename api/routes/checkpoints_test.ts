@@ -8,7 +8,7 @@ import { type RunningIg, startIg } from "../../ig/server.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
 import { Wal } from "../../actors/wal/writer.ts";
 import { checkpointRecord } from "../../stores/wal_records.ts";
-import { adminClient, adminSite } from "../../tests/_admin_site.ts";
+import { adminClient, adminSite, until } from "../../tests/_admin_site.ts";
 import {
   copyDb,
   type Envelope,
@@ -105,19 +105,6 @@ function runtimeAt(
       wal: Context.get(context, Wal),
       ...adminClient(app),
     };
-  });
-}
-
-/** Polls `probe` every 20 ms until `done` holds (deadline 60 s). */
-function until<A>(probe: Effect.Effect<A>, done: (a: A) => boolean, what: string) {
-  return Effect.gen(function* () {
-    const deadline = performance.now() + 60_000;
-    while (true) {
-      const a = yield* probe;
-      if (done(a)) return a;
-      assert.ok(performance.now() < deadline, `${what}: not within 60 s`);
-      yield* Effect.sleep(20);
-    }
   });
 }
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Context, Effect, Logger } from "effect";
 import type { RunningIg } from "../../ig/server.ts";
 import { Supervisor } from "../../actors/supervisor.ts";
-import { adminClient, adminSite } from "../../tests/_admin_site.ts";
+import { adminClient, adminSite, until } from "../../tests/_admin_site.ts";
 import {
   expectedIds,
   fileTempDir,
@@ -49,19 +49,6 @@ function gateTotal(ig: RunningIg) {
     const res = await fetch(`${ig.url}/v1/ops/stats`);
     const all = await res.json() as Record<string, Record<string, number>>;
     return Object.values(all).reduce((n, c) => n + c.admitted + c.duplicate + c.quarantined, 0);
-  });
-}
-
-/** Polls `probe` every 20 ms until `done` holds (deadline 60 s). */
-function until<A>(probe: Effect.Effect<A>, done: (a: A) => boolean, what: string) {
-  return Effect.gen(function* () {
-    const deadline = performance.now() + 60_000;
-    while (true) {
-      const a = yield* probe;
-      if (done(a)) return a;
-      assert.ok(performance.now() < deadline, `${what}: not within 60 s`);
-      yield* Effect.sleep(20);
-    }
   });
 }
 
